@@ -1,0 +1,1 @@
+"""ClientApps: what runs on each (simulated or real) client node."""

@@ -1,0 +1,67 @@
+"""Per-process client state: data, target model skeletons and the device, built once.
+
+A simulated client process (a Ray actor) serves many clients in turn, and a real
+SuperNode serves one client for its whole life; either way the dataset is read and
+partitioned once per process and the target model is built once per configuration.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import zlib
+from dataclasses import asdict
+
+import torch
+from flwr.app import ConfigRecord, Context
+from torch import nn
+
+from fedhyper import protocol
+from fedhyper.data import ClientData, DataConfig, load_federated
+from fedhyper.device import select_device
+from fedhyper.models import ModelConfig, build_model
+
+
+def client_id(context: Context) -> int:
+    """The client's stable id: its partition id from the node config."""
+    if protocol.NODE_PARTITION_ID not in context.node_config:
+        raise ValueError(f"node config lacks {protocol.NODE_PARTITION_ID!r}; start the SuperNode with it")
+    return int(context.node_config[protocol.NODE_PARTITION_ID])
+
+
+@functools.lru_cache(maxsize=1)
+def device() -> torch.device:
+    # One thread per client process unless told otherwise: Ray runs several side by side.
+    torch.set_num_threads(int(os.environ.get("FEDHYPER_CLIENT_THREADS", "1")))
+    return select_device("auto")
+
+
+def client_data(config: ConfigRecord, cid: int) -> tuple[ClientData, tuple[int, int, int], int]:
+    """The client's data on its device, with the dataset's input shape and class count."""
+    data_cfg = protocol.decode(DataConfig, protocol.DATA_PREFIX, config)
+    seed = int(config[protocol.SEED])
+    dataset = load_federated(data_cfg, seed)
+    return _on_device(dataset.client(cid), device()), dataset.input_shape, dataset.num_classes
+
+
+def _on_device(data: ClientData, dev: torch.device) -> ClientData:
+    if dev.type == "cpu":
+        return data
+    return ClientData(**{k: v.to(dev) for k, v in asdict(data).items()})
+
+
+def target_model(config: ConfigRecord, input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
+    """The target network's skeleton; its own parameters are never trained."""
+    model_cfg = protocol.decode(ModelConfig, protocol.MODEL_PREFIX, config)
+    return _model_cached(tuple(sorted(asdict(model_cfg).items())), input_shape, n_classes)
+
+
+@functools.lru_cache(maxsize=8)
+def _model_cached(key: tuple, input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
+    return build_model(ModelConfig(**dict(key)), input_shape, n_classes).to(device())
+
+
+def generator(config: ConfigRecord, cid: int) -> torch.Generator:
+    """A batch-order generator that depends on the seed, the round and the client only."""
+    key = f"{config[protocol.SEED]}/{config.get(protocol.SERVER_ROUND, 0)}/{cid}".encode()
+    return torch.Generator().manual_seed(zlib.crc32(key))

@@ -1,0 +1,1 @@
+"""fedhyper: personalised federated learning with server-side hypernetworks on Flower."""

@@ -1,0 +1,62 @@
+"""The experiment's configuration: one dataclass per group, the only source of defaults.
+
+``simulations/`` registers these in Hydra's ConfigStore; the ServerApp rebuilds them from
+the resolved ``config.yaml`` a launcher wrote, or from defaults plus overrides when it is
+started by a bare ``flwr run``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fedhyper.data import DataConfig
+from fedhyper.models import ModelConfig
+
+
+@dataclass
+class SimConfig:
+    """Rounds, sampling, and the simulated clients' resources."""
+
+    num_rounds: int = 200
+    clients_per_round: int = 10
+    eval_every: int = 20  # evaluate all clients every this many rounds, and after the last
+    client_cpus: int = 1  # Ray CPUs per simulated client: cores // client_cpus run at once
+    client_gpus: float = 0.0  # fraction of a GPU per simulated client; 0 trains on the CPU
+    round_timeout: float = 600.0  # seconds to wait for a round's replies
+    ray_address: str = "local"  # "local": a private Ray instance; "host:port" attaches to a cluster
+
+    def validate(self, num_clients: int) -> None:
+        if self.num_rounds < 1:
+            raise ValueError(f"sim.num_rounds={self.num_rounds} must be at least 1")
+        if not 1 <= self.clients_per_round <= num_clients:
+            raise ValueError(
+                f"sim.clients_per_round={self.clients_per_round} must be between 1 and data.num_clients={num_clients}"
+            )
+        if self.eval_every < 1:
+            raise ValueError(f"sim.eval_every={self.eval_every} must be at least 1")
+        if self.client_cpus < 1:
+            raise ValueError(f"sim.client_cpus={self.client_cpus} must be a whole number >= 1")
+        if not 0 <= self.client_gpus <= 1:
+            raise ValueError(f"sim.client_gpus={self.client_gpus} must be in [0, 1] (a fraction of one GPU)")
+
+
+@dataclass
+class ExperimentConfig:
+    """One run: a strategy, the data and target model, the simulation, a seed."""
+
+    strategy: Any = None  # a registered strategy's config dataclass (strategies.REGISTRY)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sim: SimConfig = field(default_factory=SimConfig)
+    seed: int = 0
+    device: str = "auto"  # server-side device for the hypernetwork: auto | cpu | cuda
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first option that cannot work."""
+        self.data.validate()
+        self.sim.validate(self.data.num_clients)
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device={self.device!r} is unknown; choose auto, cpu or cuda")
+        if self.strategy is not None and hasattr(self.strategy, "validate"):
+            self.strategy.validate()

@@ -1,0 +1,118 @@
+"""One federated dataset per process: pooled tensors plus every client's row indices.
+
+A simulated client process serves many clients; they all index the same tensors, so a
+client's share costs its index arrays and nothing more, and the whole thing is built once
+per process (``load_federated`` is cached on its arguments).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from fedhyper.data import fmnist
+from fedhyper.data.partition import PARTITIONS, ClientSplit, partition_indices, split_client
+
+# Input shape (C, H, W) and class count of each dataset, known without loading it.
+_DATASET_INFO = {"fmnist": ((1, 28, 28), 10)}
+DATASETS = tuple(_DATASET_INFO)
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, how it is split among clients, and each client's own split."""
+
+    name: str = "fmnist"
+    root: str | None = None  # a folder with the IDX files; None: the Debian package, then the hub
+    num_clients: int = 50
+    partition: str = "pathological"  # pathological | dirichlet | iid
+    classes_per_client: int = 2  # pathological: pFedHN's split gives each client two classes
+    alpha: float = 0.3  # dirichlet concentration; smaller is more heterogeneous
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    subset: int | None = None  # use only the first N pooled examples (tests, quick trials)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first option that cannot work."""
+        if self.name not in DATASETS:
+            raise ValueError(f"data={self.name!r} is unknown; choose one of {', '.join(DATASETS)}")
+        if self.partition not in PARTITIONS:
+            raise ValueError(f"data.partition={self.partition!r} is unknown; choose one of {', '.join(PARTITIONS)}")
+        if self.num_clients < 1:
+            raise ValueError(f"data.num_clients={self.num_clients} must be at least 1")
+        if self.alpha <= 0:
+            raise ValueError(f"data.alpha={self.alpha} must be positive")
+        if not (self.val_fraction >= 0 and self.test_fraction > 0 and self.val_fraction + self.test_fraction < 1):
+            raise ValueError(
+                f"data.val_fraction={self.val_fraction} and data.test_fraction={self.test_fraction} "
+                "must be >= 0 and > 0 and sum to less than 1"
+            )
+
+
+@dataclass(frozen=True)
+class ClientData:
+    """A client's examples as tensors; views are gathered on demand from the pooled data."""
+
+    x_train: torch.Tensor  # [n_train, C, H, W]
+    y_train: torch.Tensor  # [n_train]
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+    @property
+    def classes(self) -> list[int]:
+        return sorted(torch.unique(torch.cat([self.y_train, self.y_test])).tolist())
+
+
+class FederatedDataset:
+    """Pooled, standardised images and the per-client splits of one partitioning."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, splits: list[ClientSplit]) -> None:
+        self.images = images  # [N, C, H, W] float32, standardised
+        self.labels = labels  # [N] int64
+        self.splits = splits
+        self.num_classes = int(labels.max()) + 1
+
+    def __len__(self) -> int:
+        return len(self.splits)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def client(self, cid: int) -> ClientData:
+        if not 0 <= cid < len(self.splits):
+            raise ValueError(f"client id {cid} is outside 0..{len(self.splits) - 1}")
+        s = self.splits[cid]
+        pick = lambda rows: (self.images[rows], self.labels[rows])  # noqa: E731
+        (xt, yt), (xv, yv), (xs, ys) = pick(s.train), pick(s.val), pick(s.test)
+        return ClientData(x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys)
+
+
+def load_federated(cfg: DataConfig, seed: int) -> FederatedDataset:
+    """Load, standardise and partition the dataset ``cfg`` names; cached per process."""
+    return _load_cached(tuple(sorted(asdict(cfg).items())), seed)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cached(key: tuple, seed: int) -> FederatedDataset:
+    cfg = DataConfig(**dict(key))
+    cfg.validate()
+    images, labels = fmnist.load_fmnist(cfg.root)
+    if cfg.subset:
+        images, labels = images[: cfg.subset], labels[: cfg.subset]
+    x = torch.from_numpy(images).float().div_(255.0).sub_(fmnist.MEAN).div_(fmnist.STD).unsqueeze(1)
+    rows = partition_indices(labels, cfg.num_clients, cfg.partition, cfg.classes_per_client, cfg.alpha, seed)
+    splits = [split_client(r, cfg.val_fraction, cfg.test_fraction, seed * 100_003 + i) for i, r in enumerate(rows)]
+    return FederatedDataset(x, torch.from_numpy(labels), splits)
+
+
+def dataset_info(name: str) -> tuple[tuple[int, int, int], int]:
+    """Input shape (C, H, W) and class count of a dataset, known without loading it."""
+    if name not in _DATASET_INFO:
+        raise ValueError(f"data={name!r} is unknown; choose one of {', '.join(DATASETS)}")
+    return _DATASET_INFO[name]

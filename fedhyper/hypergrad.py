@@ -1,0 +1,52 @@
+"""The hypernetwork's gradient from its clients' local updates.
+
+A client starts from generated weights θ̃_i = h(v_i; Φ), trains locally to θ_i and sends
+back Δ_i = θ_i − θ̃_i. pFedHN's update is the vector-Jacobian product
+∇Φ = Σ_i w_i (∂θ̃_i/∂Φ)ᵀ (−Δ_i): a step against it moves each generated model towards
+its locally trained one. One ``torch.autograd.grad`` call with ``grad_outputs`` computes
+it for all clients of a round at once.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def example_weights(num_examples: list[int] | torch.Tensor) -> torch.Tensor:
+    """Normalised weights w_i = n_i / Σ n, for a weighted mean over clients."""
+    n = torch.as_tensor(num_examples, dtype=torch.float32)
+    if (n <= 0).any():
+        raise ValueError(f"every client must report a positive example count, got {n.tolist()}")
+    return n / n.sum()
+
+
+def hypernet_gradients(
+    generated: dict[str, torch.Tensor],
+    deltas: dict[str, torch.Tensor],
+    weights: torch.Tensor,
+    shared: list[torch.Tensor],
+    embeddings: torch.Tensor,
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Gradients of the shared parameters and of each client's embedding row.
+
+    Parameters
+    ----------
+    generated : name -> [B, *shape], the hypernet's output for the round's B clients.
+    deltas : name -> [B, *shape], Δ_i = θ_i − θ̃_i, in the same order.
+    weights : [B], the weight of each client in the shared gradient (sums to 1).
+    shared : the shared parameters Φ that ``generated`` depends on.
+    embeddings : [B, emb_dim], the embedding rows fed to the hypernet (part of the graph).
+
+    Returns
+    -------
+    The example-weighted mean gradient for each tensor of ``shared``, and [B, emb_dim]
+    embedding gradients, each client's own and not scaled by ``weights``: an embedding
+    belongs to one client, so sampling more clients a round must not slow its learning.
+    """
+    names = list(generated)
+    outputs = [generated[n] for n in names]
+    scale = weights.to(outputs[0].dtype)
+    grad_outputs = [-deltas[n] * scale.view(-1, *([1] * (deltas[n].dim() - 1))) for n in names]
+    grads = torch.autograd.grad(outputs, [*shared, embeddings], grad_outputs=grad_outputs, allow_unused=True)
+    shared_grads = [torch.zeros_like(p) if g is None else g for p, g in zip(shared, grads[:-1], strict=True)]
+    return shared_grads, grads[-1] / scale.unsqueeze(1)

@@ -1,0 +1,79 @@
+"""Target networks: ordinary ``nn.Module``s whose weights a hypernetwork generates.
+
+Generated weights are applied with ``torch.func.functional_call``; no model here has a
+``forward(weights=...)`` variant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+MODELS = ("cnn", "mlp")
+
+
+@dataclass
+class ModelConfig:
+    """The target network every client runs."""
+
+    name: str = "cnn"  # cnn: pFedHN's LeNet-style CNN; mlp: two hidden layers
+    n_kernels: int = 16  # cnn: channels of the first conv (the second has twice as many)
+    hidden: int = 200  # mlp: width of each hidden layer
+
+
+class CNNTarget(nn.Module):
+    """pFedHN's LeNet-style CNN: two 5x5 conv/pool stages and three dense layers."""
+
+    def __init__(self, in_channels: int = 1, image_size: int = 28, n_classes: int = 10, n_kernels: int = 16):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, n_kernels, 5)
+        self.conv2 = nn.Conv2d(n_kernels, 2 * n_kernels, 5)
+        side = ((image_size - 4) // 2 - 4) // 2  # 28 -> 4, 32 -> 5
+        self.fc1 = nn.Linear(2 * n_kernels * side * side, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
+        x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
+        x = torch.relu(self.fc1(x.flatten(1)))
+        return self.fc3(torch.relu(self.fc2(x)))
+
+
+class MLPTarget(nn.Module):
+    """A two-hidden-layer perceptron over flattened inputs."""
+
+    def __init__(self, in_features: int, n_classes: int = 10, hidden: int = 200):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.fc3 = nn.Linear(hidden, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.fc1(x.flatten(1)))
+        return self.fc3(torch.relu(self.fc2(x)))
+
+
+def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
+    """Instantiate the target network ``cfg`` names for inputs of ``input_shape`` (C, H, W)."""
+    channels, height, width = input_shape
+    if cfg.name == "cnn":
+        if height != width:
+            raise ValueError(f"model=cnn expects square images, got {height}x{width}")
+        return CNNTarget(channels, height, n_classes, cfg.n_kernels)
+    if cfg.name == "mlp":
+        return MLPTarget(channels * height * width, n_classes, cfg.hidden)
+    raise ValueError(f"model.name={cfg.name!r} is unknown; choose one of {', '.join(MODELS)}")
+
+
+def target_shapes(model: nn.Module) -> dict[str, torch.Size]:
+    """Name and shape of every parameter a hypernetwork must generate, in module order."""
+    return {name: p.shape for name, p in model.named_parameters()}
+
+
+def apply(model: nn.Module, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Run ``model`` on ``x`` with ``weights`` in place of its own parameters."""
+    return functional_call(model, weights, (x,))

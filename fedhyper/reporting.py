@@ -1,0 +1,75 @@
+"""The run's record: per-round metrics as JSON lines, progress lines, and summary.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("fedhyper")
+
+
+class RunReporter:
+    """Writes ``metrics.jsonl`` as rounds finish and ``summary.json`` at the end."""
+
+    def __init__(self, run_dir: Path, strategy: str, num_clients: int, num_rounds: int) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.strategy, self.num_clients, self.num_rounds = strategy, num_clients, num_rounds
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.metrics_path.write_text("")
+        self.start = time.monotonic()
+        self.history: list[dict[str, Any]] = []
+
+    def record(self, server_round: int, **values: Any) -> None:
+        """Append one round's metrics and log a progress line."""
+        elapsed = time.monotonic() - self.start
+        row = {"round": server_round, "elapsed_s": round(elapsed, 3), **values}
+        self.history.append(row)
+        with self.metrics_path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        eta = elapsed / server_round * (self.num_rounds - server_round) if server_round else math.nan
+        parts = [f"round {server_round}/{self.num_rounds}"]
+        if "train_loss" in row:
+            parts.append(f"train loss {row['train_loss']:.4f}")
+        if "accuracy" in row:
+            parts.append(f"mean accuracy {row['accuracy']:.4f}")
+        parts.append(f"{elapsed:.0f}s elapsed, ~{eta:.0f}s left")
+        log.info(" | ".join(parts))
+
+    def evaluations(self) -> list[dict[str, Any]]:
+        return [row for row in self.history if "accuracy" in row]
+
+    def finish(self, per_client_accuracy: dict[int, float], **extra: Any) -> dict[str, Any]:
+        """Write summary.json from the history and the last per-client accuracies."""
+        evals = self.evaluations()
+        best = max(evals, key=lambda r: r["accuracy"], default=None)
+        summary = {
+            "strategy": self.strategy,
+            "num_clients": self.num_clients,
+            "rounds": max((r["round"] for r in self.history), default=0),
+            "final_accuracy": evals[-1]["accuracy"] if evals else None,
+            "best_accuracy": best["accuracy"] if best else None,
+            "best_round": best["round"] if best else None,
+            "per_client_accuracy": [per_client_accuracy[c] for c in sorted(per_client_accuracy)],
+            "wall_time_s": round(time.monotonic() - self.start, 3),
+            **extra,
+        }
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        log.info(
+            "done: %s on %d clients, %d rounds, final accuracy %s, best %s, %.0fs",
+            self.strategy,
+            self.num_clients,
+            summary["rounds"],
+            _fmt(summary["final_accuracy"]),
+            _fmt(summary["best_accuracy"]),
+            summary["wall_time_s"],
+        )
+        return summary
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"

@@ -1,0 +1,79 @@
+"""Local training and evaluation of a target network from weights it was sent.
+
+Pure PyTorch, shared by the ClientApps and by the in-process reference loop that
+benchmarks and tests compare the Flower simulation against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fedhyper.models import apply
+
+
+@dataclass
+class LocalTrainConfig:
+    """A client's inner loop; pFedHN's defaults."""
+
+    steps: int = 50  # optimiser steps per round (batches drawn with replacement of epochs)
+    lr: float = 5e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-5
+    batch_size: int = 64
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"local.steps={self.steps} and local.batch_size={self.batch_size} must be >= 1")
+        if self.lr <= 0:
+            raise ValueError(f"local.lr={self.lr} must be positive")
+
+
+def batches(n: int, batch_size: int, steps: int, generator: torch.Generator):
+    """Yield ``steps`` index batches, walking shuffled epochs of ``n`` examples."""
+    order = torch.randperm(n, generator=generator)
+    pos = 0
+    for _ in range(steps):
+        if pos >= n:
+            order, pos = torch.randperm(n, generator=generator), 0
+        yield order[pos : pos + batch_size]
+        pos += batch_size
+
+
+def train_local(
+    model: nn.Module,
+    weights: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: LocalTrainConfig,
+    generator: torch.Generator,
+) -> tuple[dict[str, torch.Tensor], float]:
+    """Train ``weights`` on (x, y) for ``cfg.steps`` SGD steps; return them and the mean loss."""
+    params = {name: w.detach().clone().requires_grad_(True) for name, w in weights.items()}
+    opt = torch.optim.SGD(params.values(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    total = torch.zeros(())
+    for idx in batches(len(y), cfg.batch_size, cfg.steps, generator):
+        loss = nn.functional.cross_entropy(apply(model, params, x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.detach()
+    return {name: p.detach() for name, p in params.items()}, float(total) / cfg.steps
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, weights: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``weights`` on (x, y)."""
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    loss, correct = 0.0, 0
+    for start in range(0, len(y), batch_size):
+        logits = apply(model, weights, x[start : start + batch_size])
+        target = y[start : start + batch_size]
+        loss += float(nn.functional.cross_entropy(logits, target, reduction="sum"))
+        correct += int((logits.argmax(1) == target).sum())
+    return loss / len(y), correct / len(y)

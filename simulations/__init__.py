@@ -1,0 +1,1 @@
+"""Hydra configs and entry points: they launch Flower runs and own no training logic."""

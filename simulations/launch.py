@@ -1,0 +1,144 @@
+"""Run the Flower App on a SuperLink this process starts, and stop everything it started.
+
+Flower 1.42 simulations start with ``flwr run`` against a SuperLink. A bare ``flwr run``
+would leave a detached local SuperLink behind and, by default, ``uv sync`` the app's
+dependencies (a multi-GB CUDA torch); so the launcher starts its own SuperLink in
+simulation mode with runtime installs disabled, submits the run with ``--stream``, and
+stops the SuperLink's whole process group when the run ends, fails or is interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger("fedhyper")
+
+APP_DIR = Path(__file__).resolve().parents[1]  # the repository root holds pyproject.toml
+FEDERATION = "fedhyper-sim"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bin(name: str) -> str:
+    """A Flower console script from this interpreter's environment, else from PATH."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else (shutil.which(name) or name)
+
+
+@dataclass
+class SimulationSpec:
+    run_dir: Path
+    num_supernodes: int
+    client_cpus: int = 1
+    client_gpus: float = 0.0
+    ray_address: str = "local"
+
+
+def flower_env(flwr_home: Path, ray_address: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        FLWR_HOME=str(flwr_home),
+        FLWR_TELEMETRY_ENABLED="0",
+        FLWR_DISABLE_UPDATE_CHECK="1",
+        FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
+        # Ray attaches to any head already running on this machine unless told otherwise.
+        RAY_ADDRESS=ray_address,
+        PYTHONUNBUFFERED="1",
+        # Flower starts its own helpers (flower-superexec, flwr-serverapp) by name.
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    )
+    return env
+
+
+def _group_alive(proc: subprocess.Popen) -> bool:
+    proc.poll()  # reap the leader, or a zombie leader keeps the group "alive"
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM the process group led by ``proc``, then SIGKILL what is left after ``grace`` s."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        if not _group_alive(proc):
+            break
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while _group_alive(proc) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    proc.wait()
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float, log_file: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the SuperLink exited with code {proc.returncode}; see {log_file}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the SuperLink did not listen on port {port} within {timeout:.0f}s; see {log_file}")
+
+
+@contextmanager
+def simulation_superlink(flwr_home: Path, env: dict[str, str]) -> Iterator[int]:
+    """A SuperLink in simulation mode on a free local port, stopped on exit."""
+    port = free_port()
+    flwr_home.mkdir(parents=True, exist_ok=True)
+    (flwr_home / "config.toml").write_text(
+        f'[superlink]\ndefault = "{FEDERATION}"\n\n[superlink.{FEDERATION}]\n'
+        f'address = "127.0.0.1:{port}"\ninsecure = true\n'
+    )
+    log_file = flwr_home / "superlink.log"
+    cmd = [
+        _bin("flower-superlink"), "--simulation", "--insecure", "--isolation", "subprocess",
+        "--host", "127.0.0.1", "--port", str(port), "--disable-runtime-dependency-installation",
+        "--database", str(flwr_home / "state.db"),
+    ]  # fmt: skip
+    with log_file.open("w") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for_port(port, proc, timeout=60.0, log_file=log_file)
+        yield port
+    finally:
+        stop_process_group(proc)
+
+
+def run_app(spec: SimulationSpec, run_config: dict[str, str]) -> int:
+    """Start a SuperLink, ``flwr run`` the app with ``run_config``, stream its logs; return flwr's exit code."""
+    flwr_home = spec.run_dir / ".flwr"
+    env = flower_env(flwr_home, spec.ray_address)
+    federation_config = (
+        f"num-supernodes={spec.num_supernodes} client-resources-num-cpus={spec.client_cpus} "
+        f"client-resources-num-gpus={float(spec.client_gpus)}"
+    )
+    run_cfg = " ".join(f'{k}="{v}"' for k, v in run_config.items())
+    with simulation_superlink(flwr_home, env):
+        cmd = [_bin("flwr"), "run", str(APP_DIR), FEDERATION, "--stream",
+               "--run-config", run_cfg, "--federation-config", federation_config]  # fmt: skip
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+        try:
+            return proc.wait()
+        finally:
+            stop_process_group(proc)

@@ -1,0 +1,91 @@
+"""The ServerApp: discover the clients, run the configured strategy, record the run."""
+
+from __future__ import annotations
+
+import logging
+
+from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.serverapp import Grid, ServerApp
+from omegaconf import OmegaConf
+
+import strategies
+from fedhyper import protocol
+from fedhyper.config import ExperimentConfig
+from fedhyper.device import select_device
+from fedhyper.reporting import RunReporter
+from strategies import experiment
+from strategies.base import PersonalizedStrategy
+from strategies.directory import ClientDirectory
+
+log = logging.getLogger("fedhyper")
+app = ServerApp()
+
+
+def client_config(cfg: ExperimentConfig) -> ConfigRecord:
+    """What every client needs to find its data and build its model."""
+    return ConfigRecord(
+        {
+            **protocol.encode(protocol.DATA_PREFIX, cfg.data),
+            **protocol.encode(protocol.MODEL_PREFIX, cfg.model),
+            protocol.SEED: cfg.seed,
+        }
+    )
+
+
+def _log_to_console() -> None:
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(asctime)s fedhyper | %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def _evaluate(strategy: PersonalizedStrategy, grid: Grid, config: ConfigRecord, server_round: int, timeout: float):
+    replies = grid.send_and_receive(strategy.configure_evaluate(server_round, ArrayRecord(), config, grid), timeout=timeout)
+    return strategy.aggregate_evaluate(server_round, replies)
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    _log_to_console()
+    exp = experiment.load(context.run_config)
+    cfg = exp.cfg
+    common = client_config(cfg)
+    if not exp.fixed_num_clients:
+        cfg.data.num_clients = len(list(grid.get_node_ids()))
+        common = client_config(cfg)
+    cfg.validate()
+    exp.run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.structured(cfg), exp.run_dir / "config.yaml")
+
+    directory = ClientDirectory()
+    directory.discover(grid, common, expected=cfg.data.num_clients, timeout=cfg.sim.round_timeout)
+    unknown = [c for c in directory.client_ids if c >= cfg.data.num_clients]
+    if unknown or not len(directory):
+        raise ValueError(f"nodes report client ids {unknown or 'none'} for data.num_clients={cfg.data.num_clients}")
+    strategy = strategies.get(cfg.strategy.name).build(cfg, directory)
+    reporter = RunReporter(exp.run_dir, cfg.strategy.name, len(directory), cfg.sim.num_rounds)
+
+    initial = _evaluate(strategy, grid, ConfigRecord(dict(common)), 0, cfg.sim.round_timeout)
+    reporter.record(0, **strategy.round_metrics)
+
+    def on_round(server_round: int, arrays: ArrayRecord) -> None:
+        if server_round > 0:  # Strategy.start also calls before round 1
+            reporter.record(server_round, **strategy.round_metrics)
+
+    train_config = ConfigRecord({**common, **protocol.encode(protocol.LOCAL_PREFIX, cfg.strategy.local)})
+    strategy.start(
+        grid,
+        ArrayRecord(),
+        num_rounds=cfg.sim.num_rounds,
+        timeout=cfg.sim.round_timeout,
+        train_config=train_config,
+        evaluate_config=ConfigRecord(dict(common)),
+        evaluate_fn=on_round,
+    )
+    reporter.finish(
+        strategy.accuracy,
+        initial_accuracy=initial["accuracy"] if initial else None,
+        server_device=str(select_device(cfg.device)),
+    )

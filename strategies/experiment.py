@@ -1,0 +1,59 @@
+"""The ServerApp's view of its configuration: typed, validated, with a place to write.
+
+A launcher (``python -m simulations.run``) resolves the Hydra config, writes it as
+``config.yaml`` into the run directory and passes both paths in the run config. A bare
+``flwr run .`` passes neither: the dataclass defaults apply, with ``overrides`` (a
+space-separated ``key=value`` list) on top, and the federation's size sets the number of
+clients unless ``data.num_clients`` is among the overrides.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+import strategies
+from fedhyper.config import ExperimentConfig
+
+# Keys of the Flower run config ([tool.flwr.app.config] in pyproject.toml).
+RUN_CONFIG_FILE = "config-file"
+RUN_DIR = "run-dir"
+RUN_OVERRIDES = "overrides"
+DEFAULT_STRATEGY = "pfedhn"
+
+
+@dataclass
+class Experiment:
+    cfg: ExperimentConfig
+    run_dir: Path
+    fixed_num_clients: bool  # False: adopt the number of nodes the federation has
+
+
+def typed(raw: Any) -> ExperimentConfig:
+    """Merge a loaded config onto the schema of its strategy and return dataclasses."""
+    name = OmegaConf.select(raw, "strategy.name", default=DEFAULT_STRATEGY)
+    entry = strategies.get(name)
+    schema = OmegaConf.structured(ExperimentConfig(strategy=entry.config_cls()))
+    return OmegaConf.to_object(OmegaConf.merge(schema, raw))  # type: ignore[return-value]
+
+
+def load(run_config: dict[str, Any]) -> Experiment:
+    """Build the experiment from the run config of a ``flwr run``."""
+    config_file = str(run_config.get(RUN_CONFIG_FILE, ""))
+    run_dir = str(run_config.get(RUN_DIR, ""))
+    if config_file:
+        cfg = typed(OmegaConf.load(config_file))
+        fixed = True
+    else:
+        items = str(run_config.get(RUN_OVERRIDES, "")).split()
+        name = next((i.split("=", 1)[1] for i in items if i.startswith("strategy=")), DEFAULT_STRATEGY)
+        rest = [i for i in items if not i.startswith("strategy=")]
+        cfg = typed(OmegaConf.merge({"strategy": {"name": name}}, OmegaConf.from_dotlist(rest)))
+        fixed = any(i.startswith("data.num_clients=") for i in rest)
+    if not run_dir:
+        run_dir = str(Path.home() / ".fedhyper" / "runs" / time.strftime("%Y-%m-%d_%H-%M-%S"))
+    return Experiment(cfg, Path(run_dir), fixed)
