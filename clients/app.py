@@ -35,15 +35,19 @@ def train(msg: Message, context: Context) -> Message:
     config: ConfigRecord = msg.content[protocol.CONFIG]
     data, input_shape, n_classes = runtime.client_data(config, cid)
     model = runtime.target_model(config, input_shape, n_classes)
-    received = protocol.record_to_weights(msg.content[protocol.ARRAYS])
-    weights = {k: v.to(runtime.device()) for k, v in received.items()}
+    weights = runtime.received_weights(msg)
     local_cfg = protocol.decode(LocalTrainConfig, protocol.LOCAL_PREFIX, config)
     trained, loss = train_local(model, weights, data.x_train, data.y_train, local_cfg, runtime.generator(config, cid))
     reply = RecordDict(
         {
             protocol.ARRAYS: protocol.weights_to_record(trained),
             protocol.METRICS: protocol.metrics(
-                **{protocol.CLIENT_ID: cid, protocol.NUM_EXAMPLES: len(data.y_train), protocol.TRAIN_LOSS: loss}
+                **{
+                    protocol.CLIENT_ID: cid,
+                    protocol.NUM_EXAMPLES: len(data.y_train),
+                    protocol.TRAIN_LOSS: loss,
+                    protocol.RECEIVED_NORM: protocol.l2_norm(weights),
+                }
             ),
         }
     )
@@ -56,10 +60,16 @@ def evaluate_weights(msg: Message, context: Context) -> Message:
     config: ConfigRecord = msg.content[protocol.CONFIG]
     data, input_shape, n_classes = runtime.client_data(config, cid)
     model = runtime.target_model(config, input_shape, n_classes)
-    weights = {k: v.to(runtime.device()) for k, v in protocol.record_to_weights(msg.content[protocol.ARRAYS]).items()}
+    weights = runtime.received_weights(msg)
     x, y = (data.x_val, data.y_val) if config.get(protocol.SPLIT) == "val" else (data.x_test, data.y_test)
     loss, accuracy = evaluate(model, weights, x, y)
     reply = protocol.metrics(
-        **{protocol.CLIENT_ID: cid, protocol.NUM_EXAMPLES: len(y), protocol.EVAL_LOSS: loss, protocol.EVAL_ACCURACY: accuracy}
+        **{
+            protocol.CLIENT_ID: cid,
+            protocol.NUM_EXAMPLES: len(y),
+            protocol.EVAL_LOSS: loss,
+            protocol.EVAL_ACCURACY: accuracy,
+            protocol.RECEIVED_NORM: protocol.l2_norm(weights),
+        }
     )
     return Message(RecordDict({protocol.METRICS: reply}), reply_to=msg)

@@ -13,7 +13,7 @@ import zlib
 from dataclasses import asdict
 
 import torch
-from flwr.app import ConfigRecord, Context
+from flwr.app import ConfigRecord, Context, Message
 from torch import nn
 
 from fedhyper import protocol
@@ -59,6 +59,11 @@ def target_model(config: ConfigRecord, input_shape: tuple[int, int, int], n_clas
 @functools.lru_cache(maxsize=8)
 def _model_cached(key: tuple, input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
     return build_model(ModelConfig(**dict(key)), input_shape, n_classes).to(device())
+
+
+def received_weights(msg: Message) -> dict[str, torch.Tensor]:
+    """The weights a message carries, on this client's device."""
+    return {k: v.to(device()) for k, v in protocol.record_to_weights(msg.content[protocol.ARRAYS]).items()}
 
 
 def generator(config: ConfigRecord, cid: int) -> torch.Generator:

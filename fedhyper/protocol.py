@@ -34,6 +34,7 @@ TRAIN_LOSS = "train-loss"
 EVAL_LOSS = "eval-loss"
 EVAL_ACCURACY = "eval-accuracy"
 NUM_TRAIN_EXAMPLES = "num-train-examples"
+RECEIVED_NORM = "received-norm"  # L2 norm of the weights a client was sent: tells models apart in logs
 
 # Node config keys (set per SuperNode, or per simulated node by the simulation engine).
 NODE_PARTITION_ID = "partition-id"
@@ -71,6 +72,10 @@ def weights_to_record(weights: dict[str, torch.Tensor]) -> ArrayRecord:
 
 def record_to_weights(record: ArrayRecord) -> dict[str, torch.Tensor]:
     return dict(record.to_torch_state_dict())
+
+
+def l2_norm(weights: dict[str, torch.Tensor]) -> float:
+    return float(torch.sqrt(sum((w.double() ** 2).sum() for w in weights.values())))
 
 
 def metrics(**values: float | int) -> MetricRecord:

@@ -21,16 +21,20 @@ class RunReporter:
         self.strategy, self.num_clients, self.num_rounds = strategy, num_clients, num_rounds
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.metrics_path.write_text("")
+        self.clients_path = self.run_dir / "clients.jsonl"  # one row per client reply
+        self.clients_path.write_text("")
         self.start = time.monotonic()
         self.history: list[dict[str, Any]] = []
 
-    def record(self, server_round: int, **values: Any) -> None:
-        """Append one round's metrics and log a progress line."""
+    def record(self, server_round: int, values: dict[str, Any], clients: list[dict[str, Any]]) -> None:
+        """Append one round's metrics and its clients' replies, and log a progress line."""
         elapsed = time.monotonic() - self.start
         row = {"round": server_round, "elapsed_s": round(elapsed, 3), **values}
         self.history.append(row)
         with self.metrics_path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
+        with self.clients_path.open("a") as fh:
+            fh.writelines(json.dumps({"round": server_round, **c}) + "\n" for c in clients)
         eta = elapsed / server_round * (self.num_rounds - server_round) if server_round else math.nan
         parts = [f"round {server_round}/{self.num_rounds}"]
         if "train_loss" in row:

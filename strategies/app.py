@@ -49,13 +49,16 @@ def _evaluate(strategy: PersonalizedStrategy, grid: Grid, config: ConfigRecord, 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     _log_to_console()
-    exp = experiment.load(context.run_config)
+    run(grid, experiment.load(context.run_config))
+
+
+def run(grid: Grid, exp: experiment.Experiment) -> dict:
+    """Discover the clients, run the strategy for the configured rounds, write the record."""
     cfg = exp.cfg
-    common = client_config(cfg)
     if not exp.fixed_num_clients:
         cfg.data.num_clients = len(list(grid.get_node_ids()))
-        common = client_config(cfg)
     cfg.validate()
+    common = client_config(cfg)
     exp.run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(OmegaConf.structured(cfg), exp.run_dir / "config.yaml")
 
@@ -68,11 +71,11 @@ def main(grid: Grid, context: Context) -> None:
     reporter = RunReporter(exp.run_dir, cfg.strategy.name, len(directory), cfg.sim.num_rounds)
 
     initial = _evaluate(strategy, grid, ConfigRecord(dict(common)), 0, cfg.sim.round_timeout)
-    reporter.record(0, **strategy.round_metrics)
+    reporter.record(0, strategy.round_metrics, strategy.client_metrics)
 
     def on_round(server_round: int, arrays: ArrayRecord) -> None:
         if server_round > 0:  # Strategy.start also calls before round 1
-            reporter.record(server_round, **strategy.round_metrics)
+            reporter.record(server_round, strategy.round_metrics, strategy.client_metrics)
 
     train_config = ConfigRecord({**common, **protocol.encode(protocol.LOCAL_PREFIX, cfg.strategy.local)})
     strategy.start(
@@ -84,7 +87,7 @@ def main(grid: Grid, context: Context) -> None:
         evaluate_config=ConfigRecord(dict(common)),
         evaluate_fn=on_round,
     )
-    reporter.finish(
+    return reporter.finish(
         strategy.accuracy,
         initial_accuracy=initial["accuracy"] if initial else None,
         server_device=str(select_device(cfg.device)),

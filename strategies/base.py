@@ -54,6 +54,7 @@ class PersonalizedStrategy(FedAvg):
         self.rng = np.random.default_rng(seed)
         self.accuracy: dict[int, float] = {}  # each client's accuracy at the last evaluation
         self.round_metrics: dict[str, float] = {}  # filled during a round, read by the reporter
+        self.client_metrics: list[dict[str, float | str]] = []  # every reply's metrics this round
 
     # --- what an algorithm provides ------------------------------------------------
     @abstractmethod
@@ -86,7 +87,7 @@ class PersonalizedStrategy(FedAvg):
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        self.round_metrics = {}
+        self.round_metrics, self.client_metrics = {}, []
         config[protocol.SERVER_ROUND] = server_round
         return self._messages(self.train_payloads(self.sample()), config, MessageType.TRAIN)
 
@@ -114,6 +115,7 @@ class PersonalizedStrategy(FedAvg):
                 continue
             received += sum(r.count_bytes() for r in msg.content.array_records.values())
             out[cid] = msg.content
+            self.client_metrics.append({"kind": "train" if is_train else "evaluate", **msg.content[protocol.METRICS]})
         kind = MessageType.TRAIN if is_train else MessageType.EVALUATE
         self.round_metrics[f"{kind}_bytes_received"] = received
         return out

@@ -1,0 +1,77 @@
+import pytest
+import torch
+from torch.func import jacrev
+
+from fedhyper.hypergrad import example_weights, hypernet_gradients
+from fedhyper.hypernet import HyperNetConfig, PerTensorHyperNet
+from fedhyper.outer import HyperNetTrainer, OuterConfig
+
+
+def tiny_hnet(num_clients: int = 4) -> PerTensorHyperNet:
+    shapes = {"w": torch.Size([3, 2]), "b": torch.Size([3])}
+    return PerTensorHyperNet(shapes, num_clients, HyperNetConfig(embedding_dim=2, hidden_dim=5, n_hidden=1))
+
+
+
+def test_delta_backprop_equals_the_explicit_jacobian_transpose_product():
+    hnet = tiny_hnet()
+    ids = torch.tensor([0, 2])
+    emb = hnet.embeddings(ids)
+    generated = hnet.generate(emb)
+    deltas = {n: torch.randn_like(t) for n, t in generated.items()}
+    w = example_weights([30, 10])
+    shared = hnet.shared_parameters()
+
+    shared_grads, emb_grads = hypernet_gradients(generated, deltas, w, shared, emb)
+
+    # Chain rule by hand: for each parameter, the full Jacobian of the output, then Jᵀ(−Σ w_i Δ_i).
+    names = dict(hnet.named_parameters())
+    for p, g in zip(shared, shared_grads, strict=True):
+        name = next(n for n, q in names.items() if q is p)
+
+        def out_of(value, name=name):
+            params = {**{n: q.detach() for n, q in names.items()}, name: value}
+            gen = torch.func.functional_call(hnet, params, (ids,))
+            return torch.cat([gen[n].flatten() for n in generated])
+
+        jac = jacrev(out_of)(p.detach())  # [outputs, *p.shape]
+        v = torch.cat([(-deltas[n] * w.view(-1, *[1] * (deltas[n].dim() - 1))).flatten() for n in generated])
+        expected = torch.tensordot(v, jac, dims=1)
+        torch.testing.assert_close(g, expected, rtol=1e-4, atol=1e-6)
+
+    # Each embedding row gets its own client's gradient, not scaled by w_i.
+    for b in range(2):
+        def out_b(e, b=b):
+            gen = hnet.generate(e.unsqueeze(0))
+            return torch.cat([gen[n].flatten() for n in generated])
+
+        jac = jacrev(out_b)(emb[b].detach())  # [outputs, emb_dim]
+        v = torch.cat([-deltas[n][b].flatten() for n in generated])
+        torch.testing.assert_close(emb_grads[b], v @ jac, rtol=1e-4, atol=1e-6)
+
+
+def test_example_weights_are_normalised_and_refuse_empty_clients():
+    torch.testing.assert_close(example_weights([1, 3]), torch.tensor([0.25, 0.75]))
+    with pytest.raises(ValueError, match="positive"):
+        example_weights([5, 0])
+
+
+def test_an_outer_step_moves_generated_weights_towards_the_trained_ones():
+    hnet = tiny_hnet()
+    trainer = HyperNetTrainer(hnet, OuterConfig(lr=0.05, momentum=0.0, weight_decay=0.0))
+    ids = [1, 3]
+    before = trainer.generate(ids)
+    trained = {n: t + 0.5 for n, t in before.items()}
+
+    def distance() -> float:
+        now = trainer.generate(ids)
+        return sum(float(((now[n] - trained[n]) ** 2).sum()) for n in now)
+
+    start = distance()
+    for _ in range(5):
+        trainer.step(ids, trained, [10, 20])
+
+    assert distance() < 0.5 * start
+    untouched = trainer.generate([0])
+    assert hnet.embeddings.weight.grad[0].abs().sum() == 0  # client 0 did not take part
+    assert untouched["w"].shape == (1, 3, 2)

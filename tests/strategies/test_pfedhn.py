@@ -1,0 +1,82 @@
+import json
+
+import pytest
+import torch
+from flwr.app import ArrayRecord, ConfigRecord
+
+from fedhyper import protocol
+from fedhyper.config import ExperimentConfig
+from strategies import experiment, pfedhn
+from strategies.app import client_config, run
+from strategies.directory import ClientDirectory
+
+
+def tiny_config(num_clients: int = 4, rounds: int = 3, subset: int = 2000) -> ExperimentConfig:
+    cfg = ExperimentConfig(strategy=pfedhn.PFedHNConfig())
+    cfg.data.num_clients, cfg.data.subset = num_clients, subset
+    cfg.sim.num_rounds, cfg.sim.clients_per_round, cfg.sim.eval_every = rounds, 2, 1
+    cfg.strategy.local.steps = 10
+    return cfg
+
+
+@pytest.fixture
+def directory_and_grid(in_process_grid):
+    cfg = tiny_config()
+    grid = in_process_grid(cfg.data.num_clients)
+    directory = ClientDirectory()
+    directory.discover(grid, client_config(cfg), expected=4, timeout=5)
+    return cfg, directory, grid
+
+
+def test_directory_maps_stable_client_ids_to_transport_node_ids(directory_and_grid):
+    _, directory, grid = directory_and_grid
+
+    assert directory.client_ids == [0, 1, 2, 3]
+    for cid in directory.client_ids:
+        assert grid.contexts[directory.node(cid)].node_config["partition-id"] == cid
+
+
+def test_configure_train_sends_each_sampled_client_its_own_weights(directory_and_grid):
+    cfg, directory, grid = directory_and_grid
+    strategy = pfedhn.build(cfg, directory)
+
+    messages = list(strategy.configure_train(1, ArrayRecord(), ConfigRecord(dict(client_config(cfg))), grid))
+
+    assert len(messages) == cfg.sim.clients_per_round
+    nodes = [m.metadata.dst_node_id for m in messages]
+    assert len(set(nodes)) == len(nodes)
+    first, second = (protocol.record_to_weights(m.content[protocol.ARRAYS]) for m in messages)
+    assert set(first) == set(second)
+    assert not torch.allclose(first["fc1.weight"], second["fc1.weight"])
+
+
+def test_a_reply_naming_another_nodes_client_is_dropped(directory_and_grid):
+    cfg, directory, grid = directory_and_grid
+    strategy = pfedhn.build(cfg, directory)
+    config = ConfigRecord({**client_config(cfg), **protocol.encode(protocol.LOCAL_PREFIX, cfg.strategy.local)})
+    replies = grid.send_and_receive(strategy.configure_train(1, ArrayRecord(), config, grid))
+    forged = replies[0]
+    real = int(forged.content[protocol.METRICS][protocol.CLIENT_ID])
+    forged.content[protocol.METRICS][protocol.CLIENT_ID] = next(c for c in directory.client_ids if c != real)
+    before = [p.detach().clone() for p in strategy.trainer.hnet.parameters()]
+
+    by_client = strategy.replies_by_client(replies, is_train=True)
+
+    assert len(by_client) == len(replies) - 1
+    assert all(torch.equal(a, b) for a, b in zip(before, strategy.trainer.hnet.parameters(), strict=True))
+
+
+def test_in_process_run_improves_accuracy_and_writes_the_record(in_process_grid, tmp_path):
+    cfg = tiny_config(rounds=12, subset=4000)
+    cfg.sim.eval_every = 4
+    grid = in_process_grid(cfg.data.num_clients)
+
+    summary = run(grid, experiment.Experiment(cfg, tmp_path, fixed_num_clients=True))
+
+    assert summary["final_accuracy"] > summary["initial_accuracy"] + 0.2
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["strategy"] == "pfedhn" and on_disk["num_clients"] == 4 and on_disk["rounds"] == 12
+    assert len(on_disk["per_client_accuracy"]) == 4
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == list(range(13))
+    assert all(0 <= r["accuracy"] <= 1 for r in rows if "accuracy" in r)
