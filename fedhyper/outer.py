@@ -20,9 +20,9 @@ class OuterConfig:
     embedding_lr: float | None = None  # None: the same as lr
     grad_clip: float = 50.0  # max norm of Φ's gradient; 0 disables
 
-    def validate(self) -> None:
+    def validate(self, prefix: str = "strategy.outer") -> None:
         if self.lr <= 0 or (self.embedding_lr is not None and self.embedding_lr <= 0):
-            raise ValueError(f"outer lr={self.lr} and embedding_lr={self.embedding_lr} must be positive")
+            raise ValueError(f"{prefix}.lr={self.lr} and {prefix}.embedding_lr={self.embedding_lr} must be positive")
 
 
 def outer_optimizer(hnet: HyperNetwork, cfg: OuterConfig) -> torch.optim.Optimizer:

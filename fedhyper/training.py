@@ -24,11 +24,11 @@ class LocalTrainConfig:
     weight_decay: float = 5e-5
     batch_size: int = 64
 
-    def validate(self) -> None:
+    def validate(self, prefix: str = "strategy.local") -> None:
         if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"local.steps={self.steps} and local.batch_size={self.batch_size} must be >= 1")
+            raise ValueError(f"{prefix}.steps={self.steps} and {prefix}.batch_size={self.batch_size} must be >= 1")
         if self.lr <= 0:
-            raise ValueError(f"local.lr={self.lr} must be positive")
+            raise ValueError(f"{prefix}.lr={self.lr} must be positive")
 
 
 def batches(n: int, batch_size: int, steps: int, generator: torch.Generator):

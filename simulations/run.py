@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from simulations.config import register_configs
@@ -23,6 +25,18 @@ from strategies import experiment
 
 log = logging.getLogger("fedhyper")
 register_configs()
+
+
+def check_group_choices(argv: list[str]) -> None:
+    """Refuse an unknown ``strategy=`` / ``data=`` / ``model=`` before Hydra composes anything."""
+    store = ConfigStore.instance()
+    overrides = OverridesParser.create().parse_overrides([a for a in argv if "=" in a and not a.startswith("-")])
+    for o in overrides:
+        group = o.key_or_group
+        if group in ("strategy", "data", "model") and not o.is_delete():
+            known = sorted(name.removesuffix(".yaml") for name in store.list(group))
+            if str(o.value()) not in known:
+                raise ValueError(f"{group}={o.value()!r} is unknown; choose one of {', '.join(known)}")
 
 
 def prepare(raw: DictConfig, run_dir: Path) -> tuple[SimulationSpec, dict[str, str]]:
@@ -63,4 +77,9 @@ def main(raw: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    try:
+        check_group_choices(sys.argv[1:])
+    except ValueError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        sys.exit(2)
     main()

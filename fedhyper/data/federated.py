@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,6 +42,8 @@ class DataConfig:
             raise ValueError(f"data={self.name!r} is unknown; choose one of {', '.join(DATASETS)}")
         if self.partition not in PARTITIONS:
             raise ValueError(f"data.partition={self.partition!r} is unknown; choose one of {', '.join(PARTITIONS)}")
+        if self.root is not None and not Path(self.root).expanduser().is_dir():
+            raise ValueError(f"data.root={self.root} is not a directory; point it at the dataset's files")
         if self.num_clients < 1:
             raise ValueError(f"data.num_clients={self.num_clients} must be at least 1")
         if self.alpha <= 0:

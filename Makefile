@@ -1,0 +1,21 @@
+# The two commands of README.md: `make run` (the default simulation) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+.PHONY: setup run test lint bench
+
+setup:
+	bash scripts/setup.sh
+
+run: setup
+	$(PY) -m simulations.run $(ARGS)
+
+test: setup
+	$(PY) -m pytest $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check fedhyper strategies clients simulations tests benchmarks
+
+bench: setup
+	$(PY) -m benchmarks.round_overhead $(ARGS)
