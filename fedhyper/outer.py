@@ -51,9 +51,7 @@ class HyperNetTrainer:
         """Detached weights for ``client_ids``: name -> [B, *shape]."""
         return self.hnet(torch.as_tensor(client_ids, device=self.device))
 
-    def step(
-        self, client_ids: list[int], trained: dict[str, torch.Tensor], num_examples: list[int]
-    ) -> float:
+    def step(self, client_ids: list[int], trained: dict[str, torch.Tensor], num_examples: list[int]) -> float:
         """One outer step from the clients' trained weights; returns Φ's gradient norm."""
         ids = torch.as_tensor(client_ids, device=self.device)
         emb = self.hnet.embeddings(ids)  # [B, emb_dim]

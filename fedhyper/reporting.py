@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -35,13 +34,14 @@ class RunReporter:
             fh.write(json.dumps(row) + "\n")
         with self.clients_path.open("a") as fh:
             fh.writelines(json.dumps({"round": server_round, **c}) + "\n" for c in clients)
-        eta = elapsed / server_round * (self.num_rounds - server_round) if server_round else math.nan
         parts = [f"round {server_round}/{self.num_rounds}"]
         if "train_loss" in row:
             parts.append(f"train loss {row['train_loss']:.4f}")
         if "accuracy" in row:
             parts.append(f"mean accuracy {row['accuracy']:.4f}")
-        parts.append(f"{elapsed:.0f}s elapsed, ~{eta:.0f}s left")
+        if server_round:
+            eta = elapsed / server_round * (self.num_rounds - server_round)
+            parts.append(f"{elapsed:.0f}s elapsed, ~{eta:.0f}s left")
         log.info(" | ".join(parts))
 
     def evaluations(self) -> list[dict[str, Any]]:

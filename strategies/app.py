@@ -42,7 +42,9 @@ def _log_to_console() -> None:
 
 
 def _evaluate(strategy: PersonalizedStrategy, grid: Grid, config: ConfigRecord, server_round: int, timeout: float):
-    replies = grid.send_and_receive(strategy.configure_evaluate(server_round, ArrayRecord(), config, grid), timeout=timeout)
+    replies = grid.send_and_receive(
+        strategy.configure_evaluate(server_round, ArrayRecord(), config, grid), timeout=timeout
+    )
     return strategy.aggregate_evaluate(server_round, replies)
 
 

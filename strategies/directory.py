@@ -38,7 +38,9 @@ class ClientDirectory:
     def register(self, cid: int, node_id: int, num_train_examples: int) -> None:
         known = self._node_of.get(cid)
         if known is not None and known != node_id:
-            raise ValueError(f"nodes {known} and {node_id} both claim client id {cid}; give each a distinct partition-id")
+            raise ValueError(
+                f"nodes {known} and {node_id} both claim client id {cid}; give each a distinct partition-id"
+            )
         self._node_of[cid] = node_id
         self.num_train_examples[cid] = num_train_examples
 
@@ -58,5 +60,7 @@ class ClientDirectory:
                 log.warning("node %d did not describe itself: %s", reply.metadata.src_node_id, reply.error.reason)
                 continue
             info = reply.content[protocol.METRICS]
-            self.register(int(info[protocol.CLIENT_ID]), reply.metadata.src_node_id, int(info[protocol.NUM_TRAIN_EXAMPLES]))
+            self.register(
+                int(info[protocol.CLIENT_ID]), reply.metadata.src_node_id, int(info[protocol.NUM_TRAIN_EXAMPLES])
+            )
         log.info("client directory: %d clients on %d nodes", len(self), len(list(grid.get_node_ids())))

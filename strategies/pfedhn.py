@@ -12,8 +12,8 @@ after every single client; ``clients_per_round=1`` reproduces that exactly.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import torch
 from flwr.app import ArrayRecord, Message, MetricRecord
@@ -53,7 +53,9 @@ class PFedHN(PersonalizedStrategy):
 
     def _generate(self, client_ids: list[int]) -> dict[int, ArrayRecord]:
         weights = self.trainer.generate(client_ids)  # name -> [B, *shape]
-        return {cid: protocol.weights_to_record({n: w[b] for n, w in weights.items()}) for b, cid in enumerate(client_ids)}
+        return {
+            cid: protocol.weights_to_record({n: w[b] for n, w in weights.items()}) for b, cid in enumerate(client_ids)
+        }
 
     train_payloads = _generate
     eval_payloads = _generate
@@ -72,7 +74,7 @@ class PFedHN(PersonalizedStrategy):
         grad_norm = self.trainer.step(ids, stacked, counts)
         losses = [float(by_client[c][protocol.METRICS][protocol.TRAIN_LOSS]) for c in ids]
         result = {
-            "train_loss": sum(l * n for l, n in zip(losses, counts)) / sum(counts),
+            "train_loss": sum(loss * n for loss, n in zip(losses, counts, strict=True)) / sum(counts),
             "grad_norm": grad_norm,
             "train_clients": len(ids),
         }

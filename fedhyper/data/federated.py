@@ -11,7 +11,6 @@ import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from fedhyper.data import fmnist

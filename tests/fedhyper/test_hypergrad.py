@@ -12,7 +12,6 @@ def tiny_hnet(num_clients: int = 4) -> PerTensorHyperNet:
     return PerTensorHyperNet(shapes, num_clients, HyperNetConfig(embedding_dim=2, hidden_dim=5, n_hidden=1))
 
 
-
 def test_delta_backprop_equals_the_explicit_jacobian_transpose_product():
     hnet = tiny_hnet()
     ids = torch.tensor([0, 2])
@@ -41,6 +40,7 @@ def test_delta_backprop_equals_the_explicit_jacobian_transpose_product():
 
     # Each embedding row gets its own client's gradient, not scaled by w_i.
     for b in range(2):
+
         def out_b(e, b=b):
             gen = hnet.generate(e.unsqueeze(0))
             return torch.cat([gen[n].flatten() for n in generated])

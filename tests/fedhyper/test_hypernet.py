@@ -5,9 +5,7 @@ from fedhyper.hypernet import HyperNetConfig, PerTensorHyperNet
 from fedhyper.models import ModelConfig, apply, build_model, target_shapes
 
 
-@pytest.mark.parametrize(
-    ("name", "shape"), [("cnn", (1, 28, 28)), ("cnn", (3, 32, 32)), ("mlp", (1, 28, 28))]
-)
+@pytest.mark.parametrize(("name", "shape"), [("cnn", (1, 28, 28)), ("cnn", (3, 32, 32)), ("mlp", (1, 28, 28))])
 def test_one_forward_generates_every_target_tensor_for_every_client(name, shape):
     model = build_model(ModelConfig(name=name), shape, 10)
     hnet = PerTensorHyperNet(target_shapes(model), num_clients=7, cfg=HyperNetConfig())

@@ -1,0 +1,1 @@
+"""Speed and memory measurements; each module prints its figures (never timed tests)."""
