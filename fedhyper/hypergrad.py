@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import torch
 
+AGGREGATES = ("sum", "mean")
 
-def example_weights(num_examples: list[int] | torch.Tensor) -> torch.Tensor:
-    """Normalised weights w_i = n_i / Σ n, for a weighted mean over clients."""
+
+def example_weights(num_examples: list[int] | torch.Tensor, aggregate: str = "mean") -> torch.Tensor:
+    """Client weights from example counts: w_i = n_i / Σn ("mean"), or K · n_i / Σn ("sum").
+
+    "sum" makes each client's update count as one pFedHN step (weights average 1), so that
+    K clients a round move Φ about as far as K one-client steps from the same Φ would.
+    """
     n = torch.as_tensor(num_examples, dtype=torch.float32)
     if (n <= 0).any():
         raise ValueError(f"every client must report a positive example count, got {n.tolist()}")
-    return n / n.sum()
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate={aggregate!r} is unknown; choose one of {', '.join(AGGREGATES)}")
+    w = n / n.sum()
+    return w * len(n) if aggregate == "sum" else w
 
 
 def hypernet_gradients(
@@ -33,13 +42,13 @@ def hypernet_gradients(
     ----------
     generated : name -> [B, *shape], the hypernet's output for the round's B clients.
     deltas : name -> [B, *shape], Δ_i = θ_i − θ̃_i, in the same order.
-    weights : [B], the weight of each client in the shared gradient (sums to 1).
+    weights : [B], the weight of each client in the shared gradient (``example_weights``).
     shared : the shared parameters Φ that ``generated`` depends on.
     embeddings : [B, emb_dim], the embedding rows fed to the hypernet (part of the graph).
 
     Returns
     -------
-    The example-weighted mean gradient for each tensor of ``shared``, and [B, emb_dim]
+    The example-weighted gradient for each tensor of ``shared``, and [B, emb_dim]
     embedding gradients, each client's own and not scaled by ``weights``: an embedding
     belongs to one client, so sampling more clients a round must not slow its learning.
     """

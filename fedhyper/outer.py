@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fedhyper.hypergrad import example_weights, hypernet_gradients
+from fedhyper.hypergrad import AGGREGATES, example_weights, hypernet_gradients
 from fedhyper.hypernet import HyperNetwork
 
 
@@ -19,10 +19,15 @@ class OuterConfig:
     weight_decay: float = 1e-3  # on Φ only; embeddings are not decayed
     embedding_lr: float | None = None  # None: the same as lr
     grad_clip: float = 50.0  # max norm of Φ's gradient; 0 disables
+    # How a round's client gradients combine: "sum" (each client counts as one pFedHN step,
+    # so clients_per_round=K moves Φ like K reference steps) or "mean" (a K-times smaller step).
+    aggregate: str = "sum"
 
     def validate(self, prefix: str = "strategy.outer") -> None:
         if self.lr <= 0 or (self.embedding_lr is not None and self.embedding_lr <= 0):
             raise ValueError(f"{prefix}.lr={self.lr} and {prefix}.embedding_lr={self.embedding_lr} must be positive")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"{prefix}.aggregate={self.aggregate!r} is unknown; choose one of {', '.join(AGGREGATES)}")
 
 
 def outer_optimizer(hnet: HyperNetwork, cfg: OuterConfig) -> torch.optim.Optimizer:
@@ -59,7 +64,7 @@ class HyperNetTrainer:
         deltas = {n: trained[n].to(self.device) - generated[n].detach() for n in generated}
         shared = self.hnet.shared_parameters()
         shared_grads, emb_grads = hypernet_gradients(
-            generated, deltas, example_weights(num_examples).to(self.device), shared, emb
+            generated, deltas, example_weights(num_examples, self.cfg.aggregate).to(self.device), shared, emb
         )
         for p, g in zip(shared, shared_grads, strict=True):
             p.grad = g

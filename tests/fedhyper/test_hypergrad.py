@@ -50,10 +50,37 @@ def test_delta_backprop_equals_the_explicit_jacobian_transpose_product():
         torch.testing.assert_close(emb_grads[b], v @ jac, rtol=1e-4, atol=1e-6)
 
 
-def test_example_weights_are_normalised_and_refuse_empty_clients():
-    torch.testing.assert_close(example_weights([1, 3]), torch.tensor([0.25, 0.75]))
+def test_example_weights_follow_counts_and_refuse_empty_clients():
+    torch.testing.assert_close(example_weights([1, 3], "mean"), torch.tensor([0.25, 0.75]))
+    torch.testing.assert_close(example_weights([1, 3], "sum"), torch.tensor([0.5, 1.5]))
     with pytest.raises(ValueError, match="positive"):
         example_weights([5, 0])
+    with pytest.raises(ValueError, match="sum, mean"):
+        example_weights([5, 1], "median")
+
+
+def test_sum_doubles_the_shared_step_of_mean_for_two_clients_and_leaves_embeddings_alone():
+    a, b = tiny_hnet(), tiny_hnet()
+    b.load_state_dict(a.state_dict())
+    start = {n: p.detach().clone() for n, p in a.named_parameters()}
+    plain = dict(lr=0.1, momentum=0.0, weight_decay=0.0, grad_clip=0.0)
+    summed, averaged = (
+        HyperNetTrainer(a, OuterConfig(**plain, aggregate="sum")),
+        HyperNetTrainer(b, OuterConfig(**plain)),
+    )
+    averaged.cfg.aggregate = "mean"
+    trained = {n: t + 1.0 for n, t in summed.generate([0, 1]).items()}
+
+    summed.step([0, 1], trained, [10, 30])
+    averaged.step([0, 1], trained, [10, 30])
+
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+    for n, p0 in start.items():
+        if n.startswith("embeddings."):
+            torch.testing.assert_close(pa[n], pb[n])
+        else:
+            torch.testing.assert_close(pa[n] - p0, 2 * (pb[n] - p0), rtol=1e-4, atol=1e-7)
+    assert not torch.equal(pa["embeddings.weight"], start["embeddings.weight"])
 
 
 def test_an_outer_step_moves_generated_weights_towards_the_trained_ones():
