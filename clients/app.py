@@ -8,6 +8,7 @@ stable id so the server never relies on transport node ids.
 from __future__ import annotations
 
 import logging
+import time
 
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
@@ -31,6 +32,7 @@ def describe(msg: Message, context: Context) -> Message:
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
+    start = time.perf_counter()
     cid = runtime.client_id(context)
     config: ConfigRecord = msg.content[protocol.CONFIG]
     data, input_shape, n_classes = runtime.client_data(config, cid)
@@ -47,6 +49,7 @@ def train(msg: Message, context: Context) -> Message:
                     protocol.NUM_EXAMPLES: len(data.y_train),
                     protocol.TRAIN_LOSS: loss,
                     protocol.RECEIVED_NORM: protocol.l2_norm(weights),
+                    protocol.COMPUTE_SECONDS: time.perf_counter() - start,
                 }
             ),
         }
@@ -56,6 +59,7 @@ def train(msg: Message, context: Context) -> Message:
 
 @app.evaluate()
 def evaluate_weights(msg: Message, context: Context) -> Message:
+    start = time.perf_counter()
     cid = runtime.client_id(context)
     config: ConfigRecord = msg.content[protocol.CONFIG]
     data, input_shape, n_classes = runtime.client_data(config, cid)
@@ -70,6 +74,7 @@ def evaluate_weights(msg: Message, context: Context) -> Message:
             protocol.EVAL_LOSS: loss,
             protocol.EVAL_ACCURACY: accuracy,
             protocol.RECEIVED_NORM: protocol.l2_norm(weights),
+            protocol.COMPUTE_SECONDS: time.perf_counter() - start,
         }
     )
     return Message(RecordDict({protocol.METRICS: reply}), reply_to=msg)

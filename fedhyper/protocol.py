@@ -34,6 +34,7 @@ TRAIN_LOSS = "train-loss"
 EVAL_LOSS = "eval-loss"
 EVAL_ACCURACY = "eval-accuracy"
 NUM_TRAIN_EXAMPLES = "num-train-examples"
+COMPUTE_SECONDS = "compute-s"  # time the client spent in its handler: round time minus this is overhead
 RECEIVED_NORM = "received-norm"  # L2 norm of the weights a client was sent: tells models apart in logs
 
 # Node config keys (set per SuperNode, or per simulated node by the simulation engine).

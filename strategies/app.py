@@ -60,6 +60,8 @@ def run(grid: Grid, exp: experiment.Experiment) -> dict:
     if not exp.fixed_num_clients:
         cfg.data.num_clients = len(list(grid.get_node_ids()))
     cfg.validate()
+    if hasattr(grid, "pull_interval"):  # the simulation's in-memory grid polls every 0.1 s by default
+        grid.pull_interval = cfg.sim.poll_interval
     common = client_config(cfg)
     exp.run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(OmegaConf.structured(cfg), exp.run_dir / "config.yaml")

@@ -118,6 +118,9 @@ class PersonalizedStrategy(FedAvg):
             self.client_metrics.append({"kind": "train" if is_train else "evaluate", **msg.content[protocol.METRICS]})
         kind = MessageType.TRAIN if is_train else MessageType.EVALUATE
         self.round_metrics[f"{kind}_bytes_received"] = received
+        self.round_metrics[f"{kind}_client_compute_s"] = sum(
+            float(c[protocol.METRICS].get(protocol.COMPUTE_SECONDS, 0.0)) for c in out.values()
+        )
         return out
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
