@@ -28,6 +28,7 @@ class SimConfig:
     round_timeout: float = 600.0  # seconds to wait for a round's replies
     poll_interval: float = 0.01  # seconds between the ServerApp's checks for replies (Flower's default: 0.1)
     ray_address: str = "local"  # "local": a private Ray instance; "host:port" attaches to a cluster
+    flower_logs: bool = False  # also show Flower's per-round INFO lines (fedhyper prints one a round)
 
     def validate(self, num_clients: int) -> None:
         if self.num_rounds < 1:

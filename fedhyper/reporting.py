@@ -47,6 +47,11 @@ class RunReporter:
     def evaluations(self) -> list[dict[str, Any]]:
         return [row for row in self.history if "accuracy" in row]
 
+    def seconds_to_accuracy(self, targets: tuple[float, ...] = (0.9, 0.95, 0.96)) -> dict[str, float | None]:
+        """For each target, the elapsed time at the first evaluation that reached it."""
+        evals = self.evaluations()
+        return {f"{t:.2f}": next((r["elapsed_s"] for r in evals if r["accuracy"] >= t), None) for t in targets}
+
     def finish(self, per_client_accuracy: dict[int, float], **extra: Any) -> dict[str, Any]:
         """Write summary.json from the history and the last per-client accuracies."""
         evals = self.evaluations()
@@ -60,6 +65,7 @@ class RunReporter:
             "best_round": best["round"] if best else None,
             "per_client_accuracy": [per_client_accuracy[c] for c in sorted(per_client_accuracy)],
             "wall_time_s": round(time.monotonic() - self.start, 3),
+            "seconds_to_accuracy": self.seconds_to_accuracy(),
             **extra,
         }
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -81,6 +81,8 @@ def run(grid: Grid, exp: experiment.Experiment) -> dict:
         if server_round > 0:  # Strategy.start also calls before round 1
             reporter.record(server_round, strategy.round_metrics, strategy.client_metrics)
 
+    if not cfg.sim.flower_logs:
+        logging.getLogger("flwr").setLevel(logging.WARNING)
     train_config = ConfigRecord({**common, **protocol.encode(protocol.LOCAL_PREFIX, cfg.strategy.local)})
     strategy.start(
         grid,
