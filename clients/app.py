@@ -13,7 +13,7 @@ import time
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from clients import runtime
+from clients import faults, runtime
 from fedhyper import protocol
 from fedhyper.training import LocalTrainConfig, evaluate, train_local
 
@@ -35,6 +35,7 @@ def train(msg: Message, context: Context) -> Message:
     start = time.perf_counter()
     cid = runtime.client_id(context)
     config: ConfigRecord = msg.content[protocol.CONFIG]
+    faults.before_training(config)
     data, input_shape, n_classes = runtime.client_data(config, cid)
     model = runtime.target_model(config, input_shape, n_classes)
     weights = runtime.received_weights(msg)
@@ -42,7 +43,7 @@ def train(msg: Message, context: Context) -> Message:
     trained, loss = train_local(model, weights, data.x_train, data.y_train, local_cfg, runtime.generator(config, cid))
     reply = RecordDict(
         {
-            protocol.ARRAYS: protocol.weights_to_record(trained),
+            protocol.ARRAYS: protocol.weights_to_record(faults.corrupt(config, trained)),
             protocol.METRICS: protocol.metrics(
                 **{
                     protocol.CLIENT_ID: cid,

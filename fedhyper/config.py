@@ -28,6 +28,9 @@ class SimConfig:
     round_timeout: float = 600.0  # seconds to wait for a round's replies
     poll_interval: float = 0.01  # seconds between the ServerApp's checks for replies (Flower's default: 0.1)
     ray_address: str = "local"  # "local": a private Ray instance; "host:port" attaches to a cluster
+    max_update_norm: float = 1000.0  # a reply whose ||θ_i − θ̃_i|| exceeds this is left out; 0 disables
+    min_replies: int = 1  # a round with fewer valid train replies changes nothing
+    checkpoint_every: int = 0  # write checkpoint.pt every this many rounds (0: never)
     flower_logs: bool = False  # also show Flower's per-round INFO lines (fedhyper prints one a round)
 
     def validate(self, num_clients: int) -> None:
@@ -37,6 +40,17 @@ class SimConfig:
             raise ValueError(
                 f"sim.clients_per_round={self.clients_per_round} must be between 1 and data.num_clients={num_clients}"
             )
+        if self.max_update_norm < 0:
+            raise ValueError(f"sim.max_update_norm={self.max_update_norm} must be >= 0 (0 disables the bound)")
+        if not 1 <= self.min_replies <= self.clients_per_round:
+            raise ValueError(
+                f"sim.min_replies={self.min_replies} must be between 1 and "
+                f"sim.clients_per_round={self.clients_per_round}"
+            )
+        if self.checkpoint_every < 0:
+            raise ValueError(f"sim.checkpoint_every={self.checkpoint_every} must be >= 0 (0: no checkpoints)")
+        if self.round_timeout <= 0:
+            raise ValueError(f"sim.round_timeout={self.round_timeout} must be positive")
         if self.poll_interval <= 0:
             raise ValueError(f"sim.poll_interval={self.poll_interval} must be positive")
         if self.eval_every < 1:
@@ -47,6 +61,23 @@ class SimConfig:
             raise ValueError(f"sim.client_gpus={self.client_gpus} must be in [0, 1] (a fraction of one GPU)")
 
 
+FAULT_KINDS = ("raise", "timeout", "nan", "shape", "huge")
+
+
+@dataclass
+class FaultConfig:
+    """Make a fraction of each round's sampled clients fail on purpose (to test and demonstrate)."""
+
+    fraction: float = 0.0
+    kind: str = "raise"  # raise | timeout | nan | shape | huge
+
+    def validate(self) -> None:
+        if not 0 <= self.fraction <= 1:
+            raise ValueError(f"faults.fraction={self.fraction} must be in [0, 1]")
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"faults.kind={self.kind!r} is unknown; choose one of {', '.join(FAULT_KINDS)}")
+
+
 @dataclass
 class ExperimentConfig:
     """One run: a strategy, the data and target model, the simulation, a seed."""
@@ -55,6 +86,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     sim: SimConfig = field(default_factory=SimConfig)
+    faults: FaultConfig = field(default_factory=FaultConfig)
     seed: int = 0
     device: str = "auto"  # server-side device for the hypernetwork: auto | cpu | cuda
 
@@ -62,6 +94,7 @@ class ExperimentConfig:
         """Raise ValueError naming the first option that cannot work."""
         self.data.validate()
         self.sim.validate(self.data.num_clients)
+        self.faults.validate()
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device={self.device!r} is unknown; choose auto, cpu or cuda")
         if self.strategy is not None and hasattr(self.strategy, "validate"):

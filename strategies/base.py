@@ -1,10 +1,10 @@
 """What every personalised strategy shares: clients addressed by id, one message each.
 
 Flower's FedAvg sends one RecordDict to every sampled node; a personalised strategy sends
-each client its own weights. ``PersonalizedStrategy`` keeps FedAvg's reply checks and
-logging and replaces sampling and message construction; an algorithm supplies what each
-client receives (``train_payloads`` / ``eval_payloads``) and what it does with the replies
-(``aggregate_train``).
+each client its own weights. ``PersonalizedStrategy`` keeps Flower's ``Strategy.start``
+loop and replaces sampling, message construction and reply checking; an algorithm supplies
+what each client receives (``train_payloads`` / ``eval_payloads``), what it does with the
+valid replies (``apply_train``) and the state it must checkpoint.
 """
 
 from __future__ import annotations
@@ -12,16 +12,19 @@ from __future__ import annotations
 import logging
 from abc import abstractmethod
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy import Strategy
 
 from fedhyper import protocol
+from fedhyper.config import ExperimentConfig
 from strategies.directory import ClientDirectory
+from strategies.replies import Reply, ReplySorter
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fedhyper")
 
 
 def chunks(items: list[int], size: int) -> Iterator[list[int]]:
@@ -29,32 +32,23 @@ def chunks(items: list[int], size: int) -> Iterator[list[int]]:
         yield items[start : start + size]
 
 
-class PersonalizedStrategy(FedAvg):
+class PersonalizedStrategy(Strategy):
     """Samples client ids with a seeded generator and evaluates every client's own model."""
 
     eval_chunk = 256  # clients whose weights are generated at once for evaluation
 
-    def __init__(
-        self, directory: ClientDirectory, clients_per_round: int, eval_every: int, num_rounds: int, seed: int
-    ) -> None:
-        n = max(len(directory), 1)
-        super().__init__(
-            fraction_train=min(clients_per_round / n, 1.0),
-            min_train_nodes=1,
-            min_evaluate_nodes=1,
-            min_available_nodes=1,
-            weighted_by_key=protocol.NUM_EXAMPLES,
-            arrayrecord_key=protocol.ARRAYS,
-            configrecord_key=protocol.CONFIG,
-        )
+    def __init__(self, cfg: ExperimentConfig, directory: ClientDirectory) -> None:
         self.directory = directory
-        self.clients_per_round = clients_per_round
-        self.eval_every = eval_every
-        self.num_rounds = num_rounds
-        self.rng = np.random.default_rng(seed)
+        self.sim = cfg.sim
+        self.faults = cfg.faults
+        self.rng = np.random.default_rng(cfg.seed)  # client sampling
+        self.fault_rng = np.random.default_rng([cfg.seed, 1])  # which clients fail, when asked to
+        self.replies = ReplySorter(directory, cfg.sim.max_update_norm)
+        self.round_offset = 0  # rounds done before Strategy.start began counting (a resumed run)
         self.accuracy: dict[int, float] = {}  # each client's accuracy at the last evaluation
         self.round_metrics: dict[str, float] = {}  # filled during a round, read by the reporter
-        self.client_metrics: list[dict[str, float | str]] = []  # every reply's metrics this round
+        self.client_metrics: list[dict[str, Any]] = []  # every valid reply's metrics this round
+        self._sent: dict[int, ArrayRecord] = {}
 
     # --- what an algorithm provides ------------------------------------------------
     @abstractmethod
@@ -65,78 +59,121 @@ class PersonalizedStrategy(FedAvg):
     def eval_payloads(self, client_ids: list[int]) -> dict[int, ArrayRecord]:
         """The arrays each client is evaluated with (its personalised model)."""
 
+    @abstractmethod
+    def apply_train(self, server_round: int, replies: dict[int, Reply]) -> dict[str, float]:
+        """Fold a round's valid train replies into the server state; return round metrics."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the run: extend in subclasses."""
+        return {
+            "rng": self.rng.bit_generator.state,
+            "fault_rng": self.fault_rng.bit_generator.state,
+            "accuracy": dict(self.accuracy),
+            "rejected": dict(self.replies.rejected),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.fault_rng.bit_generator.state = state["fault_rng"]
+        self.accuracy = {int(k): v for k, v in state["accuracy"].items()}
+        self.replies.rejected.update(state["rejected"])
+
     # --- sampling and messages ------------------------------------------------------
     def sample(self) -> list[int]:
         ids = self.directory.client_ids
-        k = min(self.clients_per_round, len(ids))
+        k = min(self.sim.clients_per_round, len(ids))
         return sorted(int(i) for i in self.rng.choice(ids, size=k, replace=False))
 
     def is_eval_round(self, server_round: int) -> bool:
-        return server_round % self.eval_every == 0 or server_round == self.num_rounds
+        return server_round % self.sim.eval_every == 0 or server_round == self.sim.num_rounds
 
-    def _messages(self, payloads: dict[int, ArrayRecord], config: ConfigRecord, kind: str) -> list[Message]:
+    def _messages(self, payloads: dict[int, ArrayRecord], configs: dict[int, ConfigRecord], kind: str) -> list[Message]:
         """One message per client, to that client's node; counts the bytes of arrays sent."""
         messages = []
         for cid, arrays in payloads.items():
-            content = RecordDict({protocol.ARRAYS: arrays, protocol.CONFIG: config})
+            content = RecordDict({protocol.ARRAYS: arrays, protocol.CONFIG: configs[cid]})
             messages.append(Message(content, dst_node_id=self.directory.node(cid), message_type=kind))
         key = f"{kind}_bytes_sent"
         self.round_metrics[key] = self.round_metrics.get(key, 0) + sum(a.count_bytes() for a in payloads.values())
         return messages
 
+    def _fault_configs(self, client_ids: list[int], config: ConfigRecord) -> dict[int, ConfigRecord]:
+        """The shared config, plus an order to fail for the fraction ``faults.fraction`` of clients."""
+        configs = dict.fromkeys(client_ids, config)
+        n_faulty = int(round(self.faults.fraction * len(client_ids)))
+        for cid in self.fault_rng.choice(client_ids, size=n_faulty, replace=False) if n_faulty else []:
+            configs[int(cid)] = ConfigRecord(
+                {**config, protocol.FAULT: self.faults.kind, protocol.FAULT_SLEEP: self.sim.round_timeout + 2.0}
+            )
+        return configs
+
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
+        server_round += self.round_offset
         self.round_metrics, self.client_metrics = {}, []
         config[protocol.SERVER_ROUND] = server_round
-        return self._messages(self.train_payloads(self.sample()), config, MessageType.TRAIN)
+        ids = self.sample()
+        self._sent = self.train_payloads(ids)
+        return self._messages(self._sent, self._fault_configs(ids, config), MessageType.TRAIN)
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
+        server_round += self.round_offset
         if not self.is_eval_round(server_round):
+            self._sent = {}
             return []
         config[protocol.SERVER_ROUND] = server_round
         messages: list[Message] = []
+        self._sent = {}
         for ids in chunks(self.directory.client_ids, self.eval_chunk):
-            messages += self._messages(self.eval_payloads(ids), config, MessageType.EVALUATE)
+            payloads = self.eval_payloads(ids)
+            self._sent.update(dict.fromkeys(payloads, ArrayRecord()))  # only who was asked matters
+            messages += self._messages(payloads, dict.fromkeys(ids, config), MessageType.EVALUATE)
         return messages
 
     # --- replies ----------------------------------------------------------------------
-    def replies_by_client(self, replies: Iterable[Message], is_train: bool) -> dict[int, RecordDict]:
-        """Valid reply contents keyed by client id; a reply from the wrong node is dropped."""
-        valid, _ = self._check_and_log_replies(replies, is_train=is_train)
-        out: dict[int, RecordDict] = {}
-        received = 0
-        for msg in valid:
-            cid = int(msg.content[protocol.METRICS][protocol.CLIENT_ID])
-            if self.directory.node(cid) != msg.metadata.src_node_id:
-                log.warning("dropping a reply for client %d from node %d", cid, msg.metadata.src_node_id)
-                continue
-            received += sum(r.count_bytes() for r in msg.content.array_records.values())
-            out[cid] = msg.content
-            self.client_metrics.append({"kind": "train" if is_train else "evaluate", **msg.content[protocol.METRICS]})
+    def _sorted_replies(self, server_round: int, replies: Iterable[Message], is_train: bool) -> dict[int, Reply]:
         kind = MessageType.TRAIN if is_train else MessageType.EVALUATE
-        self.round_metrics[f"{kind}_bytes_received"] = received
-        self.round_metrics[f"{kind}_client_compute_s"] = sum(
-            float(c[protocol.METRICS].get(protocol.COMPUTE_SECONDS, 0.0)) for c in out.values()
+        valid = self.replies.sort(server_round, replies, self._sent, is_train)
+        self.round_metrics[f"{kind}_bytes_received"] = sum(
+            sum(r.count_bytes() for r in v.content.array_records.values()) for v in valid.values()
         )
-        return out
+        self.round_metrics[f"{kind}_client_compute_s"] = sum(
+            float(v.metrics.get(protocol.COMPUTE_SECONDS, 0.0)) for v in valid.values()
+        )
+        self.round_metrics[f"{kind}_rejected"] = len(self._sent) - len(valid)
+        self.client_metrics += [{"kind": kind, **v.metrics} for v in valid.values()]
+        return valid
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Apply the valid replies, or change nothing when fewer than ``sim.min_replies`` came."""
+        server_round += self.round_offset
+        valid = self._sorted_replies(server_round, replies, is_train=True)
+        if len(valid) < self.sim.min_replies:
+            log.warning("round %d: %d valid replies < sim.min_replies=%d; nothing changes",
+                        server_round, len(valid), self.sim.min_replies)  # fmt: skip
+            return None, None
+        self.round_metrics.update(self.apply_train(server_round, valid))
+        # Metrics stay in fedhyper's record (metrics.jsonl); Flower's Result gets none per round.
+        return None, None
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         """Mean over clients of each client's accuracy on its own test split."""
-        by_client = self.replies_by_client(replies, is_train=False)
-        if not by_client:
+        server_round += self.round_offset
+        valid = self._sorted_replies(server_round, replies, is_train=False)
+        if not valid:
             return None
-        acc = {cid: float(c[protocol.METRICS][protocol.EVAL_ACCURACY]) for cid, c in by_client.items()}
-        loss = {cid: float(c[protocol.METRICS][protocol.EVAL_LOSS]) for cid, c in by_client.items()}
-        n = {cid: int(c[protocol.METRICS][protocol.NUM_EXAMPLES]) for cid, c in by_client.items()}
+        acc = {cid: float(r.metrics[protocol.EVAL_ACCURACY]) for cid, r in valid.items()}
+        n = {cid: r.num_examples for cid, r in valid.items()}
         self.accuracy.update(acc)
-        total = sum(n.values())
         result = {
             "accuracy": float(np.mean(list(acc.values()))),
-            "accuracy_weighted": sum(acc[c] * n[c] for c in acc) / total,
-            "eval_loss": float(np.mean(list(loss.values()))),
+            "accuracy_weighted": sum(acc[c] * n[c] for c in acc) / sum(n.values()),
+            "eval_loss": float(np.mean([r.metrics[protocol.EVAL_LOSS] for r in valid.values()])),
             "eval_clients": len(acc),
         }
         self.round_metrics.update(result)
@@ -147,6 +184,6 @@ class PersonalizedStrategy(FedAvg):
             "%s: %d clients, %d per round, evaluation every %d rounds",
             type(self).__name__,
             len(self.directory),
-            self.clients_per_round,
-            self.eval_every,
+            self.sim.clients_per_round,
+            self.sim.eval_every,
         )

@@ -23,6 +23,7 @@ class ClientDirectory:
 
     def __init__(self) -> None:
         self._node_of: dict[int, int] = {}
+        self._client_of: dict[int, int] | None = None
         self.num_train_examples: dict[int, int] = {}
 
     def __len__(self) -> int:
@@ -35,6 +36,12 @@ class ClientDirectory:
     def node(self, cid: int) -> int:
         return self._node_of[cid]
 
+    def client_of(self, node_id: int) -> int | None:
+        """The client id a node reported, or None for a node that never described itself."""
+        if self._client_of is None or len(self._client_of) != len(self._node_of):
+            self._client_of = {n: c for c, n in self._node_of.items()}
+        return self._client_of.get(node_id)
+
     def register(self, cid: int, node_id: int, num_train_examples: int) -> None:
         known = self._node_of.get(cid)
         if known is not None and known != node_id:
@@ -42,6 +49,7 @@ class ClientDirectory:
                 f"nodes {known} and {node_id} both claim client id {cid}; give each a distinct partition-id"
             )
         self._node_of[cid] = node_id
+        self._client_of = None
         self.num_train_examples[cid] = num_train_examples
 
     def discover(self, grid: Grid, config: ConfigRecord, expected: int, timeout: float) -> None:

@@ -12,11 +12,11 @@ after every single client; ``clients_per_round=1`` reproduces that exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, Message, MetricRecord
+from flwr.app import ArrayRecord
 
 from fedhyper import protocol
 from fedhyper.config import ExperimentConfig
@@ -28,6 +28,7 @@ from fedhyper.outer import HyperNetTrainer, OuterConfig
 from fedhyper.training import LocalTrainConfig
 from strategies.base import PersonalizedStrategy
 from strategies.directory import ClientDirectory
+from strategies.replies import Reply
 
 
 @dataclass
@@ -47,8 +48,8 @@ class PFedHNConfig:
 class PFedHN(PersonalizedStrategy):
     """The hypernetwork lives here; clients only ever see their own generated weights."""
 
-    def __init__(self, trainer: HyperNetTrainer, directory: ClientDirectory, **sampling: int) -> None:
-        super().__init__(directory, **sampling)
+    def __init__(self, cfg: ExperimentConfig, directory: ClientDirectory, trainer: HyperNetTrainer) -> None:
+        super().__init__(cfg, directory)
         self.trainer = trainer
 
     def _generate(self, client_ids: list[int]) -> dict[int, ArrayRecord]:
@@ -60,26 +61,30 @@ class PFedHN(PersonalizedStrategy):
     train_payloads = _generate
     eval_payloads = _generate
 
-    def aggregate_train(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Step Φ and the embeddings from the replies; there is no global model to return."""
-        by_client = self.replies_by_client(replies, is_train=True)
-        if not by_client:
-            return None, None
-        ids = sorted(by_client)
-        trained = [protocol.record_to_weights(by_client[c][protocol.ARRAYS]) for c in ids]
-        stacked = {name: torch.stack([t[name] for t in trained]) for name in trained[0]}
-        counts = [int(by_client[c][protocol.METRICS][protocol.NUM_EXAMPLES]) for c in ids]
+    def apply_train(self, server_round: int, replies: dict[int, Reply]) -> dict[str, float]:
+        """One outer step of Φ and the embeddings from the round's trained weights."""
+        ids = sorted(replies)
+        stacked = {name: torch.stack([replies[c].weights[name] for c in ids]) for name in replies[ids[0]].weights}
+        counts = [replies[c].num_examples for c in ids]
         grad_norm = self.trainer.step(ids, stacked, counts)
-        losses = [float(by_client[c][protocol.METRICS][protocol.TRAIN_LOSS]) for c in ids]
-        result = {
+        losses = [replies[c].metrics[protocol.TRAIN_LOSS] for c in ids]
+        return {
             "train_loss": sum(loss * n for loss, n in zip(losses, counts, strict=True)) / sum(counts),
             "grad_norm": grad_norm,
             "train_clients": len(ids),
         }
-        self.round_metrics.update(result)
-        return None, MetricRecord(result)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "hnet": self.trainer.hnet.state_dict(),
+            "optimizer": self.trainer.optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.trainer.hnet.load_state_dict(state["hnet"])
+        self.trainer.optimizer.load_state_dict(state["optimizer"])
 
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> PFedHN:
@@ -89,11 +94,4 @@ def build(cfg: ExperimentConfig, directory: ClientDirectory) -> PFedHN:
     torch.manual_seed(cfg.seed)
     hnet = PerTensorHyperNet(target_shapes(target), cfg.data.num_clients, cfg.strategy.hnet)
     hnet = hnet.to(select_device(cfg.device))
-    return PFedHN(
-        HyperNetTrainer(hnet, cfg.strategy.outer),
-        directory,
-        clients_per_round=cfg.sim.clients_per_round,
-        eval_every=cfg.sim.eval_every,
-        num_rounds=cfg.sim.num_rounds,
-        seed=cfg.seed,
-    )
+    return PFedHN(cfg, directory, HyperNetTrainer(hnet, cfg.strategy.outer))

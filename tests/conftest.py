@@ -77,9 +77,18 @@ class InProcessGrid:
 
     def send_and_receive(self, messages, *, timeout=None):
         replies = []
+        from flwr.app import Error, Message
+
+        from fedhyper import protocol
+
         for msg in messages:
             self.sent.append(msg)
-            reply = self.app(msg, self.contexts[msg.metadata.dst_node_id])
+            if msg.content.config_records.get(protocol.CONFIG, {}).get(protocol.FAULT) == "timeout":
+                continue  # what the server sees of a client that overran the timeout: nothing
+            try:
+                reply = self.app(msg, self.contexts[msg.metadata.dst_node_id])
+            except Exception as err:  # Flower's runtime turns a raising ClientApp into an error reply
+                reply = Message(Error(code=0, reason=repr(err)), reply_to=msg)
             if self.on_reply is not None:
                 reply = self.on_reply(reply)
             if reply is not None:

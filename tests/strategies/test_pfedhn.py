@@ -50,7 +50,7 @@ def test_configure_train_sends_each_sampled_client_its_own_weights(directory_and
     assert not torch.allclose(first["fc1.weight"], second["fc1.weight"])
 
 
-def test_a_reply_naming_another_nodes_client_is_dropped(directory_and_grid):
+def test_a_reply_naming_another_nodes_client_is_left_out_and_counted(directory_and_grid):
     cfg, directory, grid = directory_and_grid
     strategy = pfedhn.build(cfg, directory)
     config = ConfigRecord({**client_config(cfg), **protocol.encode(protocol.LOCAL_PREFIX, cfg.strategy.local)})
@@ -58,12 +58,11 @@ def test_a_reply_naming_another_nodes_client_is_dropped(directory_and_grid):
     forged = replies[0]
     real = int(forged.content[protocol.METRICS][protocol.CLIENT_ID])
     forged.content[protocol.METRICS][protocol.CLIENT_ID] = next(c for c in directory.client_ids if c != real)
-    before = [p.detach().clone() for p in strategy.trainer.hnet.parameters()]
 
-    by_client = strategy.replies_by_client(replies, is_train=True)
+    strategy.aggregate_train(1, replies)
 
-    assert len(by_client) == len(replies) - 1
-    assert all(torch.equal(a, b) for a, b in zip(before, strategy.trainer.hnet.parameters(), strict=True))
+    assert strategy.replies.rejected == {"foreign": 1}
+    assert strategy.round_metrics["train_clients"] == len(replies) - 1
 
 
 def test_in_process_run_improves_accuracy_and_writes_the_record(in_process_grid, tmp_path):

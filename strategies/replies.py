@@ -1,0 +1,86 @@
+"""Sorting a round's replies into usable ones and rejections, one logged line per rejection."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from flwr.app import ArrayRecord, Message, RecordDict
+
+from fedhyper import protocol, validation
+from strategies.directory import ClientDirectory
+
+log = logging.getLogger("fedhyper")
+
+TRAIN_METRICS = (protocol.CLIENT_ID, protocol.NUM_EXAMPLES, protocol.TRAIN_LOSS)
+EVAL_METRICS = (protocol.CLIENT_ID, protocol.NUM_EXAMPLES, protocol.EVAL_LOSS, protocol.EVAL_ACCURACY)
+
+
+@dataclass
+class Reply:
+    """A reply that passed every check."""
+
+    content: RecordDict
+    metrics: dict[str, float]
+    weights: dict[str, torch.Tensor] | None = None  # trained weights (train replies)
+    update_norm: float | None = None
+
+    @property
+    def num_examples(self) -> int:
+        return int(self.metrics[protocol.NUM_EXAMPLES])
+
+
+class ReplySorter:
+    """Checks replies against what each client was sent; counts rejections by reason."""
+
+    def __init__(self, directory: ClientDirectory, max_update_norm: float) -> None:
+        self.directory = directory
+        self.max_update_norm = max_update_norm
+        self.rejected: Counter[str] = Counter()
+
+    def reject(self, server_round: int, cid: int | str, code: str, detail: str) -> None:
+        self.rejected[code] += 1
+        log.warning("round %d: client %s left out (%s): %s", server_round, cid, code, detail)
+
+    def sort(
+        self, server_round: int, replies: Iterable[Message], sent: dict[int, ArrayRecord], is_train: bool
+    ) -> dict[int, Reply]:
+        """The valid replies by client id; every client in ``sent`` without one is rejected."""
+        valid: dict[int, Reply] = {}
+        answered: set[int] = set()
+        for msg in replies:
+            node_cid = self.directory.client_of(msg.metadata.src_node_id)
+            try:
+                cid, reply = self._check(msg, node_cid, sent, is_train)
+            except validation.Rejected as err:
+                answered.add(node_cid) if node_cid is not None else None
+                self.reject(server_round, node_cid if node_cid is not None else "?", err.code, str(err))
+                continue
+            answered.add(cid)
+            valid[cid] = reply
+        for cid in sorted(set(sent) - answered):
+            self.reject(server_round, cid, validation.TIMEOUT, "no reply before the round's timeout")
+        return valid
+
+    def _check(
+        self, msg: Message, node_cid: int | None, sent: dict[int, ArrayRecord], is_train: bool
+    ) -> tuple[int, Reply]:
+        if msg.has_error():
+            raise validation.Rejected(validation.ERROR, msg.error.reason.strip().splitlines()[-1][:300])
+        metrics = validation.check_metrics(msg.content, TRAIN_METRICS if is_train else EVAL_METRICS)
+        cid = int(metrics[protocol.CLIENT_ID])
+        if cid != node_cid or cid not in sent:
+            raise validation.Rejected(validation.FOREIGN, f"node {msg.metadata.src_node_id} answered as client {cid}")
+        if not is_train:
+            return cid, Reply(msg.content, metrics)
+        if protocol.ARRAYS not in msg.content.array_records:
+            raise validation.Rejected(validation.MISSING, f"no {protocol.ARRAYS!r} record")
+        try:
+            weights = protocol.record_to_weights(msg.content.array_records[protocol.ARRAYS])
+        except Exception as err:  # undecodable arrays are as bad as missing ones
+            raise validation.Rejected(validation.MISSING, f"arrays cannot be read: {err}") from err
+        norm = validation.check_update(weights, protocol.record_to_weights(sent[cid]), self.max_update_norm)
+        return cid, Reply(msg.content, metrics, weights, norm)

@@ -1,0 +1,73 @@
+"""Failing clients: every kind of bad reply is left out, counted, and never touches Φ."""
+
+import pytest
+import torch
+from flwr.app import ArrayRecord, ConfigRecord
+
+from fedhyper import protocol
+from fedhyper.config import ExperimentConfig
+from strategies import pfedhn
+from strategies.app import client_config
+from strategies.directory import ClientDirectory
+
+
+def drill(in_process_grid, kind: str, fraction: float, **sim):
+    cfg = ExperimentConfig(strategy=pfedhn.PFedHNConfig())
+    cfg.data.num_clients, cfg.data.subset = 4, 2000
+    cfg.sim.clients_per_round, cfg.sim.num_rounds = 4, 1
+    cfg.strategy.local.steps = 3
+    cfg.faults.kind, cfg.faults.fraction = kind, fraction
+    for k, v in sim.items():
+        setattr(cfg.sim, k, v)
+    grid = in_process_grid(4)
+    directory = ClientDirectory()
+    directory.discover(grid, client_config(cfg), expected=4, timeout=5)
+    strategy = pfedhn.build(cfg, directory)
+    config = ConfigRecord({**client_config(cfg), **protocol.encode(protocol.LOCAL_PREFIX, cfg.strategy.local)})
+    replies = grid.send_and_receive(strategy.configure_train(1, ArrayRecord(), config, grid))
+    return strategy, replies
+
+
+@pytest.mark.parametrize(
+    ("kind", "code"),
+    [("raise", "error"), ("timeout", "timeout"), ("nan", "nonfinite"), ("shape", "shape"), ("huge", "huge")],
+)
+def test_each_fault_kind_is_rejected_with_its_reason(in_process_grid, kind, code, caplog):
+    strategy, replies = drill(in_process_grid, kind, fraction=0.5)
+
+    strategy.aggregate_train(1, replies)
+
+    assert strategy.replies.rejected == {code: 2}
+    assert strategy.round_metrics["train_clients"] == 2
+    lines = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert len(lines) == 2 and all(f"({code})" in line for line in lines)
+
+
+def test_a_round_below_min_replies_changes_nothing(in_process_grid):
+    strategy, replies = drill(in_process_grid, "nan", fraction=0.75, min_replies=2)
+    before = [p.detach().clone() for p in strategy.trainer.hnet.parameters()]
+
+    arrays, metrics = strategy.aggregate_train(1, replies)
+
+    assert arrays is None and metrics is None
+    assert strategy.replies.rejected == {"nonfinite": 3}
+    after = list(strategy.trainer.hnet.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_rejected_replies_never_reach_the_hypernetwork(in_process_grid):
+    """A round with two NaN replies moves Φ exactly as the same round with only the two good ones."""
+    strategy, replies = drill(in_process_grid, "nan", fraction=0.5)
+    clean, clean_replies = drill(in_process_grid, "nan", fraction=0.5)
+    good = [
+        r
+        for r in clean_replies
+        if all(torch.isfinite(w).all() for w in protocol.record_to_weights(r.content[protocol.ARRAYS]).values())
+    ]
+
+    strategy.aggregate_train(1, replies)
+    clean.aggregate_train(1, good)
+
+    assert len(good) == 2 and clean.replies.rejected == {"timeout": 2}
+    for a, b in zip(strategy.trainer.hnet.parameters(), clean.trainer.hnet.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
