@@ -89,6 +89,7 @@ class ExperimentConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     seed: int = 0
     device: str = "auto"  # server-side device for the hypernetwork: auto | cpu | cuda
+    resume: str | None = None  # a run directory to continue from its checkpoint (launcher option)
 
     def validate(self) -> None:
         """Raise ValueError naming the first option that cannot work."""

@@ -21,6 +21,8 @@ class RunReporter:
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.metrics_path.write_text("")
         self.clients_path = self.run_dir / "clients.jsonl"  # one row per client reply
+        # Kept until load_state_dict decides which rows of a resumed run survive.
+        self._old_clients = self.clients_path.read_text().splitlines(True) if self.clients_path.exists() else []
         self.clients_path.write_text("")
         self.start = time.monotonic()
         self.history: list[dict[str, Any]] = []
@@ -47,6 +49,18 @@ class RunReporter:
     def evaluations(self) -> list[dict[str, Any]]:
         return [row for row in self.history if "accuracy" in row]
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": list(self.history), "elapsed_s": time.monotonic() - self.start}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue a checkpointed record: rows after its last round are dropped from the files."""
+        self.history = list(state["history"])
+        self.start = time.monotonic() - state["elapsed_s"]
+        last = self.history[-1]["round"] if self.history else -1
+        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+        kept = [line for line in self._old_clients if json.loads(line)["round"] <= last]
+        self.clients_path.write_text("".join(kept))
+
     def seconds_to_accuracy(self, targets: tuple[float, ...] = (0.9, 0.95, 0.96)) -> dict[str, float | None]:
         """For each target, the elapsed time at the first evaluation that reached it."""
         evals = self.evaluations()
@@ -66,6 +80,7 @@ class RunReporter:
             "per_client_accuracy": [per_client_accuracy[c] for c in sorted(per_client_accuracy)],
             "wall_time_s": round(time.monotonic() - self.start, 3),
             "seconds_to_accuracy": self.seconds_to_accuracy(),
+            "initial_accuracy": evals[0]["accuracy"] if evals and evals[0]["round"] == 0 else None,
             **extra,
         }
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -9,6 +9,8 @@ stops the SuperLink's whole process group when the run ends, fails or is interru
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import shutil
@@ -26,6 +28,7 @@ log = logging.getLogger("fedhyper")
 
 APP_DIR = Path(__file__).resolve().parents[1]  # the repository root holds pyproject.toml
 FEDERATION = "fedhyper-sim"
+PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -47,6 +50,16 @@ class SimulationSpec:
     client_cpus: int = 1
     client_gpus: float = 0.0
     ray_address: str = "local"
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the launcher dies, even by SIGKILL (Linux)."""
+    os.setsid()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the launcher's own cleanup still applies
+        pass
 
 
 def flower_env(flwr_home: Path, ray_address: str) -> dict[str, str]:
@@ -117,7 +130,7 @@ def simulation_superlink(flwr_home: Path, env: dict[str, str]) -> Iterator[int]:
         "--database", str(flwr_home / "state.db"),
     ]  # fmt: skip
     with log_file.open("w") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     try:
         _wait_for_port(port, proc, timeout=60.0, log_file=log_file)
         yield port
@@ -125,7 +138,13 @@ def simulation_superlink(flwr_home: Path, env: dict[str, str]) -> Iterator[int]:
         stop_process_group(proc)
 
 
-def run_app(spec: SimulationSpec, run_config: dict[str, str]) -> int:
+def _toml(value: str | bool | int | float) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
+def run_app(spec: SimulationSpec, run_config: dict[str, str | bool]) -> int:
     """Start a SuperLink, ``flwr run`` the app with ``run_config``, stream its logs; return flwr's exit code."""
     flwr_home = spec.run_dir / ".flwr"
     env = flower_env(flwr_home, spec.ray_address)
@@ -133,11 +152,11 @@ def run_app(spec: SimulationSpec, run_config: dict[str, str]) -> int:
         f"num-supernodes={spec.num_supernodes} client-resources-num-cpus={spec.client_cpus} "
         f"client-resources-num-gpus={float(spec.client_gpus)}"
     )
-    run_cfg = " ".join(f'{k}="{v}"' for k, v in run_config.items())
+    run_cfg = " ".join(f"{k}={_toml(v)}" for k, v in run_config.items())
     with simulation_superlink(flwr_home, env):
         cmd = [_bin("flwr"), "run", str(APP_DIR), FEDERATION, "--stream",
                "--run-config", run_cfg, "--federation-config", federation_config]  # fmt: skip
-        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+        proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)
         try:
             return proc.wait()
         finally:

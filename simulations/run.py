@@ -14,16 +14,23 @@ import sys
 from pathlib import Path
 
 import hydra
+import torch
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from fedhyper import checkpoint
+from fedhyper.config import ExperimentConfig
+from fedhyper.data import fmnist
+from fedhyper.device import select_device
 from simulations.config import register_configs
 from simulations.launch import SimulationSpec, run_app
 from strategies import experiment
 
 log = logging.getLogger("fedhyper")
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 register_configs()
 
 
@@ -39,10 +46,45 @@ def check_group_choices(argv: list[str]) -> None:
                 raise ValueError(f"{group}={o.value()!r} is unknown; choose one of {', '.join(known)}")
 
 
-def prepare(raw: DictConfig, run_dir: Path) -> tuple[SimulationSpec, dict[str, str]]:
-    """Validate the config, write it to ``run_dir`` and describe the Flower run for it."""
+def precheck(argv: list[str]) -> None:
+    """Compose the config once before Hydra's own run, turning any error into one line."""
+    check_group_choices(argv)
+    overrides = [a for a in argv if "=" in a and not a.startswith(("-", "hydra.", "+hydra."))]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        try:
+            compose(config_name="config", overrides=overrides)
+        except Exception as err:  # Hydra and OmegaConf raise many types; the user needs one line
+            cause = err.__cause__ or err
+            key = getattr(cause, "full_key", None)
+            first = str(cause).strip().splitlines()[0]
+            raise ValueError(f"{key}: {first}" if key else first) from err
+
+
+def check_machine(cfg: ExperimentConfig) -> None:
+    """What the config asks of this machine: a GPU, readable data files."""
+    select_device(cfg.device)
+    if cfg.sim.client_gpus > 0 and cfg.sim.ray_address == "local" and not torch.cuda.is_available():
+        raise ValueError(f"sim.client_gpus={cfg.sim.client_gpus} asks for a GPU and this machine has none; set it to 0")
+    if cfg.data.root is not None:
+        fmnist.load_fmnist(cfg.data.root)  # malformed or missing files fail here, not in every client
+
+
+def prepare(raw: DictConfig, run_dir: Path) -> tuple[Path, SimulationSpec, dict[str, str | bool]]:
+    """Validate the config, write it to the run directory and describe the Flower run for it.
+
+    With ``resume=<run dir>`` the run directory, its config and its checkpoint are reused.
+    """
+    resume = raw.get("resume")
+    if resume:
+        run_dir = Path(resume).expanduser().resolve()
+        if not (run_dir / "config.yaml").is_file():
+            raise ValueError(f"resume={resume} holds no config.yaml; give the directory of an earlier run")
+        raw = OmegaConf.load(run_dir / "config.yaml")
+        checkpoint.load_checkpoint(run_dir / checkpoint.FILENAME)
     cfg = experiment.typed(raw)
+    cfg.resume = None
     cfg.validate()
+    check_machine(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / "config.yaml"
     OmegaConf.save(OmegaConf.structured(cfg), config_file)
@@ -53,19 +95,26 @@ def prepare(raw: DictConfig, run_dir: Path) -> tuple[SimulationSpec, dict[str, s
         client_gpus=cfg.sim.client_gpus,
         ray_address=cfg.sim.ray_address,
     )
-    run_config = {experiment.RUN_CONFIG_FILE: str(config_file), experiment.RUN_DIR: str(run_dir)}
-    return spec, run_config
+    run_config = {
+        experiment.RUN_CONFIG_FILE: str(config_file),
+        experiment.RUN_DIR: str(run_dir),
+        experiment.RUN_RESUME: bool(resume),
+    }
+    return run_dir, spec, run_config
 
 
 @hydra.main(version_base=None, config_path="conf", config_name="config")
 def main(raw: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir).resolve()
     try:
-        spec, run_config = prepare(raw, run_dir)
+        run_dir, spec, run_config = prepare(raw, Path(HydraConfig.get().runtime.output_dir).resolve())
     except (ValueError, FileNotFoundError) as err:
         print(f"config error: {err}", file=sys.stderr)
         sys.exit(2)
-    code = run_app(spec, run_config)
+    try:
+        code = run_app(spec, run_config)
+    except KeyboardInterrupt:
+        print(f"interrupted; every process the run started is stopped. Outputs so far in {run_dir}", file=sys.stderr)
+        sys.exit(130)
     summary_file = run_dir / "summary.json"
     if code != 0 or not summary_file.exists():
         print(f"the run failed (flwr exit code {code}); logs in {run_dir}", file=sys.stderr)
@@ -78,7 +127,7 @@ def main(raw: DictConfig) -> None:
 
 if __name__ == "__main__":
     try:
-        check_group_choices(sys.argv[1:])
+        precheck(sys.argv[1:])
     except ValueError as err:
         print(f"config error: {err}", file=sys.stderr)
         sys.exit(2)

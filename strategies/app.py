@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
+import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 from omegaconf import OmegaConf
 
 import strategies
-from fedhyper import protocol
+from fedhyper import checkpoint, protocol
 from fedhyper.config import ExperimentConfig
 from fedhyper.device import select_device
 from fedhyper.reporting import RunReporter
@@ -54,8 +55,8 @@ def main(grid: Grid, context: Context) -> None:
     run(grid, experiment.load(context.run_config))
 
 
-def run(grid: Grid, exp: experiment.Experiment) -> dict:
-    """Discover the clients, run the strategy for the configured rounds, write the record."""
+def _connect(grid: Grid, exp: experiment.Experiment) -> tuple[ConfigRecord, PersonalizedStrategy]:
+    """Validate the config, learn which node is which client, build the strategy."""
     cfg = exp.cfg
     if not exp.fixed_num_clients:
         cfg.data.num_clients = len(list(grid.get_node_ids()))
@@ -65,36 +66,60 @@ def run(grid: Grid, exp: experiment.Experiment) -> dict:
     common = client_config(cfg)
     exp.run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(OmegaConf.structured(cfg), exp.run_dir / "config.yaml")
-
     directory = ClientDirectory()
     directory.discover(grid, common, expected=cfg.data.num_clients, timeout=cfg.sim.round_timeout)
     unknown = [c for c in directory.client_ids if c >= cfg.data.num_clients]
     if unknown or not len(directory):
         raise ValueError(f"nodes report client ids {unknown or 'none'} for data.num_clients={cfg.data.num_clients}")
-    strategy = strategies.get(cfg.strategy.name).build(cfg, directory)
-    reporter = RunReporter(exp.run_dir, cfg.strategy.name, len(directory), cfg.sim.num_rounds)
+    return common, strategies.get(cfg.strategy.name).build(cfg, directory)
 
-    initial = _evaluate(strategy, grid, ConfigRecord(dict(common)), 0, cfg.sim.round_timeout)
-    reporter.record(0, strategy.round_metrics, strategy.client_metrics)
+
+def run(grid: Grid, exp: experiment.Experiment) -> dict:
+    """Discover the clients, run (or continue) the strategy, checkpoint and record the run."""
+    cfg = exp.cfg
+    common, strategy = _connect(grid, exp)
+    reporter = RunReporter(exp.run_dir, cfg.strategy.name, len(strategy.directory), cfg.sim.num_rounds)
+    checkpoint_file = exp.run_dir / checkpoint.FILENAME
+    if exp.resume:
+        state = checkpoint.load_checkpoint(checkpoint_file)
+        strategy.load_state_dict(state["strategy"])
+        reporter.load_state_dict(state["reporter"])
+        torch.set_rng_state(state["torch_rng"])
+        strategy.round_offset = state["round"]
+        log.info("resuming after round %d from %s", state["round"], checkpoint_file)
+    else:
+        _evaluate(strategy, grid, ConfigRecord(dict(common)), 0, cfg.sim.round_timeout)
+        reporter.record(0, strategy.round_metrics, strategy.client_metrics)
 
     def on_round(server_round: int, arrays: ArrayRecord) -> None:
-        if server_round > 0:  # Strategy.start also calls before round 1
-            reporter.record(server_round, strategy.round_metrics, strategy.client_metrics)
+        if server_round == 0:  # Strategy.start also calls before its first round
+            return
+        done = strategy.round_offset + server_round
+        reporter.record(done, strategy.round_metrics, strategy.client_metrics)
+        if cfg.sim.checkpoint_every and (done % cfg.sim.checkpoint_every == 0 or done == cfg.sim.num_rounds):
+            checkpoint.save_checkpoint(
+                checkpoint_file,
+                {
+                    "round": done,
+                    "strategy": strategy.state_dict(),
+                    "reporter": reporter.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                },
+            )
 
     if not cfg.sim.flower_logs:
         logging.getLogger("flwr").setLevel(logging.WARNING)
-    train_config = ConfigRecord({**common, **protocol.encode(protocol.LOCAL_PREFIX, cfg.strategy.local)})
     strategy.start(
         grid,
         ArrayRecord(),
-        num_rounds=cfg.sim.num_rounds,
+        num_rounds=cfg.sim.num_rounds - strategy.round_offset,
         timeout=cfg.sim.round_timeout,
-        train_config=train_config,
+        train_config=ConfigRecord({**common, **protocol.encode(protocol.LOCAL_PREFIX, cfg.strategy.local)}),
         evaluate_config=ConfigRecord(dict(common)),
         evaluate_fn=on_round,
     )
     return reporter.finish(
         strategy.accuracy,
-        initial_accuracy=initial["accuracy"] if initial else None,
+        rejected_replies=dict(strategy.replies.rejected),
         server_device=str(select_device(cfg.device)),
     )

@@ -23,6 +23,7 @@ from fedhyper.config import ExperimentConfig
 RUN_CONFIG_FILE = "config-file"
 RUN_DIR = "run-dir"
 RUN_OVERRIDES = "overrides"
+RUN_RESUME = "resume"
 DEFAULT_STRATEGY = "pfedhn"
 
 
@@ -31,6 +32,7 @@ class Experiment:
     cfg: ExperimentConfig
     run_dir: Path
     fixed_num_clients: bool  # False: adopt the number of nodes the federation has
+    resume: bool = False  # continue from run_dir's checkpoint
 
 
 def typed(raw: Any) -> ExperimentConfig:
@@ -56,4 +58,4 @@ def load(run_config: dict[str, Any]) -> Experiment:
         fixed = any(i.startswith("data.num_clients=") for i in rest)
     if not run_dir:
         run_dir = str(Path.home() / ".fedhyper" / "runs" / time.strftime("%Y-%m-%d_%H-%M-%S"))
-    return Experiment(cfg, Path(run_dir), fixed)
+    return Experiment(cfg, Path(run_dir), fixed, resume=bool(run_config.get(RUN_RESUME, False)))

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,6 +27,25 @@ def run_simulation(tmp_path: Path, *overrides: str, timeout: float = 600) -> sub
         ("strategy.local.lr=-1", "strategy.local.lr=-1.0 must be positive"),
         ("data.root=/nonexistent", "data.root=/nonexistent is not a directory"),
         ("sim.client_gpus=1.5", "sim.client_gpus=1.5 must be in [0, 1]"),
+        ("sim.num_rounds=abc", "sim.num_rounds: Value 'abc' of type 'str' could not be converted to Integer"),
+        ("sim.typo=3", "sim.typo: Key 'typo' not in 'SimConfig'"),
+        ("strategy.outer.lr=0", "strategy.outer.lr=0.0 and strategy.outer.embedding_lr=None must be positive"),
+        ("sim.min_replies=9", "sim.min_replies=9 must be between 1 and sim.clients_per_round=4"),
+        ("faults.fraction=1.5", "faults.fraction=1.5 must be in [0, 1]"),
+        ("faults.kind=explode", "faults.kind='explode' is unknown"),
+        ("sim.checkpoint_every=-1", "sim.checkpoint_every=-1 must be >= 0"),
+        ("data.num_clients=0", "data.num_clients=0 must be at least 1"),
+        ("data.alpha=0", "data.alpha=0.0 must be positive"),
+        pytest.param(
+            "sim.client_gpus=0.5",
+            "sim.client_gpus=0.5 asks for a GPU and this machine has none",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),
+        ),
+        pytest.param(
+            "device=cuda",
+            "device=cuda was asked for but this machine has no CUDA GPU",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),
+        ),
     ],
 )
 def test_a_bad_option_exits_2_with_one_line_naming_it(tmp_path, override, message):
@@ -34,6 +54,16 @@ def test_a_bad_option_exits_2_with_one_line_naming_it(tmp_path, override, messag
     assert result.returncode == 2
     assert message in result.stderr
     assert not (tmp_path / ".flwr").exists()  # no engine was started
+
+
+def test_a_data_folder_with_malformed_files_is_refused_before_any_engine_starts(tmp_path, idx_dir):
+    (idx_dir / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip at all")
+
+    result = run_simulation(tmp_path / "run", f"data.root={idx_dir}", timeout=120)
+
+    assert result.returncode == 2
+    assert "config error:" in result.stderr and "train-labels" in result.stderr
+    assert not (tmp_path / "run" / ".flwr").exists()
 
 
 def test_a_flower_simulation_on_ray_trains_personalised_models(tmp_path):
