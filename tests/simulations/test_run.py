@@ -95,3 +95,24 @@ def test_a_flower_simulation_on_ray_trains_personalised_models(tmp_path):
     trained = {r["client-id"] for r in replies if r["kind"] == "train"}
     assert len(trained) >= 3
     assert "summary:" in result.stdout
+
+
+def test_clients_that_raise_in_a_real_simulation_are_left_out_and_counted(tmp_path):
+    result = run_simulation(
+        tmp_path,
+        "data.num_clients=4",
+        "data.subset=3000",
+        "sim.num_rounds=3",
+        "sim.clients_per_round=4",
+        "sim.eval_every=3",
+        "strategy.local.steps=5",
+        "faults.fraction=0.5",
+        "faults.kind=raise",
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["rejected_replies"] == {"error": 6}  # 2 of 4 clients, 3 rounds
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("train_clients") for r in rows[1:]] == [2, 2, 2]
+    assert "left out (error)" in result.stdout + result.stderr
