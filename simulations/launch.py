@@ -4,13 +4,12 @@ Flower 1.42 simulations start with ``flwr run`` against a SuperLink. A bare ``fl
 would leave a detached local SuperLink behind and, by default, ``uv sync`` the app's
 dependencies (a multi-GB CUDA torch); so the launcher starts its own SuperLink in
 simulation mode with runtime installs disabled, submits the run with ``--stream``, and
-stops the SuperLink's whole process group when the run ends, fails or is interrupted.
+stops every process of the run (all carry the run's FLWR_HOME) when it ends, fails or is
+interrupted; a watchdog process does the same if the launcher itself is killed.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import shutil
@@ -28,7 +27,6 @@ log = logging.getLogger("fedhyper")
 
 APP_DIR = Path(__file__).resolve().parents[1]  # the repository root holds pyproject.toml
 FEDERATION = "fedhyper-sim"
-PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -50,16 +48,6 @@ class SimulationSpec:
     client_cpus: int = 1
     client_gpus: float = 0.0
     ray_address: str = "local"
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when the launcher dies, even by SIGKILL (Linux)."""
-    os.setsid()
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: the launcher's own cleanup still applies
-        pass
 
 
 def flower_env(flwr_home: Path, ray_address: str) -> dict[str, str]:
@@ -102,6 +90,64 @@ def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
     proc.wait()
 
 
+def processes_with_home(flwr_home: Path) -> list[int]:
+    """Live processes started for a run: Flower, Ray and client processes all inherit its FLWR_HOME.
+
+    Flower detaches some of its processes (SuperExec, the simulation with its Ray cluster)
+    into sessions of their own, so neither process groups nor the SuperLink's shutdown reach
+    them all; the environment does.
+    """
+    marker = f"FLWR_HOME={flwr_home}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                if marker in (proc / "environ").read_bytes().split(b"\0"):
+                    found.append(int(proc.name))
+            except OSError:  # gone, or not ours to read
+                continue
+    return found
+
+
+def stop_run_processes(flwr_home: Path, grace: float = 10.0) -> None:
+    """SIGTERM every process of the run, then SIGKILL those still there after ``grace`` s."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        pids = processes_with_home(flwr_home)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while processes_with_home(flwr_home) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+@contextmanager
+def reaper(flwr_home: Path) -> Iterator[None]:
+    """A watchdog that stops the run's processes once this launcher is gone, however it went.
+
+    It waits for EOF on a pipe whose writing end only this process holds: a normal exit,
+    an exception and a SIGKILL all close it.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "FLWR_HOME"}  # the reaper must not match itself
+    watchdog = subprocess.Popen(
+        [sys.executable, "-m", "simulations.reaper", str(flwr_home)],
+        stdin=subprocess.PIPE,
+        env=env,
+        cwd=APP_DIR,
+        start_new_session=True,
+    )
+    try:
+        yield
+    finally:
+        stop_run_processes(flwr_home)
+        watchdog.stdin.close()
+        watchdog.wait()
+
+
 def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float, log_file: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -130,7 +176,7 @@ def simulation_superlink(flwr_home: Path, env: dict[str, str]) -> Iterator[int]:
         "--database", str(flwr_home / "state.db"),
     ]  # fmt: skip
     with log_file.open("w") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_for_port(port, proc, timeout=60.0, log_file=log_file)
         yield port
@@ -153,10 +199,10 @@ def run_app(spec: SimulationSpec, run_config: dict[str, str | bool]) -> int:
         f"client-resources-num-gpus={float(spec.client_gpus)}"
     )
     run_cfg = " ".join(f"{k}={_toml(v)}" for k, v in run_config.items())
-    with simulation_superlink(flwr_home, env):
+    with reaper(flwr_home), simulation_superlink(flwr_home, env):
         cmd = [_bin("flwr"), "run", str(APP_DIR), FEDERATION, "--stream",
                "--run-config", run_cfg, "--federation-config", federation_config]  # fmt: skip
-        proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
         try:
             return proc.wait()
         finally:

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from simulations.launch import processes_with_home
+
 REPO = Path(__file__).resolve().parents[2]
 SMALL = [
     "data.num_clients=4",
@@ -19,17 +21,7 @@ SMALL = [
 
 
 def processes_of(run_dir: Path) -> list[int]:
-    """Live processes started for this run: they all carry its FLWR_HOME."""
-    marker = f"FLWR_HOME={run_dir}/.flwr".encode()
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if marker in (proc / "environ").read_bytes().split(b"\0"):
-                    pids.append(int(proc.name))
-            except OSError:
-                continue
-    return pids
+    return processes_with_home(run_dir / ".flwr")
 
 
 def wait_for_rounds(run_dir: Path, rounds: int, proc: subprocess.Popen, timeout: float = 240) -> None:
@@ -71,12 +63,13 @@ def test_ctrl_c_stops_every_process_the_run_started(tmp_path):
 
 def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_path):
     whole_dir, split_dir = tmp_path / "whole", tmp_path / "split"
-    whole = start(whole_dir, "sim.num_rounds=8", "sim.checkpoint_every=2")
+    rounds = ["sim.num_rounds=40", "sim.checkpoint_every=4"]  # long enough to be killed mid-way
+    whole = start(whole_dir, *rounds)
     _, err = whole.communicate(timeout=600)
     assert whole.returncode == 0, err[-2000:]
 
-    split = start(split_dir, "sim.num_rounds=8", "sim.checkpoint_every=2")
-    wait_for_rounds(split_dir, 5, split)
+    split = start(split_dir, *rounds)
+    wait_for_rounds(split_dir, 9, split)
     split.send_signal(signal.SIGKILL)
     split.wait()
     assert wait_until_gone(split_dir) == []  # the engine followed its launcher down
@@ -89,7 +82,7 @@ def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_pat
     a = json.loads((whole_dir / "summary.json").read_text())
     b = json.loads((split_dir / "summary.json").read_text())
     assert b["per_client_accuracy"] == a["per_client_accuracy"]
-    assert b["final_accuracy"] == a["final_accuracy"] and b["rounds"] == 8
+    assert b["final_accuracy"] == a["final_accuracy"] and b["rounds"] == 40
     losses = [json.loads(line).get("train_loss") for line in (split_dir / "metrics.jsonl").read_text().splitlines()]
     assert losses == [
         json.loads(line).get("train_loss") for line in (whole_dir / "metrics.jsonl").read_text().splitlines()
