@@ -90,29 +90,52 @@ def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
     proc.wait()
 
 
-def processes_with_home(flwr_home: Path) -> list[int]:
-    """Live processes started for a run: Flower, Ray and client processes all inherit its FLWR_HOME.
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every live process (Linux /proc)."""
+    parents = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])  # the name may hold ") "
+    return parents
+
+
+def run_processes(flwr_home: Path) -> list[int]:
+    """Live processes of a run: those carrying its FLWR_HOME, and all their descendants.
 
     Flower detaches some of its processes (SuperExec, the simulation with its Ray cluster)
     into sessions of their own, so neither process groups nor the SuperLink's shutdown reach
-    them all; the environment does.
+    them all; the environment does, and Ray's agents (which drop it) are its descendants.
     """
     marker = f"FLWR_HOME={flwr_home}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and int(proc.name) != os.getpid():
+    parents = _parents()
+    found: set[int] = set()
+    for pid in parents:
+        if pid != os.getpid():
             try:
-                if marker in (proc / "environ").read_bytes().split(b"\0"):
-                    found.append(int(proc.name))
+                if marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    found.add(pid)
             except OSError:  # gone, or not ours to read
                 continue
-    return found
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    stack = list(found)
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return sorted(found)
 
 
 def stop_run_processes(flwr_home: Path, grace: float = 10.0) -> None:
     """SIGTERM every process of the run, then SIGKILL those still there after ``grace`` s."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        pids = processes_with_home(flwr_home)
+        pids = run_processes(flwr_home)
         if not pids:
             return
         for pid in pids:
@@ -121,7 +144,7 @@ def stop_run_processes(flwr_home: Path, grace: float = 10.0) -> None:
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + wait
-        while processes_with_home(flwr_home) and time.monotonic() < deadline:
+        while run_processes(flwr_home) and time.monotonic() < deadline:
             time.sleep(0.2)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -110,6 +111,8 @@ def main(raw: DictConfig) -> None:
     except (ValueError, FileNotFoundError) as err:
         print(f"config error: {err}", file=sys.stderr)
         sys.exit(2)
+    # SIGTERM (a scheduler, `kill`) cleans up like Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         code = run_app(spec, run_config)
     except KeyboardInterrupt:

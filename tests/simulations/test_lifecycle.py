@@ -7,7 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from simulations.launch import processes_with_home
+import pytest
+
+from simulations.launch import run_processes
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = [
@@ -21,7 +23,7 @@ SMALL = [
 
 
 def processes_of(run_dir: Path) -> list[int]:
-    return processes_with_home(run_dir / ".flwr")
+    return run_processes(run_dir / ".flwr")
 
 
 def wait_for_rounds(run_dir: Path, rounds: int, proc: subprocess.Popen, timeout: float = 240) -> None:
@@ -48,12 +50,13 @@ def start(run_dir: Path, *overrides: str) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def test_ctrl_c_stops_every_process_the_run_started(tmp_path):
-    proc = start(tmp_path, "sim.num_rounds=200")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_every_process_the_run_started(tmp_path, sig):
+    proc = start(tmp_path, "sim.num_rounds=300")
     wait_for_rounds(tmp_path, 2, proc)
     assert processes_of(tmp_path)  # the engine is up: the check below can fail
 
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
 
     assert proc.returncode == 130, err[-2000:]
