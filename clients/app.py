@@ -7,7 +7,6 @@ stable id so the server never relies on transport node ids.
 
 from __future__ import annotations
 
-import logging
 import time
 
 from flwr.app import ConfigRecord, Context, Message, RecordDict
@@ -17,7 +16,6 @@ from clients import faults, runtime
 from fedhyper import protocol
 from fedhyper.training import LocalTrainConfig, evaluate, train_local
 
-log = logging.getLogger(__name__)
 app = ClientApp()
 
 
@@ -66,12 +64,11 @@ def evaluate_weights(msg: Message, context: Context) -> Message:
     data, input_shape, n_classes = runtime.client_data(config, cid)
     model = runtime.target_model(config, input_shape, n_classes)
     weights = runtime.received_weights(msg)
-    x, y = (data.x_val, data.y_val) if config.get(protocol.SPLIT) == "val" else (data.x_test, data.y_test)
-    loss, accuracy = evaluate(model, weights, x, y)
+    loss, accuracy = evaluate(model, weights, data.x_test, data.y_test)
     reply = protocol.metrics(
         **{
             protocol.CLIENT_ID: cid,
-            protocol.NUM_EXAMPLES: len(y),
+            protocol.NUM_EXAMPLES: len(data.y_test),
             protocol.EVAL_LOSS: loss,
             protocol.EVAL_ACCURACY: accuracy,
             protocol.RECEIVED_NORM: protocol.l2_norm(weights),

@@ -22,7 +22,6 @@ METRICS = "metrics"
 # Config keys (server -> client).
 SERVER_ROUND = "server-round"
 SEED = "seed"
-SPLIT = "split"  # evaluate on "test" or "val"
 FAULT = "fault"  # fault injection: the client must fail this way (see fedhyper.config.FaultConfig)
 FAULT_SLEEP = "fault-sleep"  # seconds a "timeout" fault sleeps
 DATA_PREFIX = "data"
@@ -41,7 +40,6 @@ RECEIVED_NORM = "received-norm"  # L2 norm of the weights a client was sent: tel
 
 # Node config keys (set per SuperNode, or per simulated node by the simulation engine).
 NODE_PARTITION_ID = "partition-id"
-NODE_NUM_PARTITIONS = "num-partitions"
 
 T = TypeVar("T")
 

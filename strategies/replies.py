@@ -56,8 +56,9 @@ class ReplySorter:
             try:
                 cid, reply = self._check(msg, node_cid, sent, is_train)
             except validation.Rejected as err:
-                answered.add(node_cid) if node_cid is not None else None
-                self.reject(server_round, node_cid if node_cid is not None else "?", err.code, str(err))
+                if node_cid is not None:
+                    answered.add(node_cid)  # it did answer, badly: not a timeout as well
+                self.reject(server_round, "?" if node_cid is None else node_cid, err.code, str(err))
                 continue
             answered.add(cid)
             valid[cid] = reply
