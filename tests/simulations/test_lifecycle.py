@@ -102,3 +102,24 @@ def test_resuming_from_a_directory_without_a_checkpoint_is_a_config_error(tmp_pa
 
     assert result.returncode == 2
     assert "no checkpoint" in result.stderr
+
+
+def test_a_run_that_ends_or_fails_leaves_nothing_running(tmp_path):
+    ok = subprocess.run(
+        [sys.executable, "-m", "simulations.run", *SMALL, "sim.num_rounds=2", f"hydra.run.dir={tmp_path / 'ok'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    # 12 examples for 4 clients: the clients cannot even describe themselves, the ServerApp gives up.
+    failed = subprocess.run(
+        [sys.executable, "-m", "simulations.run", *SMALL, "data.subset=12", f"hydra.run.dir={tmp_path / 'bad'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert failed.returncode == 1 and "the run failed" in failed.stderr
+    assert wait_until_gone(tmp_path / "ok", timeout=10) == []
+    assert wait_until_gone(tmp_path / "bad", timeout=10) == []
