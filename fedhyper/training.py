@@ -67,9 +67,9 @@ def train_local(
 def evaluate(
     model: nn.Module, weights: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``weights`` on (x, y)."""
+    """Mean cross-entropy and accuracy of ``weights`` on (x, y); (0, 0) when there is no example."""
     if len(y) == 0:
-        return float("nan"), float("nan")
+        return 0.0, 0.0
     loss, correct = 0.0, 0
     for start in range(0, len(y), batch_size):
         logits = apply(model, weights, x[start : start + batch_size])

@@ -32,8 +32,8 @@ class Rejected(ValueError):
         self.code = code
 
 
-def check_metrics(content: RecordDict, required: tuple[str, ...]) -> dict[str, float]:
-    """The reply's metrics, all ``required`` keys present and every value finite."""
+def check_metrics(content: RecordDict, required: tuple[str, ...], min_examples: int = 1) -> dict[str, float]:
+    """The reply's metrics: ``required`` keys present, values finite, at least ``min_examples``."""
     if protocol.METRICS not in content.metric_records:
         raise Rejected(MISSING, f"no {protocol.METRICS!r} record")
     metrics = content.metric_records[protocol.METRICS]
@@ -43,7 +43,7 @@ def check_metrics(content: RecordDict, required: tuple[str, ...]) -> dict[str, f
     for key, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise Rejected(NONFINITE, f"metric {key} is {value}")
-    if protocol.NUM_EXAMPLES in metrics and int(metrics[protocol.NUM_EXAMPLES]) <= 0:
+    if protocol.NUM_EXAMPLES in metrics and int(metrics[protocol.NUM_EXAMPLES]) < min_examples:
         raise Rejected(MISSING, f"{protocol.NUM_EXAMPLES} is {metrics[protocol.NUM_EXAMPLES]}")
     return dict(metrics)
 

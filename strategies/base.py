@@ -165,6 +165,7 @@ class PersonalizedStrategy(Strategy):
         """Mean over clients of each client's accuracy on its own test split."""
         server_round += self.round_offset
         valid = self._sorted_replies(server_round, replies, is_train=False)
+        valid = {cid: r for cid, r in valid.items() if r.num_examples > 0}  # no test data: no accuracy
         if not valid:
             return None
         acc = {cid: float(r.metrics[protocol.EVAL_ACCURACY]) for cid, r in valid.items()}

@@ -71,7 +71,9 @@ class ReplySorter:
     ) -> tuple[int, Reply]:
         if msg.has_error():
             raise validation.Rejected(validation.ERROR, msg.error.reason.strip().splitlines()[-1][:300])
-        metrics = validation.check_metrics(msg.content, TRAIN_METRICS if is_train else EVAL_METRICS)
+        # A client may hold no test examples (a small Dirichlet share); it cannot train on none.
+        required, least = (TRAIN_METRICS, 1) if is_train else (EVAL_METRICS, 0)
+        metrics = validation.check_metrics(msg.content, required, least)
         cid = int(metrics[protocol.CLIENT_ID])
         if cid != node_cid or cid not in sent:
             raise validation.Rejected(validation.FOREIGN, f"node {msg.metadata.src_node_id} answered as client {cid}")

@@ -71,3 +71,22 @@ def test_rejected_replies_never_reach_the_hypernetwork(in_process_grid):
     assert len(good) == 2 and clean.replies.rejected == {"timeout": 2}
     for a, b in zip(strategy.trainer.hnet.parameters(), clean.trainer.hnet.parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_a_client_without_test_examples_is_left_out_of_the_mean_but_not_rejected(in_process_grid):
+    from flwr.app import Message, MetricRecord, RecordDict
+
+    strategy, _ = drill(in_process_grid, "raise", fraction=0.0)
+    messages = list(strategy.configure_evaluate(1, ArrayRecord(), ConfigRecord(), None))
+    replies = []
+    for i, msg in enumerate(messages):
+        cid = strategy.directory.client_of(msg.metadata.dst_node_id)
+        n, acc = (0, 0.0) if i == 0 else (10, 0.5 + 0.1 * i)
+        metrics = {"client-id": cid, "num-examples": n, "eval-loss": 1.0, "eval-accuracy": acc}
+        replies.append(Message(RecordDict({protocol.METRICS: MetricRecord(metrics)}), reply_to=msg))
+
+    result = strategy.aggregate_evaluate(1, replies)
+
+    assert result["eval_clients"] == 3
+    assert abs(result["accuracy"] - (0.6 + 0.7 + 0.8) / 3) < 1e-9
+    assert strategy.replies.rejected == {}
