@@ -21,11 +21,15 @@ class HyperNetConfig:
     """Size of the hypernetwork; pFedHN's defaults."""
 
     embedding_dim: int | None = None  # None: 1 + num_clients / 4, as in pFedHN
+    # An upper bound on that rule: it gives 2,501 dimensions to 10,000 clients, so the
+    # embedding table (N x d) would grow with N squared. None keeps pFedHN's rule.
+    max_embedding_dim: int | None = None
     hidden_dim: int = 100
     n_hidden: int = 3  # hidden layers of the MLP body
 
     def resolved_embedding_dim(self, num_clients: int) -> int:
-        return self.embedding_dim or int(1 + num_clients / 4)
+        dim = self.embedding_dim or int(1 + num_clients / 4)
+        return min(dim, self.max_embedding_dim) if self.max_embedding_dim else dim
 
 
 class HyperNetwork(nn.Module, ABC):

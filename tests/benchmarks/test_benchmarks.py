@@ -29,3 +29,11 @@ def test_round_overhead_benchmark_reports_both_ratios():
 
     match = re.search(r"flower/in-process = ([0-9.]+) \(same parallelism\), ([0-9.]+)", out)
     assert match and float(match.group(1)) > 0 and float(match.group(2)) > 0
+
+
+def test_server_memory_benchmark_reports_the_ratio():
+    out = run_module("benchmarks.server_memory", "--clients", "10", "40", "--per-round", "4", "--rounds", "1")
+
+    assert "10 clients (embedding dim 3)" in out and "40 clients (embedding dim 11)" in out  # 1 + N/4
+    match = re.search(r"40 vs 10 clients: peak RSS ratio ([0-9.]+), state ratio ([0-9.]+)", out)
+    assert match and float(match.group(1)) > 0 and float(match.group(2)) >= 1

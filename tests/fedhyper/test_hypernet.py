@@ -40,3 +40,10 @@ def test_embedding_dim_follows_pfedhn_rule_and_parameters_split():
     emb = {id(p) for p in hnet.embedding_parameters()}
     assert shared.isdisjoint(emb)
     assert len(shared) + len(emb) == len(list(hnet.parameters()))
+
+
+def test_max_embedding_dim_caps_the_pfedhn_rule():
+    assert HyperNetConfig().resolved_embedding_dim(10_000) == 2501
+    assert HyperNetConfig(max_embedding_dim=32).resolved_embedding_dim(10_000) == 32
+    assert HyperNetConfig(max_embedding_dim=32).resolved_embedding_dim(50) == 13
+    assert HyperNetConfig(embedding_dim=8).resolved_embedding_dim(10_000) == 8
