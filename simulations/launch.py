@@ -66,30 +66,6 @@ def flower_env(flwr_home: Path, ray_address: str) -> dict[str, str]:
     return env
 
 
-def _group_alive(proc: subprocess.Popen) -> bool:
-    proc.poll()  # reap the leader, or a zombie leader keeps the group "alive"
-    try:
-        os.killpg(proc.pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM the process group led by ``proc``, then SIGKILL what is left after ``grace`` s."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        if not _group_alive(proc):
-            break
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait
-        while _group_alive(proc) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    proc.wait()
-
-
 def _parents() -> dict[int, int]:
     """pid -> parent pid of every live process (Linux /proc)."""
     parents = {}
@@ -166,7 +142,6 @@ def reaper(flwr_home: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        stop_run_processes(flwr_home)
         watchdog.stdin.close()
         watchdog.wait()
 
@@ -183,9 +158,8 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float, log_file: 
     raise RuntimeError(f"the SuperLink did not listen on port {port} within {timeout:.0f}s; see {log_file}")
 
 
-@contextmanager
-def simulation_superlink(flwr_home: Path, env: dict[str, str]) -> Iterator[int]:
-    """A SuperLink in simulation mode on a free local port, stopped on exit."""
+def start_superlink(flwr_home: Path, env: dict[str, str]) -> subprocess.Popen:
+    """A SuperLink in simulation mode on a free local port, with a federation pointing at it."""
     port = free_port()
     flwr_home.mkdir(parents=True, exist_ok=True)
     (flwr_home / "config.toml").write_text(
@@ -200,11 +174,8 @@ def simulation_superlink(flwr_home: Path, env: dict[str, str]) -> Iterator[int]:
     ]  # fmt: skip
     with log_file.open("w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait_for_port(port, proc, timeout=60.0, log_file=log_file)
-        yield port
-    finally:
-        stop_process_group(proc)
+    _wait_for_port(port, proc, timeout=60.0, log_file=log_file)
+    return proc
 
 
 def _toml(value: str | bool | int | float) -> str:
@@ -222,11 +193,15 @@ def run_app(spec: SimulationSpec, run_config: dict[str, str | bool]) -> int:
         f"client-resources-num-gpus={float(spec.client_gpus)}"
     )
     run_cfg = " ".join(f"{k}={_toml(v)}" for k, v in run_config.items())
-    with reaper(flwr_home), simulation_superlink(flwr_home, env):
-        cmd = [_bin("flwr"), "run", str(APP_DIR), FEDERATION, "--stream",
-               "--run-config", run_cfg, "--federation-config", federation_config]  # fmt: skip
-        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    started: list[subprocess.Popen] = []
+    with reaper(flwr_home):
         try:
-            return proc.wait()
+            started.append(start_superlink(flwr_home, env))
+            cmd = [_bin("flwr"), "run", str(APP_DIR), FEDERATION, "--stream",
+                   "--run-config", run_cfg, "--federation-config", federation_config]  # fmt: skip
+            started.append(subprocess.Popen(cmd, env=env, start_new_session=True))
+            return started[-1].wait()
         finally:
-            stop_process_group(proc)
+            stop_run_processes(flwr_home)  # one way out for every ending: done, failed, interrupted
+            for proc in started:
+                proc.wait()
