@@ -14,16 +14,15 @@ log = logging.getLogger("fedhyper")
 class RunReporter:
     """Writes ``metrics.jsonl`` as rounds finish and ``summary.json`` at the end."""
 
-    def __init__(self, run_dir: Path, strategy: str, num_clients: int, num_rounds: int) -> None:
+    def __init__(self, run_dir: Path, strategy: str, num_clients: int, num_rounds: int, fresh: bool = True) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.strategy, self.num_clients, self.num_rounds = strategy, num_clients, num_rounds
         self.metrics_path = self.run_dir / "metrics.jsonl"
-        self.metrics_path.write_text("")
         self.clients_path = self.run_dir / "clients.jsonl"  # one row per client reply
-        # Kept until load_state_dict decides which rows of a resumed run survive.
-        self._old_clients = self.clients_path.read_text().splitlines(True) if self.clients_path.exists() else []
-        self.clients_path.write_text("")
+        if fresh:  # a resumed record keeps its files until load_state_dict trims them
+            self.metrics_path.write_text("")
+            self.clients_path.write_text("")
         self.start = time.monotonic()
         self.history: list[dict[str, Any]] = []
 
@@ -58,8 +57,8 @@ class RunReporter:
         self.start = time.monotonic() - state["elapsed_s"]
         last = self.history[-1]["round"] if self.history else -1
         self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
-        kept = [line for line in self._old_clients if json.loads(line)["round"] <= last]
-        self.clients_path.write_text("".join(kept))
+        old = self.clients_path.read_text().splitlines(True) if self.clients_path.exists() else []
+        self.clients_path.write_text("".join(line for line in old if json.loads(line)["round"] <= last))
 
     def seconds_to_accuracy(self, targets: tuple[float, ...] = (0.9, 0.95, 0.96)) -> dict[str, float | None]:
         """For each target, the elapsed time at the first evaluation that reached it."""

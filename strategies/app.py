@@ -78,7 +78,9 @@ def run(grid: Grid, exp: experiment.Experiment) -> dict:
     """Discover the clients, run (or continue) the strategy, checkpoint and record the run."""
     cfg = exp.cfg
     common, strategy = _connect(grid, exp)
-    reporter = RunReporter(exp.run_dir, cfg.strategy.name, len(strategy.directory), cfg.sim.num_rounds)
+    reporter = RunReporter(
+        exp.run_dir, cfg.strategy.name, len(strategy.directory), cfg.sim.num_rounds, fresh=not exp.resume
+    )
     checkpoint_file = exp.run_dir / checkpoint.FILENAME
     if exp.resume:
         state = checkpoint.load_checkpoint(checkpoint_file)
