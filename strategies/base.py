@@ -48,7 +48,8 @@ class PersonalizedStrategy(Strategy):
         self.accuracy: dict[int, float] = {}  # each client's accuracy at the last evaluation
         self.round_metrics: dict[str, float] = {}  # filled during a round, read by the reporter
         self.client_metrics: list[dict[str, Any]] = []  # every valid reply's metrics this round
-        self._sent: dict[int, ArrayRecord] = {}
+        self._asked: list[int] = []  # the clients messaged in the current phase
+        self._sent: dict[int, ArrayRecord] = {}  # what each of this round's trainers was sent
 
     # --- what an algorithm provides ------------------------------------------------
     @abstractmethod
@@ -114,36 +115,31 @@ class PersonalizedStrategy(Strategy):
         self.round_metrics, self.client_metrics = {}, []
         config[protocol.SERVER_ROUND] = server_round
         ids = self.sample()
-        self._sent = self.train_payloads(ids)
+        self._asked, self._sent = ids, self.train_payloads(ids)
         return self._messages(self._sent, self._fault_configs(ids, config), MessageType.TRAIN)
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         server_round += self.round_offset
-        if not self.is_eval_round(server_round):
-            self._sent = {}
-            return []
+        self._asked = self.directory.client_ids if self.is_eval_round(server_round) else []
         config[protocol.SERVER_ROUND] = server_round
         messages: list[Message] = []
-        self._sent = {}
-        for ids in chunks(self.directory.client_ids, self.eval_chunk):
-            payloads = self.eval_payloads(ids)
-            self._sent.update(dict.fromkeys(payloads, ArrayRecord()))  # only who was asked matters
-            messages += self._messages(payloads, dict.fromkeys(ids, config), MessageType.EVALUATE)
+        for ids in chunks(self._asked, self.eval_chunk):
+            messages += self._messages(self.eval_payloads(ids), dict.fromkeys(ids, config), MessageType.EVALUATE)
         return messages
 
     # --- replies ----------------------------------------------------------------------
     def _sorted_replies(self, server_round: int, replies: Iterable[Message], is_train: bool) -> dict[int, Reply]:
         kind = MessageType.TRAIN if is_train else MessageType.EVALUATE
-        valid = self.replies.sort(server_round, replies, self._sent, is_train)
+        valid = self.replies.sort(server_round, replies, self._asked, self._sent if is_train else None)
         self.round_metrics[f"{kind}_bytes_received"] = sum(
             sum(r.count_bytes() for r in v.content.array_records.values()) for v in valid.values()
         )
         self.round_metrics[f"{kind}_client_compute_s"] = sum(
             float(v.metrics.get(protocol.COMPUTE_SECONDS, 0.0)) for v in valid.values()
         )
-        self.round_metrics[f"{kind}_rejected"] = len(self._sent) - len(valid)
+        self.round_metrics[f"{kind}_rejected"] = len(self._asked) - len(valid)
         self.client_metrics += [{"kind": kind, **v.metrics} for v in valid.values()]
         return valid
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -46,15 +46,23 @@ class ReplySorter:
         log.warning("round %d: client %s left out (%s): %s", server_round, cid, code, detail)
 
     def sort(
-        self, server_round: int, replies: Iterable[Message], sent: dict[int, ArrayRecord], is_train: bool
+        self,
+        server_round: int,
+        replies: Iterable[Message],
+        asked: Collection[int],
+        sent: dict[int, ArrayRecord] | None = None,
     ) -> dict[int, Reply]:
-        """The valid replies by client id; every client in ``sent`` without one is rejected."""
+        """The valid replies by client id; every client ``asked`` without one is rejected.
+
+        ``sent`` holds what each client was sent to train from; without it the replies are
+        evaluation replies and carry no weights.
+        """
         valid: dict[int, Reply] = {}
         answered: set[int] = set()
         for msg in replies:
             node_cid = self.directory.client_of(msg.metadata.src_node_id)
             try:
-                cid, reply = self._check(msg, node_cid, sent, is_train)
+                cid, reply = self._check(msg, node_cid, asked, sent)
             except validation.Rejected as err:
                 if node_cid is not None:
                     answered.add(node_cid)  # it did answer, badly: not a timeout as well
@@ -62,22 +70,22 @@ class ReplySorter:
                 continue
             answered.add(cid)
             valid[cid] = reply
-        for cid in sorted(set(sent) - answered):
+        for cid in sorted(set(asked) - answered):
             self.reject(server_round, cid, validation.TIMEOUT, "no reply before the round's timeout")
         return valid
 
     def _check(
-        self, msg: Message, node_cid: int | None, sent: dict[int, ArrayRecord], is_train: bool
+        self, msg: Message, node_cid: int | None, asked: Collection[int], sent: dict[int, ArrayRecord] | None
     ) -> tuple[int, Reply]:
         if msg.has_error():
             raise validation.Rejected(validation.ERROR, msg.error.reason.strip().splitlines()[-1][:300])
         # A client may hold no test examples (a small Dirichlet share); it cannot train on none.
-        required, least = (TRAIN_METRICS, 1) if is_train else (EVAL_METRICS, 0)
+        required, least = (EVAL_METRICS, 0) if sent is None else (TRAIN_METRICS, 1)
         metrics = validation.check_metrics(msg.content, required, least)
         cid = int(metrics[protocol.CLIENT_ID])
-        if cid != node_cid or cid not in sent:
+        if cid != node_cid or cid not in asked:
             raise validation.Rejected(validation.FOREIGN, f"node {msg.metadata.src_node_id} answered as client {cid}")
-        if not is_train:
+        if sent is None:
             return cid, Reply(msg.content, metrics)
         if protocol.ARRAYS not in msg.content.array_records:
             raise validation.Rejected(validation.MISSING, f"no {protocol.ARRAYS!r} record")
