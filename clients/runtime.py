@@ -17,16 +17,24 @@ from flwr.app import ConfigRecord, Context, Message
 from torch import nn
 
 from fedhyper import protocol
-from fedhyper.data import ClientData, DataConfig, load_federated
+from fedhyper.data import ClientData, DataConfig, dataset_info, load_federated
+from fedhyper.data.local import NODE_DATA_DIR, load_local
 from fedhyper.device import select_device
 from fedhyper.models import ModelConfig, build_model
 
+# Client id -> the data directory its node config names (real nodes only). A process serves
+# one real node, or many simulated ones that have none; the id keys it like the data caches.
+_data_dirs: dict[int, str] = {}
+
 
 def client_id(context: Context) -> int:
-    """The client's stable id: its partition id from the node config."""
+    """The client's stable id: its partition id from the node config (and note its data-dir, if any)."""
     if protocol.NODE_PARTITION_ID not in context.node_config:
         raise ValueError(f"node config lacks {protocol.NODE_PARTITION_ID!r}; start the SuperNode with it")
-    return int(context.node_config[protocol.NODE_PARTITION_ID])
+    cid = int(context.node_config[protocol.NODE_PARTITION_ID])
+    if NODE_DATA_DIR in context.node_config:
+        _data_dirs[cid] = str(context.node_config[NODE_DATA_DIR])
+    return cid
 
 
 @functools.lru_cache(maxsize=1)
@@ -37,8 +45,15 @@ def device() -> torch.device:
 
 
 def client_data(config: ConfigRecord, cid: int) -> tuple[ClientData, tuple[int, int, int], int]:
-    """The client's data on its device, with the dataset's input shape and class count."""
+    """The client's data on its device, with the dataset's input shape and class count.
+
+    A node whose config names a ``data-dir`` reads its own data from there
+    (``fedhyper.data.local``); any other reads its partition of the configured dataset.
+    """
     data_cfg = protocol.decode(DataConfig, protocol.DATA_PREFIX, config)
+    if cid in _data_dirs:
+        input_shape, n_classes = dataset_info(data_cfg.name)
+        return _on_device(load_local(_data_dirs[cid], data_cfg.name), device()), input_shape, n_classes
     seed = int(config[protocol.SEED])
     dataset = load_federated(data_cfg, seed)
     return _on_device(dataset.client(cid), device()), dataset.input_shape, dataset.num_classes
