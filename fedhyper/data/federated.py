@@ -2,7 +2,9 @@
 
 A simulated client process serves many clients; they all index the same tensors, so a
 client's share costs its index arrays and nothing more, and the whole thing is built once
-per process (``load_federated`` is cached on its arguments).
+per process (``load_federated`` is cached on its arguments). The partition itself is
+computed once per machine and read from disk by every later process
+(``fedhyper.data.cache``); a client's train / val / test cut is made when it is asked for.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 import torch
 
 from fedhyper.data import fmnist
-from fedhyper.data.partition import PARTITIONS, ClientSplit, partition_indices, split_client
+from fedhyper.data.cache import cache_dir, cached_partition
+from fedhyper.data.partition import PARTITIONS, ClientRows, ClientSplit, split_client
 
 # Input shape (C, H, W) and class count of each dataset, known without loading it.
 _DATASET_INFO = {"fmnist": ((1, 28, 28), 10)}
@@ -34,6 +37,8 @@ class DataConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     subset: int | None = None  # use only the first N pooled examples (tests, quick trials)
+    # Where partitions are cached; None: $FEDHYPER_CACHE_DIR or ~/.cache/fedhyper; "": no cache.
+    cache_dir: str | None = None
 
     def validate(self) -> None:
         """Raise ValueError naming the first option that cannot work."""
@@ -71,25 +76,34 @@ class ClientData:
 
 
 class FederatedDataset:
-    """Pooled, standardised images and the per-client splits of one partitioning."""
+    """Pooled, standardised images and every client's rows of one partitioning."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, splits: list[ClientSplit]) -> None:
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, parts: ClientRows, val_fraction: float,
+        test_fraction: float, seed: int,
+    ) -> None:  # fmt: skip
         self.images = images  # [N, C, H, W] float32, standardised
         self.labels = labels  # [N] int64
-        self.splits = splits
+        self.parts = parts
+        self.fractions = (val_fraction, test_fraction)
+        self.seed = seed
         self.num_classes = int(labels.max()) + 1
 
     def __len__(self) -> int:
-        return len(self.splits)
+        return len(self.parts)
+
+    def split(self, cid: int) -> ClientSplit:
+        """Client ``cid``'s train / val / test rows (a seeded shuffle of its own rows only)."""
+        if not 0 <= cid < len(self.parts):
+            raise ValueError(f"client id {cid} is outside 0..{len(self.parts) - 1}")
+        return split_client(self.parts[cid], *self.fractions, self.seed * 100_003 + cid)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
     def client(self, cid: int) -> ClientData:
-        if not 0 <= cid < len(self.splits):
-            raise ValueError(f"client id {cid} is outside 0..{len(self.splits) - 1}")
-        s = self.splits[cid]
+        s = self.split(cid)
         pick = lambda rows: (self.images[rows], self.labels[rows])  # noqa: E731
         (xt, yt), (xv, yv), (xs, ys) = pick(s.train), pick(s.val), pick(s.test)
         return ClientData(x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys)
@@ -108,9 +122,10 @@ def _load_cached(key: tuple, seed: int) -> FederatedDataset:
     if cfg.subset:
         images, labels = images[: cfg.subset], labels[: cfg.subset]
     x = torch.from_numpy(images).float().div_(255.0).sub_(fmnist.MEAN).div_(fmnist.STD).unsqueeze(1)
-    rows = partition_indices(labels, cfg.num_clients, cfg.partition, cfg.classes_per_client, cfg.alpha, seed)
-    splits = [split_client(r, cfg.val_fraction, cfg.test_fraction, seed * 100_003 + i) for i, r in enumerate(rows)]
-    return FederatedDataset(x, torch.from_numpy(labels), splits)
+    parts = cached_partition(
+        labels, cfg.num_clients, cfg.partition, cfg.classes_per_client, cfg.alpha, seed, cache_dir(cfg.cache_dir)
+    )
+    return FederatedDataset(x, torch.from_numpy(labels), parts, cfg.val_fraction, cfg.test_fraction, seed)
 
 
 def dataset_info(name: str) -> tuple[tuple[int, int, int], int]:

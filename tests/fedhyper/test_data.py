@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from fedhyper.data import DataConfig, fmnist, load_federated, partition_indices, split_client
+from fedhyper.data import DataConfig, cache, fmnist, load_federated, partition, partition_indices, split_client
 
 
 def labels(n_per_class: int = 100, n_classes: int = 10) -> np.ndarray:
@@ -70,7 +70,9 @@ def test_missing_data_error_names_both_ways_to_get_it(tmp_path, monkeypatch):
 
 
 def test_federated_dataset_from_a_root_folder_gives_clients_their_classes(idx_dir):
-    cfg = DataConfig(root=str(idx_dir), num_clients=5, partition="pathological", classes_per_client=2)
+    cfg = DataConfig(
+        root=str(idx_dir), num_clients=5, partition="pathological", classes_per_client=2, cache_dir=str(idx_dir / "c")
+    )
 
     fd = load_federated(cfg, seed=0)
 
@@ -81,3 +83,75 @@ def test_federated_dataset_from_a_root_folder_gives_clients_their_classes(idx_di
     assert load_federated(cfg, seed=0) is fd  # cached per process
     with pytest.raises(ValueError, match="outside"):
         fd.client(5)
+
+
+def per_client_load_partition(y: np.ndarray, num_clients: int, kind: str, seed: int) -> list[np.ndarray]:
+    """The partition as flwr-datasets' public API gives it, one ``load_partition`` per client."""
+    from datasets import Dataset
+
+    partitioner = partition._partitioner(kind, num_clients, classes_per_client=2, alpha=0.3, seed=seed)
+    partitioner.dataset = Dataset.from_dict({"label": y, "row": np.arange(len(y))})
+    return [np.asarray(partitioner.load_partition(i)["row"]) for i in range(num_clients)]
+
+
+@pytest.mark.parametrize(("kind", "num_clients"), [("pathological", 20), ("dirichlet", 30), ("iid", 7)])
+def test_one_pass_partition_equals_flwr_datasets_load_partition_per_client(kind, num_clients):
+    y = np.random.default_rng(5).integers(0, 10, 1003)
+
+    fast = partition_indices(y, num_clients, kind, classes_per_client=2, alpha=0.3, seed=11)
+
+    expected = per_client_load_partition(y, num_clients, kind, seed=11)
+    assert len(fast) == num_clients
+    assert all(np.array_equal(f, e) for f, e in zip(fast, expected, strict=True))
+
+
+def test_partition_is_computed_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    y = labels()
+    first = cache.cached_partition(y, 10, "dirichlet", 2, 0.3, seed=3, directory=tmp_path)
+    monkeypatch.setattr(cache, "partition_indices", lambda *a, **k: pytest.fail("recomputed a cached partition"))
+
+    again = cache.cached_partition(y, 10, "dirichlet", 2, 0.3, seed=3, directory=tmp_path)
+
+    assert len(list(tmp_path.glob("partition-*.npz"))) == 1 and not list(tmp_path.glob("*.tmp"))
+    assert np.array_equal(again.rows, first.rows) and np.array_equal(again.offsets, first.offsets)
+    direct = partition_indices(y, 10, "dirichlet", alpha=0.3, seed=3)
+    assert all(np.array_equal(again[i], direct[i]) for i in range(10))
+
+
+def test_cache_key_changes_with_labels_seed_and_parameters_but_not_unused_ones():
+    y = labels()
+    key = cache.partition_key(y, {"partition": "dirichlet", "alpha": 0.3, "seed": 0})
+
+    assert key == cache.partition_key(y.copy(), {"partition": "dirichlet", "alpha": 0.3, "seed": 0})
+    assert key != cache.partition_key(y[::-1], {"partition": "dirichlet", "alpha": 0.3, "seed": 0})
+    assert key != cache.partition_key(y, {"partition": "dirichlet", "alpha": 0.3, "seed": 1})
+    assert key != cache.partition_key(y, {"partition": "dirichlet", "alpha": 0.5, "seed": 0})
+
+
+def test_a_corrupt_cache_file_is_recomputed_and_an_empty_cache_dir_turns_caching_off(tmp_path, monkeypatch):
+    y = labels()
+    cache.cached_partition(y, 4, "iid", 2, 0.3, seed=0, directory=tmp_path)
+    (path,) = tmp_path.glob("partition-*.npz")
+    path.write_bytes(b"not a zip file")
+
+    parts = cache.cached_partition(y, 4, "iid", 2, 0.3, seed=0, directory=tmp_path)
+
+    assert [len(parts[i]) for i in range(4)] == [250] * 4
+    assert np.load(path)["offsets"].tolist() == [0, 250, 500, 750, 1000]  # rewritten
+    monkeypatch.setenv(cache.ENV_DIR, str(tmp_path / "env"))
+    assert cache.cache_dir(None) == tmp_path / "env" and cache.cache_dir("") is None
+    assert cache.cache_dir(str(tmp_path / "opt")) == tmp_path / "opt"
+
+
+def test_clients_get_the_same_rows_as_splitting_every_client_up_front(idx_dir):
+    cfg = DataConfig(root=str(idx_dir), num_clients=6, partition="dirichlet", alpha=0.5, cache_dir=str(idx_dir / "c"))
+    y = fmnist.load_idx_dir(idx_dir)[1]
+
+    fd = load_federated(cfg, seed=2)
+
+    rows = partition_indices(y, 6, "dirichlet", alpha=0.5, seed=2)
+    for cid, r in enumerate(rows):
+        expected = split_client(r, cfg.val_fraction, cfg.test_fraction, 2 * 100_003 + cid)
+        got = fd.split(cid)
+        assert all(np.array_equal(getattr(got, k), getattr(expected, k)) for k in ("train", "val", "test"))
+        assert torch.equal(fd.client(cid).y_test, torch.from_numpy(y[expected.test]).long())
