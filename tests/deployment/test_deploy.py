@@ -1,0 +1,79 @@
+"""Real clients on Flower's deployment engine: TLS, SuperNode authentication, each node's own data."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simulations import certs
+from simulations.deploy import local_deployment, write_config
+from simulations.launch import run_processes
+from strategies import experiment
+
+REPO = Path(__file__).resolve().parents[2]
+TRAIN_SIZES = (96, 64)  # different per node: a reply's example count shows which data it trained on
+
+
+def write_site(directory: Path, n_train: int, classes: tuple[int, int], seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True)
+    for split, n in (("train", n_train), ("test", 32)):
+        y = rng.choice(classes, size=n)
+        x = rng.integers(0, 64, size=(n, 28, 28), dtype=np.uint8) + (y[:, None, None] * 19).astype(np.uint8)
+        np.savez(directory / f"{split}.npz", x=x, y=y)
+    return directory
+
+
+def test_two_authenticated_supernodes_with_their_own_data_train_pfedhn_over_tls(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.2")
+    keys = certs.ensure(tmp_path / "certs", num_nodes=2)
+    stranger = certs.make_node_key(keys, "stranger")  # a valid key that nobody registered
+    sites = [write_site(tmp_path / f"site{i}", n, (2 * i, 2 * i + 1), i) for i, n in enumerate(TRAIN_SIZES)]
+    run_dir = tmp_path / "run"
+    config_file = write_config(["sim.num_rounds=2", "sim.eval_every=2", "strategy.local.steps=5"], 2, run_dir)
+
+    with local_deployment(run_dir / ".flwr", keys) as deployment:
+        for i, site in enumerate(sites):
+            key = keys / certs.KEYS_DIR / certs.node_key_name(i)
+            deployment.register(key.with_suffix(".pub"))
+            deployment.start_supernode(i, key, site)
+        refused = deployment.start_supernode(2, stranger, sites[0])
+        refused_code = refused.wait(timeout=120)
+        code = deployment.run({experiment.RUN_CONFIG_FILE: str(config_file), experiment.RUN_DIR: str(run_dir)})
+        assert run_processes(run_dir / ".flwr")  # the engine was up: the check after the block can fail
+
+    assert refused_code != 0
+    assert "Failed to activate SuperNode" in (run_dir / ".flwr" / "supernode-stranger.log").read_text()
+    assert code == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["num_clients"] == 2 and summary["rounds"] == 2 and summary["rejected_replies"] == {}
+    replies = [json.loads(line) for line in (run_dir / "clients.jsonl").read_text().splitlines()]
+    trained = {(r["round"], r["client-id"]): r for r in replies if r["kind"] == "train"}
+    assert sorted(trained) == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert all(trained[(rnd, cid)]["num-examples"] == TRAIN_SIZES[cid] for rnd, cid in trained)  # each its own data
+    for rnd in (1, 2):  # each node was sent its own generated weights
+        assert trained[(rnd, 0)]["received-norm"] != pytest.approx(trained[(rnd, 1)]["received-norm"])
+    assert trained[(2, 0)]["received-norm"] != pytest.approx(trained[(1, 0)]["received-norm"])  # and they learned
+    assert run_processes(run_dir / ".flwr") == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--insecure", "--certs", "somewhere"], "--insecure and --certs exclude each other"),
+        (["--nodes", "1", "--data-dir", "a", "--data-dir", "b"], "--nodes=1 must be >= 1 and >= the 2 --data-dir"),
+        (["--insecure", "--data-dir", "/nonexistent"], "--data-dir /nonexistent is not a directory"),
+        (["--insecure", "sim.num_rounds=0"], "sim.num_rounds=0 must be at least 1"),
+    ],
+)
+def test_a_bad_deployment_option_exits_2_before_any_process_starts(tmp_path, args, message):
+    cmd = [sys.executable, "-m", "simulations.deploy", "--run-dir", str(tmp_path), *args]
+
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / ".flwr").exists()
