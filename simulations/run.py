@@ -47,13 +47,13 @@ def check_group_choices(argv: list[str]) -> None:
                 raise ValueError(f"{group}={o.value()!r} is unknown; choose one of {', '.join(known)}")
 
 
-def precheck(argv: list[str]) -> None:
-    """Compose the config once before Hydra's own run, turning any error into one line."""
+def precheck(argv: list[str], config_name: str = "config") -> DictConfig:
+    """Compose the config once before Hydra's own run, turning any error into one line; return it."""
     check_group_choices(argv)
     overrides = [a for a in argv if "=" in a and not a.startswith(("-", "hydra.", "+hydra."))]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         try:
-            compose(config_name="config", overrides=overrides)
+            return compose(config_name=config_name, overrides=overrides)
         except Exception as err:  # Hydra and OmegaConf raise many types; the user needs one line
             cause = err.__cause__ or err
             key = getattr(cause, "full_key", None)

@@ -1,4 +1,4 @@
-"""Shared fixtures: small real data, tiny hypernetworks, fake Flower replies."""
+"""Shared fixtures: small real data, tiny hypernetworks, fake Flower replies, the in-process grid."""
 
 from __future__ import annotations
 
@@ -39,63 +39,8 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-class InProcessGrid:
-    """A Flower Grid that delivers each message to the real ClientApp in this process.
-
-    Node ids are arbitrary and unrelated to client ids, as on a real transport; node i
-    holds partition ``partition_of[i]``. Tests can drop or tamper with replies through
-    ``on_reply``.
-    """
-
-    def __init__(self, num_clients: int, node_offset: int = 1000, on_reply=None) -> None:
-        from flwr.app import Context, RecordDict
-        from flwr.supercore.task_identity import TaskIdentity
-
-        from clients.app import app
-
-        # Messages are stamped with the run and node of the process that builds them.
-        TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
-
-        self.app = app
-        self.sent: list = []
-        self.on_reply = on_reply
-        # Shuffled node ids so that node order says nothing about client ids.
-        ids = list(range(num_clients))[::-1]
-        self.contexts = {
-            node_offset + 7 * i: Context(
-                run_id=1,
-                node_id=node_offset + 7 * i,
-                node_config={"partition-id": cid, "num-partitions": num_clients},
-                state=RecordDict(),
-                run_config={},
-            )
-            for i, cid in enumerate(ids)
-        }
-
-    def get_node_ids(self):
-        return list(self.contexts)
-
-    def send_and_receive(self, messages, *, timeout=None):
-        replies = []
-        from flwr.app import Error, Message
-
-        from fedhyper import protocol
-
-        for msg in messages:
-            self.sent.append(msg)
-            if msg.content.config_records.get(protocol.CONFIG, {}).get(protocol.FAULT) == "timeout":
-                continue  # what the server sees of a client that overran the timeout: nothing
-            try:
-                reply = self.app(msg, self.contexts[msg.metadata.dst_node_id])
-            except Exception as err:  # Flower's runtime turns a raising ClientApp into an error reply
-                reply = Message(Error(code=0, reason=repr(err)), reply_to=msg)
-            if self.on_reply is not None:
-                reply = self.on_reply(reply)
-            if reply is not None:
-                replies.append(reply)
-        return replies
-
-
 @pytest.fixture
 def in_process_grid():
+    from simulations.inprocess import InProcessGrid  # the engine itself; imported late, it loads the apps
+
     return InProcessGrid

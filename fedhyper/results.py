@@ -1,0 +1,244 @@
+"""Read finished runs back and compare them: one row a run, mean ± std over seeds, a Markdown report.
+
+A run directory holds what ``fedhyper.reporting.RunReporter`` wrote: ``summary.json`` and
+``metrics.jsonl``. Everything here is computed from those two files, so a report can be
+rebuilt at any time from the run directories alone. Accuracies are fractions (0..1) on disk
+and percentages in the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SUMMARY_FILE = "summary.json"
+METRICS_FILE = "metrics.jsonl"
+# Per-round traffic keys written by the strategies (``<kind>_bytes_<direction>``).
+TRAFFIC = ("train_bytes_sent", "train_bytes_received", "evaluate_bytes_sent", "evaluate_bytes_received")
+
+
+@dataclass
+class RunResult:
+    """One finished run, labelled with where it sits in the grid."""
+
+    strategy: str
+    setting: str
+    seed: int
+    engine: str
+    num_clients: int
+    rounds: int
+    final_accuracy: float | None
+    best_accuracy: float | None
+    best_round: int | None
+    rounds_to_target: int | None  # first evaluated round at or above the target; None: never reached
+    seconds_to_target: float | None
+    wall_time_s: float
+    # Bytes a round, averaged over the training rounds (round 0, the initial evaluation, excluded).
+    train_bytes_sent_per_round: float
+    train_bytes_received_per_round: float
+    evaluate_bytes_sent_per_round: float
+    evaluate_bytes_received_per_round: float
+    run_dir: str
+    curve: list[tuple[int, float]] = field(default_factory=list, repr=False)  # (round, mean accuracy)
+    per_client_accuracy: list[float] = field(default_factory=list, repr=False)
+
+
+CSV_FIELDS = [f for f in RunResult.__dataclass_fields__ if f not in ("curve", "per_client_accuracy")]
+
+
+def is_finished(run_dir: Path) -> bool:
+    """A run is finished once its ServerApp wrote ``summary.json`` (it is written last)."""
+    return (Path(run_dir) / SUMMARY_FILE).is_file()
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def traffic_per_round(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Each traffic key summed over the training rounds (round >= 1) and divided by their number."""
+    training = [r for r in rows if r["round"] >= 1]
+    if not training:
+        return dict.fromkeys(TRAFFIC, 0.0)
+    return {key: sum(float(r.get(key, 0)) for r in training) / len(training) for key in TRAFFIC}
+
+
+def first_reaching(rows: Sequence[dict[str, Any]], target: float) -> dict[str, Any] | None:
+    """The first evaluated round whose mean accuracy is at least ``target``."""
+    return next((r for r in rows if r.get("accuracy") is not None and r["accuracy"] >= target), None)
+
+
+def load_run(run_dir: Path, setting: str, seed: int, engine: str, target: float) -> RunResult:
+    """Read a finished run; ``target`` is the accuracy (0..1) whose first crossing is reported."""
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    rows = read_metrics(run_dir)
+    reached = first_reaching(rows, target)
+    traffic = traffic_per_round(rows)
+    return RunResult(
+        strategy=summary["strategy"],
+        setting=setting,
+        seed=seed,
+        engine=engine,
+        num_clients=summary["num_clients"],
+        rounds=summary["rounds"],
+        final_accuracy=summary["final_accuracy"],
+        best_accuracy=summary["best_accuracy"],
+        best_round=summary.get("best_round"),
+        rounds_to_target=reached["round"] if reached else None,
+        seconds_to_target=reached["elapsed_s"] if reached else None,
+        wall_time_s=summary["wall_time_s"],
+        **{f"{key}_per_round": value for key, value in traffic.items()},
+        run_dir=str(run_dir),
+        curve=[(r["round"], r["accuracy"]) for r in rows if r.get("accuracy") is not None],
+        per_client_accuracy=list(summary.get("per_client_accuracy", [])),
+    )
+
+
+def write_csv(results: Iterable[RunResult], path: Path) -> None:
+    """One row a run, the columns of ``CSV_FIELDS``; a run that never reached the target has an empty cell."""
+    with Path(path).open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for r in results:
+            row = asdict(r)
+            writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_FIELDS})
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and sample standard deviation of the values that exist, and how many of ``n`` exist."""
+
+    mean: float | None
+    std: float | None
+    count: int
+    n: int
+
+
+def stat(values: Sequence[float | None]) -> Stat:
+    present = [float(v) for v in values if v is not None and not math.isnan(v)]
+    if not present:
+        return Stat(None, None, 0, len(values))
+    std = statistics.stdev(present) if len(present) > 1 else 0.0
+    return Stat(statistics.fmean(present), std, len(present), len(values))
+
+
+def group(results: Iterable[RunResult]) -> dict[tuple[str, str], list[RunResult]]:
+    """Runs by (setting, strategy), in the order they first appear."""
+    groups: dict[tuple[str, str], list[RunResult]] = {}
+    for r in results:
+        groups.setdefault((r.setting, r.strategy), []).append(r)
+    return groups
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    setting: str
+    strategy: str
+    seeds: list[int]
+    final_accuracy: Stat
+    best_accuracy: Stat
+    rounds_to_target: Stat  # over the seeds that reached the target (count of n)
+    wall_time_s: Stat
+    train_bytes_sent_per_round: Stat
+    train_bytes_received_per_round: Stat
+
+
+_STAT_FIELDS = [f for f in GroupSummary.__dataclass_fields__ if f not in ("setting", "strategy", "seeds")]
+
+
+def summarise(results: Iterable[RunResult]) -> list[GroupSummary]:
+    """Mean ± std across seeds for every (setting, strategy)."""
+    out = []
+    for (setting, strategy), runs in group(results).items():
+        columns = {name: stat([getattr(r, name) for r in runs]) for name in _STAT_FIELDS}
+        out.append(GroupSummary(setting=setting, strategy=strategy, seeds=[r.seed for r in runs], **columns))
+    return out
+
+
+def _pct(s: Stat) -> str:
+    return "–" if s.mean is None else f"{100 * s.mean:.2f} ± {100 * s.std:.2f}"
+
+
+def _rounds(s: Stat) -> str:
+    if s.mean is None:
+        return f"not reached (0/{s.n})"
+    reached = "" if s.count == s.n else f" ({s.count}/{s.n})"
+    return f"{s.mean:.0f} ± {s.std:.0f}{reached}"
+
+
+def _seconds(s: Stat) -> str:
+    return "–" if s.mean is None else f"{s.mean:.1f} ± {s.std:.1f}"
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def _traffic(s: Stat) -> str:
+    return "–" if s.mean is None else f"{human_bytes(s.mean)} ± {human_bytes(s.std)}"
+
+
+def markdown_table(groups: Sequence[GroupSummary], target: float) -> str:
+    """One Markdown table: a row per strategy, mean ± std across its seeds."""
+    head = [
+        "strategy",
+        "seeds",
+        "final accuracy (%)",
+        "best accuracy (%)",
+        f"rounds to {100 * target:g}%",
+        "wall time (s)",
+        "sent / round",
+        "received / round",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g in groups:
+        cells = [
+            g.strategy,
+            str(len(g.seeds)),
+            _pct(g.final_accuracy),
+            _pct(g.best_accuracy),
+            _rounds(g.rounds_to_target),
+            _seconds(g.wall_time_s),
+            _traffic(g.train_bytes_sent_per_round),
+            _traffic(g.train_bytes_received_per_round),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_report(
+    results: Sequence[RunResult], target: float, settings: dict[str, list[str]], plots: dict[str, list[str]]
+) -> str:
+    """The whole report: per data setting its overrides, the table and its plots (file names)."""
+    lines = [
+        "# Strategy comparison",
+        "",
+        "Mean ± sample std across seeds. Accuracy: mean over clients of each client's personalised model "
+        "on its own test split (final: last evaluation; best: best evaluation). Rounds to target: the first "
+        "evaluated round at or above it, over the seeds that reached it. Traffic: training bytes sent to "
+        "the clients and received from them, averaged over rounds.",
+    ]
+    by_setting: dict[str, list[GroupSummary]] = {}
+    for g in summarise(results):
+        by_setting.setdefault(g.setting, []).append(g)
+    for setting, groups in by_setting.items():
+        engines = sorted({r.engine for r in results if r.setting == setting})
+        overrides = " ".join(settings.get(setting, [])) or "(none)"
+        lines += ["", f"## Setting `{setting}`", "", f"Overrides: `{overrides}`; engine: {', '.join(engines)}.", ""]
+        lines.append(markdown_table(groups, target))
+        lines += [""] + [f"![{name}]({name})" for name in plots.get(setting, [])]
+    return "\n".join(lines) + "\n"

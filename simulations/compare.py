@@ -1,0 +1,243 @@
+"""Compare strategies: ``python -m simulations.compare strategies=[...] seeds=[...] settings=[...]``.
+
+Runs every strategy × data setting × seed on the same partitions (a setting and a seed fix
+them) and the same evaluation (mean personalised test accuracy over clients), then writes
+``results.csv``, ``report.md`` and plots into ``out_dir`` (``fedhyper.results``,
+``fedhyper.plots``). Each run has its own directory under ``out_dir/runs``, named by its
+resolved config and engine, so repeating a command skips the runs that finished, re-runs
+those that were interrupted (from their checkpoint when ``sim.checkpoint_every`` wrote one)
+and never mixes runs of different configs. Every config is composed and checked before the
+first run starts: a bad option exits with status 2 and one line, as ``simulations.run`` does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, fields, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+import strategies
+from fedhyper import checkpoint, plots, results
+from fedhyper.config import ExperimentConfig
+from simulations import inprocess
+from simulations.config import ENGINES, CompareConfig, register_configs
+from simulations.launch import APP_DIR
+from simulations.progress import GridProgress, RunLabel
+from simulations.run import check_machine, precheck
+from strategies import experiment
+
+register_configs()
+COMPARE_KEYS = {f.name for f in fields(CompareConfig)} - {f.name for f in fields(ExperimentConfig)}
+# Experiment keys a grid sets per run, and what to use instead.
+PER_RUN_KEYS = {
+    "strategy": "strategies=[...]",
+    "seed": "seeds=[...]",
+    "resume": "nothing: repeating the command goes on with the grid",
+}
+
+
+@dataclass
+class PlannedRun:
+    label: RunLabel
+    overrides: list[str]  # what simulations.run is given for it (engine=flower)
+    config: dict[str, Any]  # the resolved experiment config
+
+
+def experiment_overrides(argv: list[str]) -> list[str]:
+    """The command line's overrides of the experiment itself, which every run of the grid gets."""
+    for arg in argv:
+        if "=" not in arg or arg.startswith("-"):
+            raise ValueError(f"{arg!r}: simulations.compare takes key=value overrides only")
+    parsed = OverridesParser.create().parse_overrides(argv)
+    kept = []
+    for arg, o in zip(argv, parsed, strict=True):
+        top = o.key_or_group.split(".")[0]
+        if top == "hydra":
+            raise ValueError(f"{arg}: simulations.compare takes no hydra options; out_dir= sets where outputs go")
+        if o.key_or_group in PER_RUN_KEYS:
+            raise ValueError(f"{arg}: a comparison sets {o.key_or_group} per run; use {PER_RUN_KEYS[o.key_or_group]}")
+        if top not in COMPARE_KEYS:
+            kept.append(arg)
+    return kept
+
+
+def validate(cc: CompareConfig) -> None:
+    for name in [*cc.strategies, *cc.strategy_overrides]:
+        strategies.get(name)  # an unknown name fails with the list of known ones
+    for key, values in (("strategies", cc.strategies), ("seeds", cc.seeds), ("settings", cc.settings)):
+        if not values or len(set(values)) != len(values):
+            raise ValueError(f"{key}={list(values)} must be a non-empty list without repeats")
+    for name in cc.settings:
+        if name not in cc.setting_overrides:
+            raise ValueError(
+                f"settings: {name!r} is not defined; choose among {', '.join(cc.setting_overrides)} "
+                f"or define it with '+setting_overrides.{name}=[...]'"
+            )
+        if not name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"settings: {name!r} names files; use letters, digits, '-' and '_'")
+    if cc.engine not in ENGINES:
+        raise ValueError(f"engine={cc.engine!r} is unknown; choose one of {', '.join(ENGINES)}")
+    if cc.jobs < 0 or (cc.engine == "flower" and cc.jobs > 1):
+        raise ValueError(f"jobs={cc.jobs} must be >= 0 (0: one per core), and 1 with engine=flower")
+    if not 0 < cc.target_accuracy <= 1:
+        raise ValueError(f"target_accuracy={cc.target_accuracy} must be in (0, 1] (a fraction, like 0.9)")
+    if cc.progress_every <= 0:
+        raise ValueError(f"progress_every={cc.progress_every} must be positive (seconds)")
+
+
+def load_compare(argv: list[str]) -> tuple[CompareConfig, list[str]]:
+    """The grid's config and the experiment overrides every run gets; ValueError names a bad option."""
+    common = experiment_overrides(argv)
+    cc: CompareConfig = OmegaConf.to_object(precheck(argv, config_name="compare"))  # type: ignore[assignment]
+    validate(cc)
+    return cc, common
+
+
+def config_digest(config: dict[str, Any], engine: str) -> str:
+    return hashlib.sha256(json.dumps({"config": config, "engine": engine}, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def plan(cc: CompareConfig, common: list[str]) -> list[PlannedRun]:
+    """Compose and check every run's config; seeds outermost, so a first full comparison comes early."""
+    combos: list[tuple[str, str, list[str], ExperimentConfig]] = []
+    for setting in cc.settings:
+        for name in cc.strategies:
+            overrides = [
+                *cc.setting_overrides[setting],
+                *common,
+                f"strategy={name}",
+                *cc.strategy_overrides.get(name, []),
+            ]
+            where = f"(strategy {name}, setting {setting}; options of one strategy go in strategy_overrides.{name})"
+            try:
+                cfg = experiment.typed(precheck(overrides))
+                cfg.validate()
+            except ValueError as err:
+                raise ValueError(f"{err} {where}") from err
+            combos.append((setting, name, overrides, cfg))
+        check_machine(combos[-1][3])
+    total, runs = len(cc.seeds) * len(combos), []
+    for seed in cc.seeds:
+        for setting, name, overrides, cfg in combos:
+            config = OmegaConf.to_container(OmegaConf.structured(replace(cfg, seed=seed)))
+            run_dir = Path(cc.out_dir) / "runs" / setting / name / f"seed{seed}-{config_digest(config, cc.engine)}"
+            label = RunLabel(len(runs) + 1, total, name, setting, seed, cfg.sim.num_rounds, run_dir.resolve())
+            runs.append(PlannedRun(label, [*overrides, f"seed={seed}"], config))  # type: ignore[arg-type]
+    return runs
+
+
+def run_flower(run: PlannedRun, resume: bool) -> dict[str, Any]:
+    """One run exactly as ``python -m simulations.run`` does it (private SuperLink and Ray); its output to run.log."""
+    run_dir = run.label.run_dir
+    args = [f"resume={run_dir}"] if resume else run.overrides
+    cmd = [sys.executable, "-m", "simulations.run", *args, f"hydra.run.dir={run_dir}"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / "run.log").open("a" if resume else "w") as log_file:
+        code = subprocess.run(cmd, cwd=APP_DIR, stdout=log_file, stderr=subprocess.STDOUT).returncode
+    if code != 0 or not results.is_finished(run_dir):
+        raise RuntimeError(f"simulations.run exited with status {code}")
+    return json.loads((run_dir / results.SUMMARY_FILE).read_text())
+
+
+def start_engine(cc: CompareConfig, pending: list[PlannedRun]) -> tuple[Executor, dict[Future, PlannedRun], int]:
+    """Submit every pending run to the engine; returns the executor, the futures and how many run at once."""
+    if cc.engine == "flower":
+        executor: Executor = ThreadPoolExecutor(max_workers=1)  # a thread only waits on simulations.run
+        parallel = 1
+    else:
+        parallel = max(1, min(cc.jobs or len(os.sched_getaffinity(0)), len(pending)))
+        executor = ProcessPoolExecutor(parallel, mp_context=get_context("spawn"), initializer=inprocess.worker_init)
+    futures = {}
+    for run in pending:
+        resume = (run.label.run_dir / checkpoint.FILENAME).is_file()
+        if cc.engine == "flower":
+            futures[executor.submit(run_flower, run, resume)] = run
+        else:
+            futures[executor.submit(inprocess.run_resolved, run.config, str(run.label.run_dir), resume)] = run
+    return executor, futures, parallel
+
+
+def execute(cc: CompareConfig, pending: list[PlannedRun]) -> int:
+    """Run the pending runs, reporting progress; returns how many failed."""
+    executor, futures, parallel = start_engine(cc, pending)
+    progress = GridProgress(pending=len(pending), parallel=parallel)
+    announced: set[Future] = set()
+    next_status = time.time() + cc.progress_every
+    with executor:
+        while futures:
+            time.sleep(0.5)
+            for future, run in list(futures.items()):
+                log = run.label.run_dir / "run.log"
+                if future not in announced and log.is_file() and log.stat().st_mtime >= progress.started_at:
+                    announced.add(future)
+                    progress.started(run.label)
+                if not future.done():
+                    continue
+                del futures[future]
+                if future.exception() is not None:
+                    progress.failed_run(run.label, repr(future.exception()))
+                else:
+                    s = future.result()
+                    progress.finished(run.label, s["wall_time_s"], s["final_accuracy"], s["best_accuracy"])
+            if time.time() >= next_status and futures:
+                progress.status([futures[f].label for f in futures if f in announced])
+                next_status = time.time() + cc.progress_every
+    return progress.failed
+
+
+def write_outputs(cc: CompareConfig, runs: list[PlannedRun], common: list[str]) -> list[results.RunResult]:
+    """results.csv, report.md and two plots per data setting, from the finished runs' directories."""
+    out = Path(cc.out_dir)
+    done = [
+        results.load_run(r.label.run_dir, r.label.setting, r.label.seed, cc.engine, cc.target_accuracy)
+        for r in runs
+        if results.is_finished(r.label.run_dir)
+    ]
+    results.write_csv(done, out / "results.csv")
+    figures = {s: plots.plot_setting(done, s, out) for s in cc.settings if any(r.setting == s for r in done)}
+    settings = {s: [*cc.setting_overrides[s], *common] for s in cc.settings}
+    (out / "report.md").write_text(results.markdown_report(done, cc.target_accuracy, settings, figures))
+    return done
+
+
+def main(argv: list[str]) -> int:
+    try:
+        cc, common = load_compare(argv)
+        runs = plan(cc, common)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    Path(cc.out_dir).mkdir(parents=True, exist_ok=True)
+    pending = [r for r in runs if not results.is_finished(r.label.run_dir)]
+    print(
+        f"{len(runs)} runs ({len(cc.strategies)} strategies × {len(cc.settings)} settings × {len(cc.seeds)} seeds): "
+        f"{len(runs) - len(pending)} already finished, {len(pending)} to run with engine={cc.engine}",
+        flush=True,
+    )
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a scheduler's kill stops like Ctrl-C
+    try:
+        failed = execute(cc, pending) if pending else 0
+    except KeyboardInterrupt:
+        print("interrupted; finished runs are kept: repeat the command to go on", file=sys.stderr)
+        return 130
+    done = write_outputs(cc, runs, common)
+    print(f"{len(done)}/{len(runs)} runs finished; results.csv, report.md and plots in {Path(cc.out_dir).resolve()}")
+    if failed:
+        print(f"{failed} runs failed; see their run.log, then repeat the command", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
