@@ -48,6 +48,27 @@ def time_updates(trainer: HyperNetTrainer, ids: list[int], batched: bool) -> flo
     return time.perf_counter() - start
 
 
+def measure(target: str, k: int, repeats: int, device: torch.device) -> dict[str, float]:
+    """Median seconds of one batched and of K one-client updates, and the median ratio."""
+    trainer = make_trainer(target, max(k, 2) * 2, device)
+    ids = list(range(k))
+    time_updates(trainer, ids, batched=True)  # warm-up
+    batched_s, single_s, ratios = [], [], []
+    for _ in range(repeats):
+        b = time_updates(trainer, ids, batched=True)
+        s = time_updates(trainer, ids, batched=False)
+        batched_s.append(b)
+        single_s.append(s)
+        ratios.append(s / b)
+    return {
+        "clients": k,
+        "params_m": sum(p.numel() for p in trainer.hnet.parameters()) / 1e6,
+        "batched_s": statistics.median(batched_s),
+        "per_client_s": statistics.median(single_s),
+        "ratio": statistics.median(ratios),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 100])
@@ -57,21 +78,11 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     for k in args.clients:
-        trainer = make_trainer(args.target, max(k, 2) * 2, device)
-        params = sum(p.numel() for p in trainer.hnet.parameters())
-        ids = list(range(k))
-        time_updates(trainer, ids, batched=True)  # warm-up
-        ratios, batched_s, single_s = [], [], []
-        for _ in range(args.repeats):
-            b = time_updates(trainer, ids, batched=True)
-            s = time_updates(trainer, ids, batched=False)
-            batched_s.append(b)
-            single_s.append(s)
-            ratios.append(s / b)
+        r = measure(args.target, k, args.repeats, device)
         print(
-            f"{k} clients, {args.target} target, hypernet {params / 1e6:.1f}M params on {device}: "
-            f"batched {statistics.median(batched_s):.3f}s, per-client {statistics.median(single_s):.3f}s, "
-            f"median ratio {statistics.median(ratios):.1f}x over {args.repeats} repeats",
+            f"{k} clients, {args.target} target, hypernet {r['params_m']:.1f}M params on {device}: "
+            f"batched {r['batched_s']:.3f}s, per-client {r['per_client_s']:.3f}s, "
+            f"median ratio {r['ratio']:.1f}x over {args.repeats} repeats",
             flush=True,
         )
 

@@ -28,24 +28,30 @@ REPO = Path(__file__).resolve().parents[1]
 WARMUP = 2
 
 
-def flower_round_times(args: argparse.Namespace, client_cpus: int) -> list[float]:
+def flower_round_times(
+    clients: int, per_round: int, rounds: int, steps: int, subset: int, extra: list[str]
+) -> list[float]:
+    """Steady-state round times of ``python -m simulations.run`` with these options and ``extra`` overrides."""
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [
-            f"data.num_clients={args.clients}",
-            f"sim.clients_per_round={args.per_round}",
-            f"sim.num_rounds={args.rounds}",
-            f"sim.eval_every={args.rounds + 1}",
-            f"strategy.local.steps={args.steps}",
-            f"sim.client_cpus={client_cpus}",
+            f"data.num_clients={clients}",
+            f"sim.clients_per_round={per_round}",
+            f"sim.num_rounds={rounds}",
+            f"sim.eval_every={rounds + 1}",
+            f"strategy.local.steps={steps}",
             f"hydra.run.dir={tmp}",
+            *extra,
         ]
-        if args.subset:
-            overrides.append(f"data.subset={args.subset}")
-        subprocess.run([sys.executable, "-m", "simulations.run", *overrides], cwd=REPO, check=True, capture_output=True)
+        if subset:
+            overrides.append(f"data.subset={subset}")
+        cmd = [sys.executable, "-m", "simulations.run", *overrides]
+        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
         rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
     ends = {r["round"]: r["elapsed_s"] for r in rows}
     evals = {r["round"] for r in rows if "accuracy" in r}
-    return [ends[r] - ends[r - 1] for r in range(1 + WARMUP, args.rounds + 1) if r not in evals and r - 1 in ends]
+    return [ends[r] - ends[r - 1] for r in range(1 + WARMUP, rounds + 1) if r not in evals and r - 1 in ends]
 
 
 def main() -> None:
@@ -64,8 +70,9 @@ def main() -> None:
     rows = []
     for rep in range(args.repeats):
         plain = statistics.median(inprocess_round_times(data, args.per_round, args.rounds, local)[WARMUP:])
-        serial = statistics.median(flower_round_times(args, client_cpus=cores))
-        parallel = statistics.median(flower_round_times(args, client_cpus=1))
+        sizes = (args.clients, args.per_round, args.rounds, args.steps, args.subset)
+        serial = statistics.median(flower_round_times(*sizes, [f"sim.client_cpus={cores}"]))
+        parallel = statistics.median(flower_round_times(*sizes, ["sim.client_cpus=1"]))
         rows.append((plain, serial, parallel))
         print(
             f"repeat {rep + 1}: in-process {plain:.3f}s | flower 1 client at a time {serial:.3f}s "

@@ -1,5 +1,6 @@
 """Each benchmark still runs, at a tiny size; its figures are measured in benchmarks/, not here."""
 
+import json
 import re
 import subprocess
 import sys
@@ -37,3 +38,25 @@ def test_server_memory_benchmark_reports_the_ratio():
     assert "10 clients (embedding dim 3)" in out and "40 clients (embedding dim 11)" in out  # 1 + N/4
     match = re.search(r"40 vs 10 clients: peak RSS ratio ([0-9.]+), state ratio ([0-9.]+)", out)
     assert match and float(match.group(1)) > 0 and float(match.group(2)) >= 1
+
+
+def test_time_to_accuracy_benchmark_compares_at_the_same_client_updates():
+    out = run_module("benchmarks.time_to_accuracy", "--tiny", "--target", "0.05")
+
+    assert re.search(r"simulation: 5% after (\d+s|not reached)", out)
+    assert re.search(r"one client per step: 5% after (\d+s|not reached)", out)
+    # 6 rounds x 2 clients; the simulation evaluates every 3 rounds, the reference every 6 steps
+    assert re.findall(r"after (\d+) client updates", out) == ["0", "6", "12"]
+    assert re.search(r"at the same number of client updates \(12\): accuracy difference [+-][0-9.]+ points", out)
+
+
+def test_gpu_benchmark_writes_its_figures_and_runs_the_cpu_parts_without_cuda(tmp_path):
+    out_file = tmp_path / "gpu.json"
+
+    run_module("benchmarks.gpu", "--tiny", "--out", str(out_file))
+
+    figures = json.loads(out_file.read_text())
+    assert figures["hypernet_update"]["cpu"][0]["clients"] == 3 and figures["hypernet_update"]["cpu"][0]["ratio"] > 0
+    assert figures["round"]["flower_cpu_s"] > 0
+    if not figures["machine"]["cuda"]:
+        assert figures["round"]["flower_gpu_s"] is None and "cuda" not in figures["hypernet_update"]
