@@ -1,8 +1,10 @@
 """Real clients on Flower's deployment engine: TLS, SuperNode authentication, each node's own data."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +79,24 @@ def test_a_bad_deployment_option_exits_2_before_any_process_starts(tmp_path, arg
     assert result.returncode == 2
     assert message in result.stderr
     assert not (tmp_path / ".flwr").exists()
+
+
+def test_sigterm_stops_every_process_the_deployment_started(tmp_path):
+    cmd = [sys.executable, "-m", "simulations.deploy", "--insecure", "--nodes", "2", "--run-dir", str(tmp_path),
+           "sim.num_rounds=100", "strategy.local.steps=5", "data.subset=2000"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "metrics.jsonl").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert (tmp_path / "metrics.jsonl").exists(), "no round 0 within 240 s"
+        assert len(run_processes(tmp_path / ".flwr")) >= 3  # SuperLink and two SuperNodes at least
+
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err
+    assert run_processes(tmp_path / ".flwr") == []
