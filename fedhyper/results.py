@@ -173,7 +173,7 @@ def _rounds(s: Stat) -> str:
     if s.mean is None:
         return f"not reached (0/{s.n})"
     reached = "" if s.count == s.n else f" ({s.count}/{s.n})"
-    return f"{s.mean:.0f} ± {s.std:.0f}{reached}"
+    return f"{s.mean:.1f} ± {s.std:.1f}{reached}"
 
 
 def _seconds(s: Stat) -> str:

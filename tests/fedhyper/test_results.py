@@ -1,0 +1,110 @@
+"""Reading runs back and comparing them: per-run figures, mean ± std over seeds, the report and plots."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from fedhyper import plots, results
+
+
+def fake_run(
+    run_dir: Path,
+    strategy: str,
+    curve: list[float],
+    per_client: list[float],
+    sent: list[int],
+    received: list[int],
+    wall: float = 10.0,
+) -> Path:
+    """A run directory as RunReporter leaves it: one metrics row a round (all evaluated), and summary.json."""
+    run_dir.mkdir(parents=True)
+    rows = []
+    for rnd, acc in enumerate(curve):
+        row = {"round": rnd, "elapsed_s": 2.0 * rnd, "accuracy": acc}
+        if rnd:
+            row |= {"train_bytes_sent": sent[rnd - 1], "train_bytes_received": received[rnd - 1]}
+        rows.append(row)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = {
+        "strategy": strategy,
+        "num_clients": len(per_client),
+        "rounds": len(curve) - 1,
+        "final_accuracy": curve[-1],
+        "best_accuracy": max(curve),
+        "best_round": curve.index(max(curve)),
+        "per_client_accuracy": per_client,
+        "wall_time_s": wall,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return run_dir
+
+
+@pytest.fixture
+def two_seeds(tmp_path):
+    a = fake_run(tmp_path / "a", "pfedhn", [0.1, 0.5, 0.92, 0.9], [0.8, 1.0], [100, 300, 200], [10, 30, 20], wall=10)
+    b = fake_run(tmp_path / "b", "pfedhn", [0.1, 0.6, 0.7, 0.95], [0.9, 1.0], [100, 100, 100], [10, 10, 10], wall=14)
+    return [results.load_run(d, "pfedhn", seed, "inprocess", target=0.9) for seed, d in enumerate((a, b))]
+
+
+def test_a_run_reads_back_its_target_round_and_traffic_per_training_round(two_seeds):
+    a, b = two_seeds
+
+    assert (a.final_accuracy, a.best_accuracy, a.best_round) == (0.9, 0.92, 2)
+    assert (a.rounds_to_target, a.seconds_to_target) == (2, 4.0)
+    assert b.rounds_to_target == 3
+    assert a.train_bytes_sent_per_round == pytest.approx(200.0)  # (100 + 300 + 200) / 3, round 0 excluded
+    assert a.train_bytes_received_per_round == pytest.approx(20.0)
+    assert a.evaluate_bytes_sent_per_round == 0.0  # absent keys count as no traffic
+    assert a.curve == [(0, 0.1), (1, 0.5), (2, 0.92), (3, 0.9)]
+
+
+def test_summary_is_mean_and_sample_std_across_seeds(two_seeds):
+    (g,) = results.summarise(two_seeds)
+
+    assert (g.setting, g.strategy, g.seeds) == ("pfedhn", "pfedhn", [0, 1])
+    assert g.final_accuracy.mean == pytest.approx(0.925)
+    assert g.final_accuracy.std == pytest.approx(0.0353553, rel=1e-5)  # |0.95 - 0.9| / sqrt(2)
+    assert g.best_accuracy.mean == pytest.approx(0.935)
+    assert (g.rounds_to_target.mean, g.rounds_to_target.count) == (2.5, 2)
+    assert g.wall_time_s.mean == 12.0
+    assert g.train_bytes_sent_per_round.mean == pytest.approx(150.0)
+
+
+def test_rounds_to_target_counts_only_the_seeds_that_reached_it(tmp_path):
+    reached = fake_run(tmp_path / "a", "fedavg", [0.1, 0.95], [0.9], [1], [1])
+    never = fake_run(tmp_path / "b", "fedavg", [0.1, 0.5], [0.5], [1], [1])
+    runs = [results.load_run(d, "s", i, "flower", target=0.9) for i, d in enumerate((reached, never))]
+
+    (g,) = results.summarise(runs)
+
+    assert runs[1].rounds_to_target is None
+    assert (g.rounds_to_target.mean, g.rounds_to_target.count, g.rounds_to_target.n) == (1.0, 1, 2)
+    assert "1.0 ± 0.0 (1/2)" in results.markdown_table([g], target=0.9)
+
+
+def test_csv_has_one_row_a_run_and_the_report_a_row_a_strategy(two_seeds, tmp_path):
+    results.write_csv(two_seeds, tmp_path / "results.csv")
+    report = results.markdown_report(two_seeds, 0.9, {"pfedhn": ["data.alpha=0.3"]}, {"pfedhn": ["acc.png"]})
+
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert [r["seed"] for r in rows] == ["0", "1"]
+    assert rows[0]["rounds_to_target"] == "2" and rows[0]["engine"] == "inprocess"
+    assert "| pfedhn | 2 | 92.50 ± 3.54 | 93.50 ± 2.12 | 2.5 ± 0.7 |" in report
+    assert "150 B ± 71 B" in report  # train bytes sent per round: mean 150, std 70.7
+    assert "`data.alpha=0.3`" in report and "![acc.png](acc.png)" in report
+
+
+def test_plots_are_written_as_png(two_seeds, tmp_path):
+    names = plots.plot_setting(two_seeds, "pfedhn", tmp_path)
+
+    for name in names:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_curve_band_is_mean_min_max_over_seeds(two_seeds):
+    rounds, mean, low, high = plots.curve_band(two_seeds)
+
+    assert rounds.tolist() == [0, 1, 2, 3]
+    assert mean[1] == pytest.approx(0.55) and low[2] == pytest.approx(0.7) and high[3] == pytest.approx(0.95)

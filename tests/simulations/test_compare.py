@@ -1,0 +1,123 @@
+"""``python -m simulations.compare``: a grid of runs, its outputs, resuming it, and refusing bad options."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from simulations import compare
+
+TINY = [
+    "data.num_clients=4",
+    "data.subset=2000",
+    "sim.num_rounds=2",
+    "sim.clients_per_round=2",
+    "sim.eval_every=1",
+    "strategy.local.steps=5",
+]
+
+
+def grid(out_dir, *extra: str) -> list[str]:
+    return ["strategies=[pfedhn]", "seeds=[0,1]", "engine=inprocess", f"out_dir={out_dir}", *TINY, *extra]
+
+
+def summaries(out_dir) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime_ns for p in out_dir.glob("runs/*/*/*/summary.json")}
+
+
+def first_round_reaching(run_dir, target: float) -> str:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return next((str(r["round"]) for r in rows if r["accuracy"] >= target), "")
+
+
+def test_a_tiny_grid_writes_its_outputs_and_a_repeat_runs_only_what_did_not_finish(tmp_path, capsys):
+    out = tmp_path / "cmp"
+
+    code = compare.main(grid(out, "jobs=2", "target_accuracy=0.05"))
+
+    assert code == 0, capsys.readouterr()
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert sorted(r["seed"] for r in rows) == ["0", "1"]
+    assert {r["strategy"] for r in rows} == {"pfedhn"} and {r["engine"] for r in rows} == {"inprocess"}
+    for r in rows:
+        run_dir = Path(r["run_dir"])
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert float(r["final_accuracy"]) == summary["final_accuracy"] and summary["rounds"] == 2
+        assert r["rounds_to_target"] == first_round_reaching(run_dir, 0.05)
+        assert float(r["train_bytes_sent_per_round"]) > 0
+    report = (out / "report.md").read_text()
+    assert "| pfedhn | 2 |" in report and "rounds to 5%" in report
+    assert (out / "accuracy_default.png").is_file() and (out / "client_accuracy_default.png").is_file()
+    first = summaries(out)
+    assert len(first) == 2
+    assert "done in" in capsys.readouterr().out
+
+    again = compare.main(grid(out, "jobs=2", "target_accuracy=0.05"))
+
+    assert again == 0
+    assert summaries(out) == first  # nothing ran again
+    assert "2 already finished, 0 to run" in capsys.readouterr().out
+
+    interrupted = Path(rows[0]["run_dir"])
+    (interrupted / "summary.json").unlink()  # what a killed run leaves behind: no summary
+
+    assert compare.main(grid(out, "jobs=2")) == 0
+
+    assert "1 already finished, 1 to run" in capsys.readouterr().out
+    assert (interrupted / "summary.json").is_file()
+    untouched = str(Path(rows[1]["run_dir"]) / "summary.json")
+    assert summaries(out)[untouched] == first[untouched]
+
+
+def test_the_plan_gives_every_strategy_the_same_data_and_each_setting_its_own(tmp_path):
+    cc, common = compare.load_compare(
+        [
+            "strategies=[pfedhn]",
+            "seeds=[0,1]",
+            "settings=[pfedhn,dirichlet]",
+            "sim.num_rounds=7",
+            '+strategy_overrides.pfedhn=["strategy.hnet.hidden_dim=17"]',
+            f"out_dir={tmp_path}",
+        ]
+    )
+
+    runs = compare.plan(cc, common)
+
+    assert [(r.label.seed, r.label.setting) for r in runs] == [
+        (0, "pfedhn"),
+        (0, "dirichlet"),
+        (1, "pfedhn"),
+        (1, "dirichlet"),
+    ]
+    data = {(r.label.setting, r.label.seed): r.config["data"] for r in runs}
+    assert data["dirichlet", 0]["partition"] == "dirichlet" and data["dirichlet", 0]["num_clients"] == 100
+    assert data["pfedhn", 1]["partition"] == "pathological" and data["pfedhn", 1]["num_clients"] == 50
+    assert all(r.config["sim"]["num_rounds"] == 7 and r.config["strategy"]["hnet"]["hidden_dim"] == 17 for r in runs)
+    assert [r.config["seed"] for r in runs] == [0, 0, 1, 1]
+    assert len({r.label.run_dir for r in runs}) == 4
+    assert not tmp_path.joinpath("runs").exists()  # planning runs nothing
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("strategies=[pfedhn,nope]", "strategy='nope' is unknown; choose one of"),
+        ("settings=[mars]", "settings: 'mars' is not defined"),
+        ("seeds=[]", "seeds=[] must be a non-empty list"),
+        ("seed=3", "use seeds=[...]"),
+        ("strategy=pfedhn", "use strategies=[...]"),
+        ("engine=warp", "engine='warp' is unknown"),
+        ("target_accuracy=90", "target_accuracy=90.0 must be in (0, 1]"),
+        ("sim.num_rounds=0", "sim.num_rounds=0 must be at least 1 (strategy pfedhn, setting default"),
+        ("strategy.nope=1", "Key 'nope' not in 'PFedHNConfig'"),
+        ("jobs=abc", "jobs: Value 'abc' of type 'str' could not be converted to Integer"),
+    ],
+)
+def test_a_bad_option_exits_2_with_one_line_before_anything_runs(tmp_path, capsys, override, message):
+    code = compare.main(grid(tmp_path / "cmp", override))
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.startswith("config error:") and err.count("\n") == 1
+    assert not (tmp_path / "cmp").exists()
