@@ -1,8 +1,10 @@
 """The ClientApp: train the weights it is sent on local data, evaluate them, describe itself.
 
-Every strategy whose clients just train what they receive (pFedHN, FedAvg) uses these
-handlers; the server decides what the weights are. Each reply names the client by its
-stable id so the server never relies on transport node ids.
+The server's config names the client algorithm (``protocol.ALGORITHM``); its routine
+(``clients/<algorithm>.py``, or the plain one in ``clients/personal.py``) trains and picks
+the weights to evaluate. Whatever the server does not send, the client keeps in its
+Context state and never returns. Each reply names the client by its stable id so the
+server never relies on transport node ids.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import time
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from clients import faults, runtime
+from clients import ditto, faults, fedavg_ft, fedprox, fedrep, perfedavg, pfedme, runtime
+from clients.personal import PLAIN, Job, Routine
 from fedhyper import protocol
-from fedhyper.training import LocalTrainConfig, evaluate, train_local
+from fedhyper.training import LocalTrainConfig, evaluate
 
 app = ClientApp()
 
@@ -28,26 +31,57 @@ def describe(msg: Message, context: Context) -> Message:
     return Message(RecordDict({protocol.METRICS: reply}), reply_to=msg)
 
 
+ROUTINES: dict[str, Routine] = {
+    protocol.ALGO_PLAIN: PLAIN,
+    protocol.ALGO_FEDAVG_FT: fedavg_ft.ROUTINE,
+    protocol.ALGO_FEDPROX: fedprox.ROUTINE,
+    protocol.ALGO_FEDREP: fedrep.ROUTINE,
+    protocol.ALGO_DITTO: ditto.ROUTINE,
+    protocol.ALGO_PERFEDAVG: perfedavg.ROUTINE,
+    protocol.ALGO_PFEDME: pfedme.ROUTINE,
+}
+assert set(ROUTINES) == set(protocol.CLIENT_ALGORITHMS), "every client algorithm needs a routine"
+
+
+def _job(msg: Message, context: Context) -> tuple[Job, Routine]:
+    """This round's job and the routine the server asked for."""
+    cid = runtime.client_id(context)
+    config: ConfigRecord = msg.content[protocol.CONFIG]
+    algorithm = str(config.get(protocol.ALGORITHM, protocol.ALGO_PLAIN))
+    if algorithm not in ROUTINES:
+        raise ValueError(f"client algorithm {algorithm!r} is unknown to this client; it knows {', '.join(ROUTINES)}")
+    data, input_shape, n_classes = runtime.client_data(config, cid)
+    job = Job(
+        cid=cid,
+        model=runtime.target_model(config, input_shape, n_classes),
+        data=data,
+        config=config,
+        local=protocol.decode(LocalTrainConfig, protocol.LOCAL_PREFIX, config),
+        received=runtime.received_weights(msg),
+        state=context.state,
+        generator=runtime.generator(config, cid),
+        device=runtime.device(),
+        input_shape=input_shape,
+        num_classes=n_classes,
+    )
+    return job, ROUTINES[algorithm]
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     start = time.perf_counter()
-    cid = runtime.client_id(context)
-    config: ConfigRecord = msg.content[protocol.CONFIG]
-    faults.before_training(config)
-    data, input_shape, n_classes = runtime.client_data(config, cid)
-    model = runtime.target_model(config, input_shape, n_classes)
-    weights = runtime.received_weights(msg)
-    local_cfg = protocol.decode(LocalTrainConfig, protocol.LOCAL_PREFIX, config)
-    trained, loss = train_local(model, weights, data.x_train, data.y_train, local_cfg, runtime.generator(config, cid))
+    faults.before_training(msg.content[protocol.CONFIG])
+    job, routine = _job(msg, context)
+    shared, loss = routine.train(job)
     reply = RecordDict(
         {
-            protocol.ARRAYS: protocol.weights_to_record(faults.corrupt(config, trained)),
+            protocol.ARRAYS: protocol.weights_to_record(faults.corrupt(job.config, shared)),
             protocol.METRICS: protocol.metrics(
                 **{
-                    protocol.CLIENT_ID: cid,
-                    protocol.NUM_EXAMPLES: len(data.y_train),
+                    protocol.CLIENT_ID: job.cid,
+                    protocol.NUM_EXAMPLES: len(job.data.y_train),
                     protocol.TRAIN_LOSS: loss,
-                    protocol.RECEIVED_NORM: protocol.l2_norm(weights),
+                    protocol.RECEIVED_NORM: protocol.l2_norm(job.received),
                     protocol.COMPUTE_SECONDS: time.perf_counter() - start,
                 }
             ),
@@ -59,19 +93,15 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate_weights(msg: Message, context: Context) -> Message:
     start = time.perf_counter()
-    cid = runtime.client_id(context)
-    config: ConfigRecord = msg.content[protocol.CONFIG]
-    data, input_shape, n_classes = runtime.client_data(config, cid)
-    model = runtime.target_model(config, input_shape, n_classes)
-    weights = runtime.received_weights(msg)
-    loss, accuracy = evaluate(model, weights, data.x_test, data.y_test)
+    job, routine = _job(msg, context)
+    loss, accuracy = evaluate(job.model, routine.evaluation_weights(job), job.data.x_test, job.data.y_test)
     reply = protocol.metrics(
         **{
-            protocol.CLIENT_ID: cid,
-            protocol.NUM_EXAMPLES: len(data.y_test),
+            protocol.CLIENT_ID: job.cid,
+            protocol.NUM_EXAMPLES: len(job.data.y_test),
             protocol.EVAL_LOSS: loss,
             protocol.EVAL_ACCURACY: accuracy,
-            protocol.RECEIVED_NORM: protocol.l2_norm(weights),
+            protocol.RECEIVED_NORM: protocol.l2_norm(job.received),
             protocol.COMPUTE_SECONDS: time.perf_counter() - start,
         }
     )

@@ -30,7 +30,7 @@ def before_training(config: ConfigRecord) -> None:
 def corrupt(config: ConfigRecord, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Spoil the trained weights as ordered: NaN, a wrong shape, or an absurdly large update."""
     kind = config.get(protocol.FAULT)
-    if kind not in ("nan", "shape", "huge"):
+    if kind not in ("nan", "shape", "huge") or not weights:  # a client that shares nothing has nothing to spoil
         return weights
     out = dict(weights)
     name = next(iter(out))

@@ -77,3 +77,30 @@ def target_shapes(model: nn.Module) -> dict[str, torch.Size]:
 def apply(model: nn.Module, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """Run ``model`` on ``x`` with ``weights`` in place of its own parameters."""
     return functional_call(model, weights, (x,))
+
+
+def head_names(model: nn.Module) -> list[str]:
+    """The classifier head: the parameters of the model's last ``nn.Linear`` layer.
+
+    Body/head methods (FedPer, FedRep, LG-FedAvg, pFedHN-PC) split a model here: the body is
+    every other parameter.
+    """
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name
+    if last is None:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layer to serve as a classifier head")
+    return [f"{last}.{p}" for p, _ in model.get_submodule(last).named_parameters()]
+
+
+def initial_weights(cfg: ModelConfig, input_shape: tuple[int, int, int], n_classes: int, seed: int) -> dict:
+    """The target network's standard initialisation for ``seed``: name -> tensor.
+
+    Server and clients call this with the same seed and get the same tensors, so a part a
+    client keeps to itself starts where the server's copy of the rest started.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(cfg, input_shape, n_classes)
+    return {name: p.detach().clone() for name, p in model.named_parameters()}

@@ -24,9 +24,29 @@ SERVER_ROUND = "server-round"
 SEED = "seed"
 FAULT = "fault"  # fault injection: the client must fail this way (see fedhyper.config.FaultConfig)
 FAULT_SLEEP = "fault-sleep"  # seconds a "timeout" fault sleeps
+ALGORITHM = "algorithm"  # the client-side routine that trains and evaluates (one of CLIENT_ALGORITHMS)
 DATA_PREFIX = "data"
 MODEL_PREFIX = "model"
 LOCAL_PREFIX = "local"
+
+# Client-side routines: what a client does with what it receives. Whatever part of the model the
+# server does not send, the client keeps to itself across rounds (FedPer's head, LG-FedAvg's body).
+ALGO_PLAIN = "plain"  # train everything jointly, send back what was received (pFedHN, FedAvg, FedPer, ...)
+ALGO_FEDAVG_FT = "fedavg_ft"  # plain training; fine-tune a copy before evaluating it
+ALGO_FEDPROX = "fedprox"  # plain training with a proximal pull towards the received weights
+ALGO_FEDREP = "fedrep"  # train the kept head first, then the received body
+ALGO_DITTO = "ditto"  # train the received global model, and a kept personal model pulled towards it
+ALGO_PERFEDAVG = "perfedavg"  # first-order MAML steps; one adaptation step before evaluating
+ALGO_PFEDME = "pfedme"  # Moreau-envelope personal model per batch; the local model follows it
+CLIENT_ALGORITHMS = (ALGO_PLAIN, ALGO_FEDAVG_FT, ALGO_FEDPROX, ALGO_FEDREP, ALGO_DITTO, ALGO_PERFEDAVG, ALGO_PFEDME)
+
+# Settings of the client-side routines (server -> client, beside the local.* training config).
+PROX_MU = "algo.mu"  # strength of a proximal pull: FedProx's mu, Ditto's and pFedMe's lambda
+HEAD_STEPS = "algo.head-steps"  # FedRep: steps on the head (body frozen) before the body's steps
+PERSONAL_STEPS = "algo.personal-steps"  # Ditto: steps on the personal model each round
+ADAPT_STEPS = "algo.adapt-steps"  # steps of adaptation before evaluation (FedAvg-FT, Per-FedAvg)
+INNER_LR = "algo.inner-lr"  # Per-FedAvg's alpha, pFedMe's personal learning rate
+INNER_STEPS = "algo.inner-steps"  # pFedMe: steps solving for the personal model per batch
 
 # Metric keys (client -> server).
 CLIENT_ID = "client-id"  # the stable partition id, never the transport node id
@@ -76,7 +96,9 @@ def record_to_weights(record: ArrayRecord) -> dict[str, torch.Tensor]:
 
 
 def l2_norm(weights: dict[str, torch.Tensor]) -> float:
-    return float(torch.sqrt(sum((w.double() ** 2).sum() for w in weights.values())))
+    return float(
+        torch.sqrt(sum(((w.double() ** 2).sum() for w in weights.values()), torch.zeros((), dtype=torch.float64)))
+    )
 
 
 def metrics(**values: float | int) -> MetricRecord:

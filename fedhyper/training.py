@@ -6,6 +6,7 @@ benchmarks and tests compare the Flower simulation against.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -49,18 +50,38 @@ def train_local(
     y: torch.Tensor,
     cfg: LocalTrainConfig,
     generator: torch.Generator,
+    *,
+    trainable: Collection[str] | None = None,
+    anchor: dict[str, torch.Tensor] | None = None,
+    mu: float = 0.0,
+    steps: int | None = None,
 ) -> tuple[dict[str, torch.Tensor], float]:
-    """Train ``weights`` on (x, y) for ``cfg.steps`` SGD steps; return them and the mean loss."""
-    params = {name: w.detach().clone().requires_grad_(True) for name, w in weights.items()}
-    opt = torch.optim.SGD(params.values(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    """Train ``weights`` on (x, y) with SGD; return all of them and the mean loss.
+
+    Parameters
+    ----------
+    trainable : the names to train; the others stay fixed (FedRep's alternating phases).
+        None trains every tensor.
+    anchor, mu : add (mu / 2) ||θ − anchor||² over the trained tensors that ``anchor`` holds
+        (FedProx's proximal term, Ditto's pull towards the global model).
+    steps : optimiser steps; None takes ``cfg.steps``.
+    """
+    names = set(weights) if trainable is None else set(trainable)
+    params = {n: w.detach().clone().requires_grad_(n in names) for n, w in weights.items()}
+    trained = [p for n, p in params.items() if n in names]
+    opt = torch.optim.SGD(trained, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    pulled = [(params[n], a.detach()) for n, a in (anchor or {}).items() if n in names] if mu else []
+    steps = cfg.steps if steps is None else steps
     total = torch.zeros(())
-    for idx in batches(len(y), cfg.batch_size, cfg.steps, generator):
+    for idx in batches(len(y), cfg.batch_size, steps, generator):
         loss = nn.functional.cross_entropy(apply(model, params, x[idx]), y[idx])
+        total += loss.detach()
+        if pulled:
+            loss = loss + mu / 2 * sum(((p - a) ** 2).sum() for p, a in pulled)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        total += loss.detach()
-    return {name: p.detach() for name, p in params.items()}, float(total) / cfg.steps
+    return {name: p.detach() for name, p in params.items()}, float(total) / max(steps, 1)
 
 
 @torch.no_grad()

@@ -6,7 +6,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from strategies import pfedhn
+from strategies import (
+    ditto,
+    fedavg,
+    fedavg_ft,
+    fedper,
+    fedprox,
+    fedrep,
+    lg_fedavg,
+    local,
+    perfedavg,
+    pfedhn,
+    pfedhn_pc,
+    pfedla,
+    pfedme,
+)
 from strategies.base import PersonalizedStrategy
 from strategies.directory import ClientDirectory
 
@@ -33,4 +47,19 @@ def get(name: str) -> StrategyEntry:
     return REGISTRY[name]
 
 
-register(StrategyEntry("pfedhn", pfedhn.PFedHNConfig, pfedhn.build))
+for _entry in (
+    StrategyEntry("local", local.LocalConfig, local.build),
+    StrategyEntry("fedavg", fedavg.FedAvgConfig, fedavg.build),
+    StrategyEntry("fedavg_ft", fedavg_ft.FedAvgFTConfig, fedavg_ft.build),
+    StrategyEntry("fedprox", fedprox.FedProxConfig, fedprox.build),
+    StrategyEntry("fedper", fedper.FedPerConfig, fedper.build),
+    StrategyEntry("fedrep", fedrep.FedRepConfig, fedrep.build),
+    StrategyEntry("lg_fedavg", lg_fedavg.LGFedAvgConfig, lg_fedavg.build),
+    StrategyEntry("ditto", ditto.DittoConfig, ditto.build),
+    StrategyEntry("perfedavg", perfedavg.PerFedAvgConfig, perfedavg.build),
+    StrategyEntry("pfedme", pfedme.PFedMeConfig, pfedme.build),
+    StrategyEntry("pfedla", pfedla.PFedLAConfig, pfedla.build),
+    StrategyEntry("pfedhn", pfedhn.PFedHNConfig, pfedhn.build),
+    StrategyEntry("pfedhn_pc", pfedhn_pc.PFedHNPCConfig, pfedhn_pc.build),
+):
+    register(_entry)

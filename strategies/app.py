@@ -23,11 +23,16 @@ app = ServerApp()
 
 
 def client_config(cfg: ExperimentConfig) -> ConfigRecord:
-    """What every client needs to find its data and build its model."""
+    """What every client needs to find its data, build its model and train it.
+
+    Evaluation messages carry the local training config too: some methods adapt the model
+    on local data before evaluating it (FedAvg-FT, Per-FedAvg).
+    """
     return ConfigRecord(
         {
             **protocol.encode(protocol.DATA_PREFIX, cfg.data),
             **protocol.encode(protocol.MODEL_PREFIX, cfg.model),
+            **protocol.encode(protocol.LOCAL_PREFIX, cfg.strategy.local),
             protocol.SEED: cfg.seed,
         }
     )
@@ -116,7 +121,7 @@ def run(grid: Grid, exp: experiment.Experiment) -> dict:
         ArrayRecord(),
         num_rounds=cfg.sim.num_rounds - strategy.round_offset,
         timeout=cfg.sim.round_timeout,
-        train_config=ConfigRecord({**common, **protocol.encode(protocol.LOCAL_PREFIX, cfg.strategy.local)}),
+        train_config=ConfigRecord(dict(common)),
         evaluate_config=ConfigRecord(dict(common)),
         evaluate_fn=on_round,
     )

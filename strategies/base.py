@@ -64,6 +64,10 @@ class PersonalizedStrategy(Strategy):
     def apply_train(self, server_round: int, replies: dict[int, Reply]) -> dict[str, float]:
         """Fold a round's valid train replies into the server state; return round metrics."""
 
+    def client_settings(self) -> dict[str, Any]:
+        """What the clients must know of the algorithm: its client routine and that routine's settings."""
+        return {protocol.ALGORITHM: protocol.ALGO_PLAIN}
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue the run: extend in subclasses."""
         return {
@@ -113,7 +117,7 @@ class PersonalizedStrategy(Strategy):
     ) -> Iterable[Message]:
         server_round += self.round_offset
         self.round_metrics, self.client_metrics = {}, []
-        config[protocol.SERVER_ROUND] = server_round
+        config = ConfigRecord({**config, **self.client_settings(), protocol.SERVER_ROUND: server_round})
         ids = self.sample()
         self._asked, self._sent = ids, self.train_payloads(ids)
         return self._messages(self._sent, self._fault_configs(ids, config), MessageType.TRAIN)
@@ -123,7 +127,7 @@ class PersonalizedStrategy(Strategy):
     ) -> Iterable[Message]:
         server_round += self.round_offset
         self._asked = self.directory.client_ids if self.is_eval_round(server_round) else []
-        config[protocol.SERVER_ROUND] = server_round
+        config = ConfigRecord({**config, **self.client_settings(), protocol.SERVER_ROUND: server_round})
         messages: list[Message] = []
         for ids in chunks(self._asked, self.eval_chunk):
             messages += self._messages(self.eval_payloads(ids), dict.fromkeys(ids, config), MessageType.EVALUATE)

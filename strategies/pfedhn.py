@@ -87,11 +87,16 @@ class PFedHN(PersonalizedStrategy):
         self.trainer.optimizer.load_state_dict(state["optimizer"])
 
 
-def build(cfg: ExperimentConfig, directory: ClientDirectory) -> PFedHN:
-    """A pFedHN strategy for ``cfg``, its hypernetwork on the configured device."""
+def build_trainer(cfg: ExperimentConfig, exclude: tuple[str, ...] = ()) -> HyperNetTrainer:
+    """The hypernetwork for the target's tensors except ``exclude``, with its optimiser, on its device."""
     input_shape, n_classes = dataset_info(cfg.data.name)
     target = build_model(cfg.model, input_shape, n_classes)
+    shapes = {n: s for n, s in target_shapes(target).items() if n not in exclude}
     torch.manual_seed(cfg.seed)
-    hnet = PerTensorHyperNet(target_shapes(target), cfg.data.num_clients, cfg.strategy.hnet)
-    hnet = hnet.to(select_device(cfg.device))
-    return PFedHN(cfg, directory, HyperNetTrainer(hnet, cfg.strategy.outer))
+    hnet = PerTensorHyperNet(shapes, cfg.data.num_clients, cfg.strategy.hnet)
+    return HyperNetTrainer(hnet.to(select_device(cfg.device)), cfg.strategy.outer)
+
+
+def build(cfg: ExperimentConfig, directory: ClientDirectory) -> PFedHN:
+    """A pFedHN strategy for ``cfg``, its hypernetwork on the configured device."""
+    return PFedHN(cfg, directory, build_trainer(cfg))

@@ -27,5 +27,5 @@ def test_a_launcher_config_file_is_loaded_typed(tmp_path):
 
 
 def test_unknown_strategy_in_overrides_lists_the_registered_ones():
-    with pytest.raises(ValueError, match="choose one of pfedhn"):
+    with pytest.raises(ValueError, match="choose one of ditto, fedavg, .*pfedhn, pfedhn_pc, pfedla, pfedme"):
         experiment.load({"overrides": "strategy=magic"})

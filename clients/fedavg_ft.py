@@ -1,0 +1,25 @@
+"""FedAvg-FT's client: train as FedAvg does, then fine-tune a copy of the global model before
+evaluating it (the fine-tuned copy is thrown away; the next round starts from the server's).
+
+A baseline used throughout personalised FL, e.g. Yu, Bagdasaryan, Shmatikov, "Salvaging
+Federated Learning by Local Adaptation", 2020. https://arxiv.org/abs/2002.04758
+"""
+
+from __future__ import annotations
+
+import torch
+
+from clients.personal import Job, Routine, plain_train
+from fedhyper import protocol
+from fedhyper.training import train_local
+
+
+def evaluation_weights(job: Job) -> dict[str, torch.Tensor]:
+    steps = int(job.setting(protocol.ADAPT_STEPS))
+    tuned, _ = train_local(
+        job.model, job.full(), job.data.x_train, job.data.y_train, job.local, job.generator, steps=steps
+    )
+    return tuned
+
+
+ROUTINE = Routine(plain_train, evaluation_weights)

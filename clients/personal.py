@@ -1,0 +1,117 @@
+"""A client's round: what it was sent, what it keeps to itself, and the plain routine.
+
+Whatever part of the target model the server does not send, the client keeps: it lives in
+Flower's ``Context.state`` (per node, across rounds, in simulation and on a SuperNode
+alike) and never enters a reply. It starts from the model's standard initialisation for
+the run's seed, the same tensors the server's copy of the rest started from.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from flwr.app import ConfigRecord, RecordDict
+from torch import nn
+
+from fedhyper import protocol
+from fedhyper.aggregate import select, without
+from fedhyper.data import ClientData
+from fedhyper.models import ModelConfig, initial_weights
+from fedhyper.training import LocalTrainConfig, train_local
+
+PRIVATE = "private"  # Context.state key of the model part the server never sends
+
+
+@dataclass
+class Job:
+    """One client's task in one round."""
+
+    cid: int
+    model: nn.Module
+    data: ClientData
+    config: ConfigRecord
+    local: LocalTrainConfig
+    received: dict[str, torch.Tensor]  # the part of the model the server sent
+    state: RecordDict  # Flower's Context.state: survives across rounds on this node
+    generator: torch.Generator
+    device: torch.device
+    input_shape: tuple[int, int, int]
+    num_classes: int
+
+    def setting(self, key: str) -> float:
+        """A routine's setting from the message config, with a message naming it when absent."""
+        if key not in self.config:
+            raise ValueError(f"the server's config lacks {key!r}, which client algorithm {self.algorithm} needs")
+        return float(self.config[key])
+
+    @property
+    def algorithm(self) -> str:
+        return str(self.config.get(protocol.ALGORITHM, protocol.ALGO_PLAIN))
+
+    def kept(self, key: str) -> dict[str, torch.Tensor] | None:
+        """Tensors this client stored under ``key`` in an earlier round, or None."""
+        if key not in self.state.array_records:
+            return None
+        return {n: w.to(self.device) for n, w in protocol.record_to_weights(self.state.array_records[key]).items()}
+
+    def keep(self, key: str, weights: dict[str, torch.Tensor]) -> None:
+        self.state.array_records[key] = protocol.weights_to_record(weights)
+
+    def full(self) -> dict[str, torch.Tensor]:
+        """The whole model: the received part, and the kept part (initialised on first use)."""
+        private = self.kept(PRIVATE)
+        if private is None:
+            init = self.initial()
+            private = without(init, self.received)
+        merged = {**private, **self.received}
+        return {n: merged[n] for n in self.initial()}  # in the model's parameter order
+
+    def keep_private(self, weights: dict[str, torch.Tensor]) -> None:
+        private = without(weights, self.received)
+        if private:
+            self.keep(PRIVATE, private)
+
+    def shared(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The part of ``weights`` that goes back to the server: the names it sent."""
+        return select(weights, self.received)
+
+    def initial(self) -> dict[str, torch.Tensor]:
+        model_cfg = protocol.decode(ModelConfig, protocol.MODEL_PREFIX, self.config)
+        return _initial(
+            tuple(sorted(vars(model_cfg).items())),
+            self.input_shape,
+            int(self.config[protocol.SEED]),
+            self.num_classes,
+            str(self.device),
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def _initial(model_key: tuple, input_shape: tuple, seed: int, n_classes: int, device: str) -> dict:
+    weights = initial_weights(ModelConfig(**dict(model_key)), input_shape, n_classes, seed)
+    return {n: w.to(device) for n, w in weights.items()}
+
+
+@dataclass(frozen=True)
+class Routine:
+    """A client algorithm: how it trains (returning what it sends back) and what it evaluates."""
+
+    train: Callable[[Job], tuple[dict[str, torch.Tensor], float]]
+    evaluation_weights: Callable[[Job], dict[str, torch.Tensor]]
+
+
+def plain_train(job: Job) -> tuple[dict[str, torch.Tensor], float]:
+    """Train the whole model jointly; keep the private part, send back the received part."""
+    trained, loss = train_local(job.model, job.full(), job.data.x_train, job.data.y_train, job.local, job.generator)
+    job.keep_private(trained)
+    return job.shared(trained), loss
+
+
+def plain_evaluation_weights(job: Job) -> dict[str, torch.Tensor]:
+    return job.full()
+
+
+PLAIN = Routine(plain_train, plain_evaluation_weights)

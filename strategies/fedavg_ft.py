@@ -1,0 +1,35 @@
+"""FedAvg with local fine-tuning: FedAvg's global model, fine-tuned by each client on its own
+training data before it is evaluated (the tuned copy is not kept).
+
+Yu, Bagdasaryan, Shmatikov. "Salvaging Federated Learning by Local Adaptation". 2020.
+https://arxiv.org/abs/2002.04758 — the pFedHN paper's and FL-bench's "FedAvg-FT" baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fedhyper import protocol
+from fedhyper.config import ExperimentConfig
+from strategies.directory import ClientDirectory
+from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_weights
+
+
+@dataclass
+class FedAvgFTConfig(SharedModelConfig):
+    name: str = "fedavg_ft"
+    finetune_steps: int = 10  # SGD steps (local.lr, local.batch_size) on local data before each evaluation
+
+    def validate(self) -> None:
+        super().validate()
+        if self.finetune_steps < 0:
+            raise ValueError(f"strategy.finetune_steps={self.finetune_steps} must be >= 0")
+
+
+class FedAvgFT(SharedModelStrategy):
+    """FedAvg's server; the clients fine-tune before evaluating."""
+
+
+def build(cfg: ExperimentConfig, directory: ClientDirectory) -> FedAvgFT:
+    settings = {protocol.ADAPT_STEPS: cfg.strategy.finetune_steps}
+    return FedAvgFT(cfg, directory, shared_weights(cfg, "all"), protocol.ALGO_FEDAVG_FT, settings)

@@ -1,0 +1,111 @@
+"""Strategies around one shared model: the server holds the shared part, clients the rest.
+
+FedAvg and its personalised descendants differ in two things only: which tensors the
+server shares (all of them, the body, the head, or none) and what a client does with
+them (``protocol.ALGORITHM``). ``SharedModelStrategy`` holds the shared tensors, sends
+the same copy to every client and replaces it by the example-weighted mean of the
+clients' trained copies. What a client keeps stays on the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from flwr.app import ArrayRecord
+
+from fedhyper import protocol
+from fedhyper.aggregate import select, weighted_mean
+from fedhyper.config import ExperimentConfig
+from fedhyper.data import dataset_info
+from fedhyper.models import build_model, head_names, initial_weights
+from fedhyper.training import LocalTrainConfig
+from strategies.base import PersonalizedStrategy
+from strategies.directory import ClientDirectory
+from strategies.replies import Reply
+
+SHARES = ("all", "body", "head", "none")
+
+
+@dataclass
+class SharedModelConfig:
+    """What every shared-model method configures: its name and the clients' local training.
+
+    Every method here trains locally as pFedHN's clients do (``LocalTrainConfig``), so that
+    a comparison varies the method and nothing else.
+    """
+
+    name: str = "fedavg"
+    local: LocalTrainConfig = field(default_factory=LocalTrainConfig)
+
+    def validate(self) -> None:
+        self.local.validate()
+
+
+class SharedModelStrategy(PersonalizedStrategy):
+    """One shared set of tensors, averaged over each round's trainers."""
+
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        directory: ClientDirectory,
+        weights: dict[str, torch.Tensor],
+        algorithm: str = protocol.ALGO_PLAIN,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(cfg, directory)
+        self.weights = dict(weights)  # the shared tensors, name -> tensor
+        self.algorithm = algorithm
+        self.settings = dict(settings or {})
+        self._record: ArrayRecord | None = None  # the shared tensors as sent, built once per change
+
+    def client_settings(self) -> dict[str, Any]:
+        return {protocol.ALGORITHM: self.algorithm, **self.settings}
+
+    def _payload(self, client_ids: list[int]) -> dict[int, ArrayRecord]:
+        if self._record is None:
+            self._record = protocol.weights_to_record(self.weights)
+        return dict.fromkeys(client_ids, self._record)
+
+    train_payloads = _payload
+    eval_payloads = _payload
+
+    def aggregate(self, replies: dict[int, Reply]) -> dict[str, torch.Tensor]:
+        """The new shared tensors from a round's replies: their example-weighted mean."""
+        ids = sorted(replies)
+        return weighted_mean([replies[c].weights for c in ids], [replies[c].num_examples for c in ids])
+
+    def apply_train(self, server_round: int, replies: dict[int, Reply]) -> dict[str, float]:
+        if self.weights:
+            self.weights, self._record = self.aggregate(replies), None
+        counts = [r.num_examples for r in replies.values()]
+        losses = [float(r.metrics[protocol.TRAIN_LOSS]) for r in replies.values()]
+        return {
+            "train_loss": sum(loss * n for loss, n in zip(losses, counts, strict=True)) / sum(counts),
+            "train_clients": len(replies),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "weights": self.weights}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.weights, self._record = dict(state["weights"]), None
+
+
+def shared_weights(cfg: ExperimentConfig, share: str) -> dict[str, torch.Tensor]:
+    """The initial tensors the server shares: all, the body, the head (last linear layer) or none."""
+    if share not in SHARES:
+        raise ValueError(f"share={share!r} is unknown; choose one of {', '.join(SHARES)}")
+    input_shape, n_classes = dataset_info(cfg.data.name)
+    weights = initial_weights(cfg.model, input_shape, n_classes, cfg.seed)
+    head = head_names(build_model(cfg.model, input_shape, n_classes))
+    names: Collection[str] = {
+        "all": weights,
+        "body": [n for n in weights if n not in head],
+        "head": head,
+        "none": [],
+    }[share]
+    return select(weights, names)
