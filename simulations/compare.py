@@ -34,7 +34,7 @@ from fedhyper.config import ExperimentConfig
 from simulations import inprocess
 from simulations.config import ENGINES, CompareConfig, register_configs
 from simulations.launch import APP_DIR
-from simulations.progress import GridProgress, RunLabel
+from simulations.progress import GridProgress, RunLabel, written_since
 from simulations.run import check_machine, precheck
 from strategies import experiment
 
@@ -151,13 +151,20 @@ def run_flower(run: PlannedRun, resume: bool) -> dict[str, Any]:
     return json.loads((run_dir / results.SUMMARY_FILE).read_text())
 
 
-def start_engine(cc: CompareConfig, pending: list[PlannedRun]) -> tuple[Executor, dict[Future, PlannedRun], int]:
-    """Submit every pending run to the engine; returns the executor, the futures and how many run at once."""
+def workers(cc: CompareConfig, pending: list[PlannedRun]) -> int:
+    """How many runs go at once: one with engine=flower (each run has all cores), else ``jobs``."""
+    if cc.engine == "flower":
+        return 1
+    return max(1, min(cc.jobs or len(os.sched_getaffinity(0)), len(pending)))
+
+
+def start_engine(
+    cc: CompareConfig, pending: list[PlannedRun], parallel: int
+) -> tuple[Executor, dict[Future, PlannedRun]]:
+    """Submit every pending run to the engine; returns the executor and a future for each run."""
     if cc.engine == "flower":
         executor: Executor = ThreadPoolExecutor(max_workers=1)  # a thread only waits on simulations.run
-        parallel = 1
     else:
-        parallel = max(1, min(cc.jobs or len(os.sched_getaffinity(0)), len(pending)))
         executor = ProcessPoolExecutor(parallel, mp_context=get_context("spawn"), initializer=inprocess.worker_init)
     futures = {}
     for run in pending:
@@ -166,22 +173,22 @@ def start_engine(cc: CompareConfig, pending: list[PlannedRun]) -> tuple[Executor
             futures[executor.submit(run_flower, run, resume)] = run
         else:
             futures[executor.submit(inprocess.run_resolved, run.config, str(run.label.run_dir), resume)] = run
-    return executor, futures, parallel
+    return executor, futures
 
 
 def execute(cc: CompareConfig, pending: list[PlannedRun]) -> int:
     """Run the pending runs, reporting progress; returns how many failed."""
-    executor, futures, parallel = start_engine(cc, pending)
-    progress = GridProgress(pending=len(pending), parallel=parallel)
-    announced: set[Future] = set()
+    parallel = workers(cc, pending)
+    progress = GridProgress(pending=len(pending), parallel=parallel)  # before any run writes its log
+    executor, futures = start_engine(cc, pending, parallel)
+    announced: dict[Future, float] = {}  # when each run was seen starting
     next_status = time.time() + cc.progress_every
     with executor:
         while futures:
             time.sleep(0.5)
             for future, run in list(futures.items()):
-                log = run.label.run_dir / "run.log"
-                if future not in announced and log.is_file() and log.stat().st_mtime >= progress.started_at:
-                    announced.add(future)
+                if future not in announced and written_since(run.label.run_dir / "run.log", progress.started_at):
+                    announced[future] = time.time()
                     progress.started(run.label)
                 if not future.done():
                     continue
@@ -189,8 +196,9 @@ def execute(cc: CompareConfig, pending: list[PlannedRun]) -> int:
                 if future.exception() is not None:
                     progress.failed_run(run.label, repr(future.exception()))
                 else:
-                    s = future.result()
-                    progress.finished(run.label, s["wall_time_s"], s["final_accuracy"], s["best_accuracy"])
+                    s = future.result()  # the time includes what the run's own clock misses (engine start-up)
+                    took = time.time() - announced.get(future, progress.started_at)
+                    progress.finished(run.label, took, s["final_accuracy"], s["best_accuracy"])
             if time.time() >= next_status and futures:
                 progress.status([futures[f].label for f in futures if f in announced])
                 next_status = time.time() + cc.progress_every

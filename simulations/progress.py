@@ -32,12 +32,20 @@ class RunLabel:
         return f"[{self.index}/{self.total}] {self.strategy} · {self.setting} · seed {self.seed}"
 
 
+def written_since(path: Path, since: float) -> bool:
+    """Whether ``path`` was written at or after ``since`` (a wall-clock time), allowing for coarse file times."""
+    try:
+        return path.stat().st_mtime >= since - 1.0
+    except OSError:
+        return False
+
+
 def last_round(run_dir: Path, since: float) -> tuple[int, float] | None:
     """(round, elapsed seconds) of the run's last recorded round, if it recorded one since ``since``."""
     path = run_dir / METRICS_FILE
+    if not written_since(path, since):
+        return None
     try:
-        if path.stat().st_mtime < since:
-            return None
         lines = path.read_text().splitlines()
     except OSError:
         return None

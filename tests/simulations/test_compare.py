@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from simulations import compare
+from simulations.progress import GridProgress, RunLabel
 
 TINY = [
     "data.num_clients=4",
@@ -121,3 +122,20 @@ def test_a_bad_option_exits_2_with_one_line_before_anything_runs(tmp_path, capsy
     assert code == 2
     assert message in err and err.startswith("config error:") and err.count("\n") == 1
     assert not (tmp_path / "cmp").exists()
+
+
+def test_progress_estimates_the_time_left_of_a_run_and_of_the_grid(tmp_path):
+    progress = GridProgress(pending=3, parallel=2, write=lambda line: None)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    rows = [{"round": 0, "elapsed_s": 1.0}, {"round": 2, "elapsed_s": 10.0}]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    label = RunLabel(1, 3, "pfedhn", "default", 0, num_rounds=10, run_dir=run_dir)
+
+    where, left = progress.run_eta(label)
+
+    assert left == pytest.approx(40.0) and where.startswith("round 2/10")
+    # No run finished yet: a queued run is expected to take as long as this one will (50 s).
+    assert progress.grid_eta([label]) == pytest.approx((40.0 + 2 * 50.0) / 2)
+    progress.finished(label, 30.0, 0.5, 0.6)
+    assert progress.grid_eta([label]) == pytest.approx((40.0 + 1 * 30.0) / 2)
