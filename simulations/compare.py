@@ -3,7 +3,8 @@
 Runs every strategy × data setting × seed on the same partitions (a setting and a seed fix
 them) and the same evaluation (mean personalised test accuracy over clients), then writes
 ``results.csv``, ``report.md`` and plots into ``out_dir`` (``fedhyper.results``,
-``fedhyper.plots``). Each run has its own directory under ``out_dir/runs``, named by its
+``fedhyper.plots``). The engines (``simulations.engines``) run each run in a worker process
+or through ``python -m simulations.run``. Each run has its own directory under ``out_dir/runs``, named by its
 resolved config and engine, so repeating a command skips the runs that finished, re-runs
 those that were interrupted (from their checkpoint when ``sim.checkpoint_every`` wrote one)
 and never mixes runs of different configs. Every config is composed and checked before the
@@ -16,12 +17,10 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, fields, replace
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,8 @@ from omegaconf import OmegaConf
 import strategies
 from fedhyper import checkpoint, plots, results
 from fedhyper.config import ExperimentConfig
-from simulations import inprocess
 from simulations.config import ENGINES, CompareConfig, register_configs
-from simulations.launch import APP_DIR
+from simulations.engines import FlowerEngine, InProcessEngine
 from simulations.progress import GridProgress, RunLabel, written_since
 from simulations.run import check_machine, precheck
 from strategies import experiment
@@ -138,71 +136,52 @@ def plan(cc: CompareConfig, common: list[str]) -> list[PlannedRun]:
     return runs
 
 
-def run_flower(run: PlannedRun, resume: bool) -> dict[str, Any]:
-    """One run exactly as ``python -m simulations.run`` does it (private SuperLink and Ray); its output to run.log."""
-    run_dir = run.label.run_dir
-    args = [f"resume={run_dir}"] if resume else run.overrides
-    cmd = [sys.executable, "-m", "simulations.run", *args, f"hydra.run.dir={run_dir}"]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with (run_dir / "run.log").open("a" if resume else "w") as log_file:
-        code = subprocess.run(cmd, cwd=APP_DIR, stdout=log_file, stderr=subprocess.STDOUT).returncode
-    if code != 0 or not results.is_finished(run_dir):
-        raise RuntimeError(f"simulations.run exited with status {code}")
-    return json.loads((run_dir / results.SUMMARY_FILE).read_text())
-
-
-def workers(cc: CompareConfig, pending: list[PlannedRun]) -> int:
-    """How many runs go at once: one with engine=flower (each run has all cores), else ``jobs``."""
+def start_engine(cc: CompareConfig, pending: list[PlannedRun]) -> InProcessEngine | FlowerEngine:
+    """The engine: one flower run at a time (each has all cores), or ``jobs`` in-process runs."""
     if cc.engine == "flower":
-        return 1
-    return max(1, min(cc.jobs or len(os.sched_getaffinity(0)), len(pending)))
-
-
-def start_engine(
-    cc: CompareConfig, pending: list[PlannedRun], parallel: int
-) -> tuple[Executor, dict[Future, PlannedRun]]:
-    """Submit every pending run to the engine; returns the executor and a future for each run."""
-    if cc.engine == "flower":
-        executor: Executor = ThreadPoolExecutor(max_workers=1)  # a thread only waits on simulations.run
-    else:
-        executor = ProcessPoolExecutor(parallel, mp_context=get_context("spawn"), initializer=inprocess.worker_init)
-    futures = {}
-    for run in pending:
-        resume = (run.label.run_dir / checkpoint.FILENAME).is_file()
-        if cc.engine == "flower":
-            futures[executor.submit(run_flower, run, resume)] = run
-        else:
-            futures[executor.submit(inprocess.run_resolved, run.config, str(run.label.run_dir), resume)] = run
-    return executor, futures
+        return FlowerEngine()
+    return InProcessEngine(max(1, min(cc.jobs or len(os.sched_getaffinity(0)), len(pending))))
 
 
 def execute(cc: CompareConfig, pending: list[PlannedRun]) -> int:
-    """Run the pending runs, reporting progress; returns how many failed."""
-    parallel = workers(cc, pending)
-    progress = GridProgress(pending=len(pending), parallel=parallel)  # before any run writes its log
-    executor, futures = start_engine(cc, pending, parallel)
-    announced: dict[Future, float] = {}  # when each run was seen starting
-    next_status = time.time() + cc.progress_every
-    with executor:
-        while futures:
-            time.sleep(0.5)
-            for future, run in list(futures.items()):
-                if future not in announced and written_since(run.label.run_dir / "run.log", progress.started_at):
-                    announced[future] = time.time()
-                    progress.started(run.label)
-                if not future.done():
-                    continue
-                del futures[future]
-                if future.exception() is not None:
-                    progress.failed_run(run.label, repr(future.exception()))
-                else:
-                    s = future.result()  # the time includes what the run's own clock misses (engine start-up)
-                    took = time.time() - announced.get(future, progress.started_at)
-                    progress.finished(run.label, took, s["final_accuracy"], s["best_accuracy"])
-            if time.time() >= next_status and futures:
-                progress.status([futures[f].label for f in futures if f in announced])
-                next_status = time.time() + cc.progress_every
+    """Run the pending runs, reporting progress; returns how many failed. Ctrl-C stops every run."""
+    engine = start_engine(cc, pending)
+    progress = GridProgress(pending=len(pending), parallel=engine.parallel)  # before any run writes its log
+    futures = {}
+    for run in pending:
+        resume = (run.label.run_dir / checkpoint.FILENAME).is_file()
+        futures[engine.submit(run.label.run_dir, run.config, run.overrides, resume)] = run
+    try:
+        watch(futures, progress, cc.progress_every)
+    except BaseException:
+        engine.stop()
+        raise
+    engine.close()
     return progress.failed
+
+
+def watch(futures: dict[Future, PlannedRun], progress: GridProgress, every: float) -> None:
+    """Report runs as they start and end, and the grid's state every ``every`` seconds, until all ended."""
+    announced: dict[Future, float] = {}  # when each run was seen starting
+    next_status = time.time() + every
+    while futures:
+        time.sleep(0.5)
+        for future, run in list(futures.items()):
+            if future not in announced and written_since(run.label.run_dir / "run.log", progress.started_at):
+                announced[future] = time.time()
+                progress.started(run.label)
+            if not future.done():
+                continue
+            del futures[future]
+            if future.exception() is not None:
+                progress.failed_run(run.label, repr(future.exception()))
+            else:
+                s = future.result()  # the time includes what the run's own clock misses (engine start-up)
+                took = time.time() - announced.get(future, progress.started_at)
+                progress.finished(run.label, took, s["final_accuracy"], s["best_accuracy"])
+        if time.time() >= next_status and futures:
+            progress.status([futures[f].label for f in futures if f in announced])
+            next_status = time.time() + every
 
 
 def write_outputs(cc: CompareConfig, runs: list[PlannedRun], common: list[str]) -> list[results.RunResult]:
