@@ -98,7 +98,9 @@ def validate(cc: CompareConfig) -> None:
 def load_compare(argv: list[str]) -> tuple[CompareConfig, list[str]]:
     """The grid's config and the experiment overrides every run gets; ValueError names a bad option."""
     common = experiment_overrides(argv)
-    cc: CompareConfig = OmegaConf.to_object(precheck(argv, config_name="compare"))  # type: ignore[assignment]
+    # strategy.* keys are checked per run, against each strategy's own config (its default here is pfedhn's).
+    own = [a for a in argv if a not in common or not a.lstrip("+~").startswith("strategy.")]
+    cc: CompareConfig = OmegaConf.to_object(precheck(own, config_name="compare"))  # type: ignore[assignment]
     validate(cc)
     return cc, common
 
@@ -118,12 +120,16 @@ def plan(cc: CompareConfig, common: list[str]) -> list[PlannedRun]:
                 f"strategy={name}",
                 *cc.strategy_overrides.get(name, []),
             ]
-            where = f"(strategy {name}, setting {setting}; options of one strategy go in strategy_overrides.{name})"
             try:
                 cfg = experiment.typed(precheck(overrides))
                 cfg.validate()
             except ValueError as err:
-                raise ValueError(f"{err} {where}") from err
+                hint = (
+                    f"; options of one strategy go in strategy_overrides.{name}"
+                    if str(err).startswith("strategy")
+                    else ""
+                )
+                raise ValueError(f"{err} (strategy {name}, setting {setting}{hint})") from err
             combos.append((setting, name, overrides, cfg))
         check_machine(combos[-1][3])
     total, runs = len(cc.seeds) * len(combos), []
