@@ -26,7 +26,7 @@ app = ClientApp()
 def describe(msg: Message, context: Context) -> Message:
     """Tell the server which client this node is and how much it trains on."""
     cid = runtime.client_id(context)
-    data, _, _ = runtime.client_data(msg.content[protocol.CONFIG], cid)
+    data, _, _ = runtime.client_data(msg.content[protocol.CONFIG], cid, context.node_config)
     reply = protocol.metrics(**{protocol.CLIENT_ID: cid, protocol.NUM_TRAIN_EXAMPLES: len(data.y_train)})
     return Message(RecordDict({protocol.METRICS: reply}), reply_to=msg)
 
@@ -50,7 +50,7 @@ def _job(msg: Message, context: Context) -> tuple[Job, Routine]:
     algorithm = str(config.get(protocol.ALGORITHM, protocol.ALGO_PLAIN))
     if algorithm not in ROUTINES:
         raise ValueError(f"client algorithm {algorithm!r} is unknown to this client; it knows {', '.join(ROUTINES)}")
-    data, input_shape, n_classes = runtime.client_data(config, cid)
+    data, input_shape, n_classes = runtime.client_data(config, cid, context.node_config)
     job = Job(
         cid=cid,
         model=runtime.target_model(config, input_shape, n_classes),

@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import os
 import zlib
+from collections.abc import Mapping
 from dataclasses import asdict
+from typing import Any
 
 import torch
 from flwr.app import ConfigRecord, Context, Message
@@ -18,23 +20,16 @@ from torch import nn
 
 from fedhyper import protocol
 from fedhyper.data import ClientData, DataConfig, dataset_info, load_federated
-from fedhyper.data.local import NODE_DATA_DIR, load_local
+from fedhyper.data.local import load_local
 from fedhyper.device import select_device
 from fedhyper.models import ModelConfig, build_model
 
-# Client id -> the data directory its node config names (real nodes only). A process serves
-# one real node, or many simulated ones that have none; the id keys it like the data caches.
-_data_dirs: dict[int, str] = {}
-
 
 def client_id(context: Context) -> int:
-    """The client's stable id: its partition id from the node config (and note its data-dir, if any)."""
+    """The client's stable id: its partition id from the node config."""
     if protocol.NODE_PARTITION_ID not in context.node_config:
         raise ValueError(f"node config lacks {protocol.NODE_PARTITION_ID!r}; start the SuperNode with it")
-    cid = int(context.node_config[protocol.NODE_PARTITION_ID])
-    if NODE_DATA_DIR in context.node_config:
-        _data_dirs[cid] = str(context.node_config[NODE_DATA_DIR])
-    return cid
+    return int(context.node_config[protocol.NODE_PARTITION_ID])
 
 
 @functools.lru_cache(maxsize=1)
@@ -44,16 +39,19 @@ def device() -> torch.device:
     return select_device("auto")
 
 
-def client_data(config: ConfigRecord, cid: int) -> tuple[ClientData, tuple[int, int, int], int]:
+def client_data(
+    config: ConfigRecord, cid: int, node_config: Mapping[str, Any] | None = None
+) -> tuple[ClientData, tuple[int, int, int], int]:
     """The client's data on its device, with the dataset's input shape and class count.
 
     A node whose config names a ``data-dir`` reads its own data from there
     (``fedhyper.data.local``); any other reads its partition of the configured dataset.
     """
     data_cfg = protocol.decode(DataConfig, protocol.DATA_PREFIX, config)
-    if cid in _data_dirs:
+    if node_config and protocol.NODE_DATA_DIR in node_config:
         input_shape, n_classes = dataset_info(data_cfg.name)
-        return _on_device(load_local(_data_dirs[cid], data_cfg.name), device()), input_shape, n_classes
+        data = load_local(str(node_config[protocol.NODE_DATA_DIR]), data_cfg.name)
+        return _on_device(data, device()), input_shape, n_classes
     seed = int(config[protocol.SEED])
     dataset = load_federated(data_cfg, seed)
     return _on_device(dataset.client(cid), device()), dataset.input_shape, dataset.num_classes

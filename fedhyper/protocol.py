@@ -60,6 +60,7 @@ RECEIVED_NORM = "received-norm"  # L2 norm of the weights a client was sent: tel
 
 # Node config keys (set per SuperNode, or per simulated node by the simulation engine).
 NODE_PARTITION_ID = "partition-id"
+NODE_DATA_DIR = "data-dir"  # a real node's own data (fedhyper.data.local) instead of a simulated partition
 
 T = TypeVar("T")
 

@@ -30,7 +30,6 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from fedhyper import protocol
-from fedhyper.data.local import NODE_DATA_DIR
 from simulations import certs
 from simulations.launch import (
     APP_DIR,
@@ -102,7 +101,7 @@ class LocalDeployment:
         """A SuperNode for client ``partition_id``, with its own data if ``data_dir`` is given."""
         node_config = {protocol.NODE_PARTITION_ID: partition_id}
         if data_dir is not None:
-            node_config[NODE_DATA_DIR] = str(data_dir.resolve())
+            node_config[protocol.NODE_DATA_DIR] = str(data_dir.resolve())
         security = ["--root-certificates", str(self.certs / certs.CA_CERT)] if self.certs else ["--insecure"]
         if key is not None:
             security += ["--auth-supernode-private-key", str(key)]

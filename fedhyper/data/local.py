@@ -27,7 +27,6 @@ import torch
 from fedhyper.data import fmnist
 from fedhyper.data.federated import ClientData, dataset_info
 
-NODE_DATA_DIR = "data-dir"  # the node-config key that points a SuperNode at its own data
 SPLITS = ("train", "test", "val")  # val is optional
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff", ".webp"}
 # Local data is standardised as the server's dataset is, so generated weights see familiar inputs.

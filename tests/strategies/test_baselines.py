@@ -54,7 +54,7 @@ def test_fedavg_with_identical_clients_matches_centralised_sgd_on_the_pooled_dat
     full_batch_sgd(cfg, steps=4)
     real = runtime.client_data
     monkeypatch.setattr(
-        runtime, "client_data", lambda config, cid: real(config, 0)
+        runtime, "client_data", lambda config, cid, node_config=None: real(config, 0)
     )  # every client holds client 0's data
     data, _, _ = real(client_config(cfg), 0)
     pooled_x, pooled_y = data.x_train.repeat(3, 1, 1, 1), data.y_train.repeat(3)
