@@ -70,6 +70,20 @@ def check_machine(cfg: ExperimentConfig) -> None:
         fmnist.load_fmnist(cfg.data.root)  # malformed or missing files fail here, not in every client
 
 
+def validated(raw: DictConfig) -> ExperimentConfig:
+    """The typed config, after every check that needs no engine (options, the machine, data files)."""
+    cfg = experiment.typed(raw)
+    cfg.resume = None
+    cfg.validate()
+    check_machine(cfg)
+    return cfg
+
+
+def check(argv: list[str]) -> ExperimentConfig:
+    """Every check ``python -m simulations.run argv`` makes before it starts an engine, in this process."""
+    return validated(precheck(argv))
+
+
 def prepare(raw: DictConfig, run_dir: Path) -> tuple[Path, SimulationSpec, dict[str, str | bool]]:
     """Validate the config, write it to the run directory and describe the Flower run for it.
 
@@ -82,10 +96,7 @@ def prepare(raw: DictConfig, run_dir: Path) -> tuple[Path, SimulationSpec, dict[
             raise ValueError(f"resume={resume} holds no config.yaml; give the directory of an earlier run")
         raw = OmegaConf.load(run_dir / "config.yaml")
         checkpoint.load_checkpoint(run_dir / checkpoint.FILENAME)
-    cfg = experiment.typed(raw)
-    cfg.resume = None
-    cfg.validate()
-    check_machine(cfg)
+    cfg = validated(raw)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / "config.yaml"
     OmegaConf.save(OmegaConf.structured(cfg), config_file)

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from simulations.run import check
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -48,11 +50,20 @@ def run_simulation(tmp_path: Path, *overrides: str, timeout: float = 600) -> sub
         ),
     ],
 )
-def test_a_bad_option_exits_2_with_one_line_naming_it(tmp_path, override, message):
+def test_a_bad_option_is_refused_with_one_line_naming_it(override, message):
+    with pytest.raises((ValueError, FileNotFoundError)) as err:
+        check([override])
+
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("override", ["strategy=nope", "strategy.local.lr=-1"])
+def test_the_command_exits_2_on_a_bad_option_before_any_engine_starts(tmp_path, override):
     result = run_simulation(tmp_path, override, timeout=120)
 
     assert result.returncode == 2
-    assert message in result.stderr
+    assert result.stderr.startswith("config error:") and result.stderr.count("\n") == 1
     assert not (tmp_path / ".flwr").exists()  # no engine was started
 
 
