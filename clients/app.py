@@ -82,6 +82,7 @@ def train(msg: Message, context: Context) -> Message:
                     protocol.NUM_EXAMPLES: len(job.data.y_train),
                     protocol.TRAIN_LOSS: loss,
                     protocol.RECEIVED_NORM: protocol.l2_norm(job.received),
+                    protocol.KEPT_NORM: job.kept_norm(),
                     protocol.COMPUTE_SECONDS: time.perf_counter() - start,
                 }
             ),
@@ -102,6 +103,7 @@ def evaluate_weights(msg: Message, context: Context) -> Message:
             protocol.EVAL_LOSS: loss,
             protocol.EVAL_ACCURACY: accuracy,
             protocol.RECEIVED_NORM: protocol.l2_norm(job.received),
+            protocol.KEPT_NORM: job.kept_norm(),
             protocol.COMPUTE_SECONDS: time.perf_counter() - start,
         }
     )

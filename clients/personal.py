@@ -57,6 +57,11 @@ class Job:
             return None
         return {n: w.to(self.device) for n, w in protocol.record_to_weights(self.state.array_records[key]).items()}
 
+    def kept_norm(self) -> float:
+        """L2 norm over everything this client keeps (its norm only ever leaves the node)."""
+        kept = [protocol.record_to_weights(r) for r in self.state.array_records.values()]
+        return protocol.l2_norm({f"{i}/{n}": w for i, k in enumerate(kept) for n, w in k.items()})
+
     def keep(self, key: str, weights: dict[str, torch.Tensor]) -> None:
         self.state.array_records[key] = protocol.weights_to_record(weights)
 

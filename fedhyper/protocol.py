@@ -56,6 +56,7 @@ EVAL_LOSS = "eval-loss"
 EVAL_ACCURACY = "eval-accuracy"
 NUM_TRAIN_EXAMPLES = "num-train-examples"
 COMPUTE_SECONDS = "compute-s"  # time the client spent in its handler: round time minus this is overhead
+KEPT_NORM = "kept-norm"  # L2 norm of all a client keeps to itself (0: nothing): shows its state persists
 RECEIVED_NORM = "received-norm"  # L2 norm of the weights a client was sent: tells models apart in logs
 
 # Node config keys (set per SuperNode, or per simulated node by the simulation engine).

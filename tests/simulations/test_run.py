@@ -108,9 +108,10 @@ def test_a_flower_simulation_on_ray_trains_personalised_models(tmp_path):
     assert "summary:" in result.stdout
 
 
-def test_clients_that_raise_in_a_real_simulation_are_left_out_and_counted(tmp_path):
+def test_clients_that_raise_are_left_out_and_kept_heads_persist_across_rounds_on_ray(tmp_path):
     result = run_simulation(
         tmp_path,
+        "strategy=pfedhn_pc",
         "data.num_clients=4",
         "data.subset=3000",
         "sim.num_rounds=3",
@@ -127,3 +128,10 @@ def test_clients_that_raise_in_a_real_simulation_are_left_out_and_counted(tmp_pa
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r.get("train_clients") for r in rows[1:]] == [2, 2, 2]
     assert "left out (error)" in result.stdout + result.stderr
+    # pFedHN-PC's heads stay on the nodes: what a client kept after training is what it holds later.
+    replies = [json.loads(line) for line in (tmp_path / "clients.jsonl").read_text().splitlines()]
+    last_train = {r["client-id"]: r["kept-norm"] for r in replies if r["kind"] == "train"}
+    final_eval = {r["client-id"]: r["kept-norm"] for r in replies if r["kind"] == "evaluate" and r["round"] == 3}
+    assert len(last_train) >= 2 and all(last_train.values())
+    assert all(final_eval[c] == pytest.approx(norm) for c, norm in last_train.items())
+    assert all(r["kept-norm"] == 0 for r in replies if r["round"] == 0)
