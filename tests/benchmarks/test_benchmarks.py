@@ -60,3 +60,12 @@ def test_gpu_benchmark_writes_its_figures_and_runs_the_cpu_parts_without_cuda(tm
     assert figures["round"]["flower_cpu_s"] > 0
     if not figures["machine"]["cuda"]:
         assert figures["round"]["flower_gpu_s"] is None and "cuda" not in figures["hypernet_update"]
+
+
+def test_many_clients_benchmark_reports_round_time_and_memory():
+    out = run_module("benchmarks.many_clients", "--tiny")
+
+    assert re.search(r"40 clients, 4 a round, 4 rounds", out)
+    assert float(re.search(r"steady-state round ([0-9.]+)s", out).group(1)) > 0
+    match = re.search(r"ServerApp process (\d+) MB, largest of (\d+) client processes (\d+) MB", out)
+    assert match and int(match.group(1)) > 0 and int(match.group(2)) >= 1 and int(match.group(3)) > 0

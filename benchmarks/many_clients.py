@@ -1,0 +1,110 @@
+"""A Flower/Ray simulation with many clients: round time and the memory of each process.
+
+    python -m benchmarks.many_clients [--clients 10000 --per-round 50 --rounds 20]
+    python -m benchmarks.many_clients --tiny                       # seconds (CI)
+
+Runs ``python -m simulations.run`` on a Dirichlet partition of Fashion-MNIST (alpha 0.3, so
+about seven examples a client at 10,000 clients) and watches the run's processes: the peak
+resident memory (VmHWM) of the process that holds the ServerApp (``flwr-simulation``) and of
+the largest client process (a Ray ``ClientAppActor``). Round times come from the run's
+``metrics.jsonl``; the last round also evaluates every client, and its extra time is
+reported apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from simulations.launch import run_processes
+
+REPO = Path(__file__).resolve().parents[1]
+WARMUP = 2
+
+
+def peak_rss_mb(pid: int) -> tuple[str, float] | None:
+    """(command line, VmHWM in MB) of a live process, or None once it is gone."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+    return cmd, kib / 1024
+
+
+def watch(proc: subprocess.Popen, flwr_home: Path, every: float = 1.0) -> dict[str, float]:
+    """Peak memory of the ServerApp's process and of the largest client process until ``proc`` ends."""
+    peaks = {"server_peak_rss_mb": 0.0, "client_peak_rss_mb": 0.0, "client_processes": 0}
+    clients: set[int] = set()
+    while proc.poll() is None:
+        for pid in run_processes(flwr_home):
+            seen = peak_rss_mb(pid)
+            if seen is None:
+                continue
+            cmd, mb = seen
+            if "flwr-simulation" in cmd:
+                peaks["server_peak_rss_mb"] = max(peaks["server_peak_rss_mb"], mb)
+            elif "ClientAppActor" in cmd:
+                clients.add(pid)
+                peaks["client_peak_rss_mb"] = max(peaks["client_peak_rss_mb"], mb)
+        time.sleep(every)
+    peaks["client_processes"] = len(clients)
+    return peaks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=10_000)
+    parser.add_argument("--per-round", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--alpha", type=float, default=0.3)
+    parser.add_argument("--steps", type=int, help="local steps (default: strategy.local.steps)")
+    parser.add_argument("--max-embedding-dim", type=int, help="strategy.hnet.max_embedding_dim (default: none)")
+    parser.add_argument("--subset", type=int)
+    parser.add_argument("--tiny", action="store_true", help="40 clients on a data subset (CI)")
+    args = parser.parse_args()
+    if args.tiny:
+        args.clients, args.per_round, args.rounds, args.steps, args.subset = 40, 4, 4, 2, 2000
+    overrides = [
+        "data.partition=dirichlet",
+        f"data.alpha={args.alpha}",
+        f"data.num_clients={args.clients}",
+        f"sim.clients_per_round={args.per_round}",
+        f"sim.num_rounds={args.rounds}",
+        f"sim.eval_every={args.rounds + 1}",  # only the last round evaluates
+    ]
+    overrides += [f"strategy.local.steps={args.steps}"] if args.steps else []
+    overrides += [f"strategy.hnet.max_embedding_dim={args.max_embedding_dim}"] if args.max_embedding_dim else []
+    overrides += [f"data.subset={args.subset}"] if args.subset else []
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.monotonic()
+        cmd = [sys.executable, "-m", "simulations.run", *overrides, f"hydra.run.dir={tmp}"]
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        peaks = watch(proc, Path(tmp) / ".flwr")
+        stderr = proc.stderr.read() if proc.stderr else ""
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{stderr[-3000:]}")
+        total = time.monotonic() - start
+        rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
+        summary = json.loads((Path(tmp) / "summary.json").read_text())
+    ends = {r["round"]: r["elapsed_s"] for r in rows}
+    times = [ends[r] - ends[r - 1] for r in range(1 + WARMUP, args.rounds) if r - 1 in ends]
+    round_s = statistics.median(times) if times else float("nan")
+    last = ends[args.rounds] - ends[args.rounds - 1] if args.rounds - 1 in ends else float("nan")
+    print(f"{args.clients} clients, {args.per_round} a round, {args.rounds} rounds: command {total:.0f}s "
+          f"(ServerApp {summary['wall_time_s']:.0f}s, the rest start-up and shutdown)")  # fmt: skip
+    print(f"steady-state round {round_s:.2f}s (median of {len(times)}); last round with the evaluation of every "
+          f"client {last:.1f}s; final mean accuracy {summary['final_accuracy']:.4f}")  # fmt: skip
+    print(f"peak RSS: ServerApp process {peaks['server_peak_rss_mb']:.0f} MB, largest of "
+          f"{peaks['client_processes']} client processes {peaks['client_peak_rss_mb']:.0f} MB")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
