@@ -14,17 +14,14 @@ reported apart.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.simrun import run_simulation
 from simulations.launch import run_processes
 
-REPO = Path(__file__).resolve().parents[1]
 WARMUP = 2
 
 
@@ -83,22 +80,13 @@ def main() -> None:
     overrides += [f"strategy.local.steps={args.steps}"] if args.steps else []
     overrides += [f"strategy.hnet.max_embedding_dim={args.max_embedding_dim}"] if args.max_embedding_dim else []
     overrides += [f"data.subset={args.subset}"] if args.subset else []
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.monotonic()
-        cmd = [sys.executable, "-m", "simulations.run", *overrides, f"hydra.run.dir={tmp}"]
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        peaks = watch(proc, Path(tmp) / ".flwr")
-        stderr = proc.stderr.read() if proc.stderr else ""
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{stderr[-3000:]}")
-        total = time.monotonic() - start
-        rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
-        summary = json.loads((Path(tmp) / "summary.json").read_text())
-    ends = {r["round"]: r["elapsed_s"] for r in rows}
+    peaks: dict[str, float] = {}
+    record = run_simulation(overrides, watch=lambda proc, home: peaks.update(watch(proc, home)))
+    summary, ends = record.summary, record.round_ends()
     times = [ends[r] - ends[r - 1] for r in range(1 + WARMUP, args.rounds) if r - 1 in ends]
     round_s = statistics.median(times) if times else float("nan")
     last = ends[args.rounds] - ends[args.rounds - 1] if args.rounds - 1 in ends else float("nan")
-    print(f"{args.clients} clients, {args.per_round} a round, {args.rounds} rounds: command {total:.0f}s "
+    print(f"{args.clients} clients, {args.per_round} a round, {args.rounds} rounds: command {record.command_s:.0f}s "
           f"(ServerApp {summary['wall_time_s']:.0f}s, the rest start-up and shutdown)")  # fmt: skip
     print(f"steady-state round {round_s:.2f}s (median of {len(times)}); last round with the evaluation of every "
           f"client {last:.1f}s; final mean accuracy {summary['final_accuracy']:.4f}")  # fmt: skip

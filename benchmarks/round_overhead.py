@@ -12,19 +12,14 @@ one client per core to show what parallel clients buy. Round times come from the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 from benchmarks.inprocess import inprocess_round_times
+from benchmarks.simrun import run_simulation
 from fedhyper.data import DataConfig
 from fedhyper.training import LocalTrainConfig
 
-REPO = Path(__file__).resolve().parents[1]
 WARMUP = 2
 
 
@@ -32,25 +27,18 @@ def flower_round_times(
     clients: int, per_round: int, rounds: int, steps: int, subset: int, extra: list[str]
 ) -> list[float]:
     """Steady-state round times of ``python -m simulations.run`` with these options and ``extra`` overrides."""
-    with tempfile.TemporaryDirectory() as tmp:
-        overrides = [
-            f"data.num_clients={clients}",
-            f"sim.clients_per_round={per_round}",
-            f"sim.num_rounds={rounds}",
-            f"sim.eval_every={rounds + 1}",
-            f"strategy.local.steps={steps}",
-            f"hydra.run.dir={tmp}",
-            *extra,
-        ]
-        if subset:
-            overrides.append(f"data.subset={subset}")
-        cmd = [sys.executable, "-m", "simulations.run", *overrides]
-        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-        rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
-    ends = {r["round"]: r["elapsed_s"] for r in rows}
-    evals = {r["round"] for r in rows if "accuracy" in r}
+    overrides = [
+        f"data.num_clients={clients}",
+        f"sim.clients_per_round={per_round}",
+        f"sim.num_rounds={rounds}",
+        f"sim.eval_every={rounds + 1}",
+        f"strategy.local.steps={steps}",
+        *extra,
+    ]
+    if subset:
+        overrides.append(f"data.subset={subset}")
+    record = run_simulation(overrides)
+    ends, evals = record.round_ends(), record.eval_rounds()
     return [ends[r] - ends[r - 1] for r in range(1 + WARMUP, rounds + 1) if r not in evals and r - 1 in ends]
 
 

@@ -16,23 +16,17 @@ accuracies are compared wherever both evaluated after the same number of updates
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
-import tempfile
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from benchmarks.inprocess import pfedhn_reference
+from benchmarks.simrun import run_simulation
 from fedhyper.config import SimConfig
 from fedhyper.data import DataConfig
 from fedhyper.training import LocalTrainConfig
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = {"num_clients": 6, "subset": 1500, "steps": 2, "rounds": 6, "per_round": 2, "eval_every": 3, "target": 0.0}
 
 
@@ -50,7 +44,7 @@ class Curve:
         return {u: a for u, _, a in self.points}
 
 
-def run_simulation(args: argparse.Namespace) -> Curve:
+def simulation_curve(args: argparse.Namespace) -> Curve:
     """The default simulation, with only the options this benchmark was given changed."""
     overrides = [
         f"{key}={value}"
@@ -65,21 +59,13 @@ def run_simulation(args: argparse.Namespace) -> Curve:
         )
         if value is not None
     ]
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.monotonic()
-        cmd = [sys.executable, "-m", "simulations.run", *overrides, f"hydra.run.dir={tmp}"]
-        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-        total = time.monotonic() - start
-        rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
-        summary = json.loads((Path(tmp) / "summary.json").read_text())
+    record = run_simulation(overrides)
     per_round = args.per_round or SimConfig.clients_per_round
-    points = [(r["round"] * per_round, r["elapsed_s"], r["accuracy"]) for r in rows if "accuracy" in r]
-    return Curve(points, startup_s=total - summary["wall_time_s"])
+    points = [(r["round"] * per_round, r["elapsed_s"], r["accuracy"]) for r in record.rows if "accuracy" in r]
+    return Curve(points, startup_s=record.command_s - record.summary["wall_time_s"])
 
 
-def run_reference(args: argparse.Namespace, updates: int) -> Curve:
+def reference_curve(args: argparse.Namespace, updates: int) -> Curve:
     torch.set_num_threads(os.cpu_count() or 1)  # one process, as pFedHN's code runs: every core
     data = DataConfig(num_clients=args.num_clients or DataConfig.num_clients, subset=args.subset)
     local = LocalTrainConfig(steps=args.steps or LocalTrainConfig.steps)
@@ -123,9 +109,9 @@ def main() -> None:
                 setattr(args, key, value)
         args.ref_eval_every = min(args.ref_eval_every, TINY["per_round"] * TINY["eval_every"])
     updates = (args.rounds or SimConfig.num_rounds) * (args.per_round or SimConfig.clients_per_round)
-    sim = run_simulation(args)
+    sim = simulation_curve(args)
     print(f"simulation done: {len(sim.points)} evaluations, final accuracy {sim.points[-1][2]:.4f}", flush=True)
-    ref = run_reference(args, updates)
+    ref = reference_curve(args, updates)
     print(f"one client per step done: {ref.points[-1][0]} updates, final accuracy {ref.points[-1][2]:.4f}", flush=True)
     report(sim, ref, args.target)
 

@@ -1,0 +1,48 @@
+"""Run ``python -m simulations.run`` once, in a throw-away directory, and read back its record."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class SimRecord:
+    """A finished run: ``metrics.jsonl`` rows, ``summary.json``, and the whole command's seconds."""
+
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    command_s: float
+
+    def round_ends(self) -> dict[int, float]:
+        return {r["round"]: r["elapsed_s"] for r in self.rows}
+
+    def eval_rounds(self) -> set[int]:
+        return {r["round"] for r in self.rows if "accuracy" in r}
+
+
+def run_simulation(overrides: list[str], watch: Callable[[subprocess.Popen, Path], Any] | None = None) -> SimRecord:
+    """Run the launcher with Hydra ``overrides``; ``watch(process, flwr_home)`` runs while it does."""
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.monotonic()
+        cmd = [sys.executable, "-m", "simulations.run", *overrides, f"hydra.run.dir={tmp}"]
+        log = Path(tmp) / "launcher.log"  # a file, not a pipe: a watcher does not read while it waits
+        with log.open("w") as out:
+            proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=out)
+            if watch is not None:
+                watch(proc, Path(tmp) / ".flwr")
+            proc.wait()
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{log.read_text()[-3000:]}")
+        rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
+        summary = json.loads((Path(tmp) / "summary.json").read_text())
+    return SimRecord(rows, summary, time.monotonic() - start)
