@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from fedhyper.data import fmnist
+from fedhyper.data import cache, fmnist
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -32,6 +33,12 @@ def idx_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def fmnist_available() -> bool:
     return fmnist.DEBIAN_DIR.is_dir()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _partition_cache(tmp_path_factory) -> None:
+    """Partitions cached for this session only (subprocesses inherit it), never in ~/.cache."""
+    os.environ[cache.ENV_DIR] = str(tmp_path_factory.mktemp("partitions"))
 
 
 @pytest.fixture(autouse=True)
