@@ -22,7 +22,11 @@ class SimConfig:
     # mean accuracy on the pFedHN split of Fashion-MNIST in about 11 minutes on 2 CPU cores.
     num_rounds: int = 450
     clients_per_round: int = 4  # small rounds: each update sees a fresher Φ (see OuterConfig.aggregate)
-    eval_every: int = 25  # evaluate all clients every this many rounds, and after the last
+    eval_every: int = 25  # evaluate every this many rounds, and after the last
+    # Clients evaluated each time: 0 = all; K = the same seeded sample of K clients every time.
+    # With thousands of clients, a sample bounds evaluation's time and the server's peak memory
+    # (each evaluated client is sent its own weights).
+    eval_clients: int = 0
     client_cpus: int = 1  # Ray CPUs per simulated client: cores // client_cpus run at once
     client_gpus: float = 0.0  # fraction of a GPU per simulated client; 0 trains on the CPU
     round_timeout: float = 600.0  # seconds to wait for a round's replies
@@ -53,6 +57,8 @@ class SimConfig:
             raise ValueError(f"sim.round_timeout={self.round_timeout} must be positive")
         if self.poll_interval <= 0:
             raise ValueError(f"sim.poll_interval={self.poll_interval} must be positive")
+        if not 0 <= self.eval_clients <= num_clients:
+            raise ValueError(f"sim.eval_clients={self.eval_clients} must be between 0 (all) and {num_clients}")
         if self.eval_every < 1:
             raise ValueError(f"sim.eval_every={self.eval_every} must be at least 1")
         if self.client_cpus < 1:

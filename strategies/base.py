@@ -43,6 +43,7 @@ class PersonalizedStrategy(Strategy):
         self.faults = cfg.faults
         self.rng = np.random.default_rng(cfg.seed)  # client sampling
         self.fault_rng = np.random.default_rng([cfg.seed, 1])  # which clients fail, when asked to
+        self.eval_ids = self._evaluated(cfg.sim.eval_clients, cfg.seed)
         self.replies = ReplySorter(directory, cfg.sim.max_update_norm)
         self.round_offset = 0  # rounds done before Strategy.start began counting (a resumed run)
         self.accuracy: dict[int, float] = {}  # each client's accuracy at the last evaluation
@@ -89,6 +90,13 @@ class PersonalizedStrategy(Strategy):
         k = min(self.sim.clients_per_round, len(ids))
         return sorted(int(i) for i in self.rng.choice(ids, size=k, replace=False))
 
+    def _evaluated(self, k: int, seed: int) -> list[int]:
+        """The clients every evaluation asks: all, or one seeded sample of ``k`` kept for the run."""
+        ids = self.directory.client_ids
+        if not k or k >= len(ids):
+            return list(ids)
+        return sorted(int(i) for i in np.random.default_rng([seed, 2]).choice(ids, size=k, replace=False))
+
     def is_eval_round(self, server_round: int) -> bool:
         return server_round % self.sim.eval_every == 0 or server_round == self.sim.num_rounds
 
@@ -126,7 +134,7 @@ class PersonalizedStrategy(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         server_round += self.round_offset
-        self._asked = self.directory.client_ids if self.is_eval_round(server_round) else []
+        self._asked = self.eval_ids if self.is_eval_round(server_round) else []
         config = ConfigRecord({**config, **self.client_settings(), protocol.SERVER_ROUND: server_round})
         messages: list[Message] = []
         for ids in chunks(self._asked, self.eval_chunk):

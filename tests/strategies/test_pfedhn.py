@@ -79,3 +79,17 @@ def test_in_process_run_improves_accuracy_and_writes_the_record(in_process_grid,
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == list(range(13))
     assert all(0 <= r["accuracy"] <= 1 for r in rows if "accuracy" in r)
+
+
+def test_evaluation_asks_the_same_seeded_sample_when_eval_clients_is_set(in_process_grid, tmp_path):
+    cfg = tiny_config(num_clients=6, rounds=2)
+    cfg.sim.eval_clients = 3
+    grid = in_process_grid(cfg.data.num_clients)
+
+    summary = run(grid, experiment.Experiment(cfg, tmp_path, fixed_num_clients=True))
+
+    evaluated = [m.metadata.dst_node_id for m in grid.sent if m.metadata.message_type == "evaluate"]
+    per_round = [evaluated[i : i + 3] for i in range(0, len(evaluated), 3)]
+    assert len(evaluated) == 3 * 3  # rounds 0, 1 and 2, three clients each
+    assert per_round[0] == per_round[1] == per_round[2]
+    assert len(summary["per_client_accuracy"]) == 3
