@@ -220,6 +220,7 @@ def main(argv: list[str]) -> int:
         flush=True,
     )
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a scheduler's kill stops like Ctrl-C
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started from a background job
     try:
         failed = execute(cc, pending) if pending else 0
     except KeyboardInterrupt:

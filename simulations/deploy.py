@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
             if not d.is_dir():
                 raise ValueError(f"--data-dir {d} is not a directory")
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started from a background job
         code = deploy(run_dir, args.nodes, args.data_dir, certs_dir, args.overrides)
     except ValueError as err:
         print(f"config error: {err}", file=sys.stderr)

@@ -122,8 +122,10 @@ def main(raw: DictConfig) -> None:
     except (ValueError, FileNotFoundError) as err:
         print(f"config error: {err}", file=sys.stderr)
         sys.exit(2)
-    # SIGTERM (a scheduler, `kill`) cleans up like Ctrl-C does.
+    # SIGTERM (a scheduler, `kill`) cleans up like Ctrl-C does; SIGINT is set too because a
+    # process started from a shell's background job inherits it ignored.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = run_app(spec, run_config)
     except KeyboardInterrupt:
