@@ -12,7 +12,7 @@ import csv
 import json
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,7 +128,7 @@ def stat(values: Sequence[float | None]) -> Stat:
     present = [float(v) for v in values if v is not None and not math.isnan(v)]
     if not present:
         return Stat(None, None, 0, len(values))
-    std = statistics.stdev(present) if len(present) > 1 else 0.0
+    std = statistics.stdev(present) if len(present) > 1 else None  # one seed: no spread to show
     return Stat(statistics.fmean(present), std, len(present), len(values))
 
 
@@ -165,19 +165,26 @@ def summarise(results: Iterable[RunResult]) -> list[GroupSummary]:
     return out
 
 
+def _shown(s: Stat, fmt: Callable[[float], str]) -> str:
+    """``mean ± std``; the mean alone from one seed; a dash when nothing was measured."""
+    if s.mean is None:
+        return "–"
+    return fmt(s.mean) if s.std is None else f"{fmt(s.mean)} ± {fmt(s.std)}"
+
+
 def _pct(s: Stat) -> str:
-    return "–" if s.mean is None else f"{100 * s.mean:.2f} ± {100 * s.std:.2f}"
+    return _shown(s, lambda v: f"{100 * v:.2f}")
 
 
 def _rounds(s: Stat) -> str:
     if s.mean is None:
         return f"not reached (0/{s.n})"
     reached = "" if s.count == s.n else f" ({s.count}/{s.n})"
-    return f"{s.mean:.1f} ± {s.std:.1f}{reached}"
+    return _shown(s, lambda v: f"{v:.1f}") + reached
 
 
 def _seconds(s: Stat) -> str:
-    return "–" if s.mean is None else f"{s.mean:.1f} ± {s.std:.1f}"
+    return _shown(s, lambda v: f"{v:.1f}")
 
 
 def human_bytes(n: float) -> str:
@@ -189,7 +196,7 @@ def human_bytes(n: float) -> str:
 
 
 def _traffic(s: Stat) -> str:
-    return "–" if s.mean is None else f"{human_bytes(s.mean)} ± {human_bytes(s.std)}"
+    return _shown(s, human_bytes)
 
 
 def markdown_table(groups: Sequence[GroupSummary], target: float) -> str:
@@ -227,10 +234,10 @@ def markdown_report(
     lines = [
         "# Strategy comparison",
         "",
-        "Mean ± sample std across seeds. Accuracy: mean over clients of each client's personalised model "
-        "on its own test split (final: last evaluation; best: best evaluation). Rounds to target: the first "
-        "evaluated round at or above it, over the seeds that reached it. Traffic: training bytes sent to "
-        "the clients and received from them, averaged over rounds.",
+        "Mean ± sample std across seeds (the mean alone for one seed). Accuracy: mean over clients of "
+        "each client's personalised model on its own test split (final: last evaluation; best: best "
+        "evaluation). Rounds to target: the first evaluated round at or above it, over the seeds that "
+        "reached it. Traffic: training bytes sent to the clients and received from them, averaged over rounds.",
     ]
     by_setting: dict[str, list[GroupSummary]] = {}
     for g in summarise(results):
