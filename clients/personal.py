@@ -66,13 +66,9 @@ class Job:
         self.state.array_records[key] = protocol.weights_to_record(weights)
 
     def full(self) -> dict[str, torch.Tensor]:
-        """The whole model: the received part, and the kept part (initialised on first use)."""
-        private = self.kept(PRIVATE)
-        if private is None:
-            init = self.initial()
-            private = without(init, self.received)
-        merged = {**private, **self.received}
-        return {n: merged[n] for n in self.initial()}  # in the model's parameter order
+        """The whole model in its parameter order: the received part over the kept part, which
+        is the initialisation until the client first keeps something."""
+        return {**self.initial(), **(self.kept(PRIVATE) or {}), **self.received}
 
     def keep_private(self, weights: dict[str, torch.Tensor]) -> None:
         private = without(weights, self.received)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
+import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
@@ -30,6 +31,27 @@ log = logging.getLogger("fedhyper")
 def chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def per_client_records(client_ids: list[int], weights: dict[str, torch.Tensor]) -> dict[int, ArrayRecord]:
+    """Each client's slice of batched weights (name -> [B, *shape], rows in ``client_ids`` order)."""
+    return {cid: protocol.weights_to_record({n: w[b] for n, w in weights.items()}) for b, cid in enumerate(client_ids)}
+
+
+def stacked_replies(replies: dict[int, Reply], client_ids: list[int]) -> dict[str, torch.Tensor]:
+    """The replies' trained weights batched in ``client_ids`` order: name -> [B, *shape]."""
+    names = replies[client_ids[0]].weights
+    return {n: torch.stack([replies[c].weights[n] for c in client_ids]) for n in names}
+
+
+def train_summary(replies: dict[int, Reply]) -> dict[str, float]:
+    """The round's example-weighted train loss and how many clients trained."""
+    counts = [r.num_examples for r in replies.values()]
+    losses = [float(r.metrics[protocol.TRAIN_LOSS]) for r in replies.values()]
+    return {
+        "train_loss": sum(loss * n for loss, n in zip(losses, counts, strict=True)) / sum(counts),
+        "train_clients": len(replies),
+    }
 
 
 class PersonalizedStrategy(Strategy):

@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from flwr.app import ArrayRecord
 
-from fedhyper import protocol
 from fedhyper.config import ExperimentConfig
 from fedhyper.data import dataset_info
 from fedhyper.device import select_device
@@ -26,7 +25,7 @@ from fedhyper.hypernet import HyperNetConfig, PerTensorHyperNet
 from fedhyper.models import build_model, target_shapes
 from fedhyper.outer import HyperNetTrainer, OuterConfig
 from fedhyper.training import LocalTrainConfig
-from strategies.base import PersonalizedStrategy
+from strategies.base import PersonalizedStrategy, per_client_records, stacked_replies, train_summary
 from strategies.directory import ClientDirectory
 from strategies.replies import Reply
 
@@ -53,10 +52,7 @@ class PFedHN(PersonalizedStrategy):
         self.trainer = trainer
 
     def _generate(self, client_ids: list[int]) -> dict[int, ArrayRecord]:
-        weights = self.trainer.generate(client_ids)  # name -> [B, *shape]
-        return {
-            cid: protocol.weights_to_record({n: w[b] for n, w in weights.items()}) for b, cid in enumerate(client_ids)
-        }
+        return per_client_records(client_ids, self.trainer.generate(client_ids))
 
     train_payloads = _generate
     eval_payloads = _generate
@@ -64,15 +60,8 @@ class PFedHN(PersonalizedStrategy):
     def apply_train(self, server_round: int, replies: dict[int, Reply]) -> dict[str, float]:
         """One outer step of Φ and the embeddings from the round's trained weights."""
         ids = sorted(replies)
-        stacked = {name: torch.stack([replies[c].weights[name] for c in ids]) for name in replies[ids[0]].weights}
-        counts = [replies[c].num_examples for c in ids]
-        grad_norm = self.trainer.step(ids, stacked, counts)
-        losses = [replies[c].metrics[protocol.TRAIN_LOSS] for c in ids]
-        return {
-            "train_loss": sum(loss * n for loss, n in zip(losses, counts, strict=True)) / sum(counts),
-            "grad_norm": grad_norm,
-            "train_clients": len(ids),
-        }
+        grad_norm = self.trainer.step(ids, stacked_replies(replies, ids), [replies[c].num_examples for c in ids])
+        return {**train_summary(replies), "grad_norm": grad_norm}
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -20,13 +20,12 @@ from typing import Any
 import torch
 from flwr.app import ArrayRecord
 
-from fedhyper import protocol
 from fedhyper.config import ExperimentConfig
 from fedhyper.data import dataset_info
 from fedhyper.layerwise import LayerwiseHyperNets, layer_index, personalise
 from fedhyper.models import initial_weights
 from fedhyper.training import LocalTrainConfig
-from strategies.base import PersonalizedStrategy
+from strategies.base import PersonalizedStrategy, per_client_records, stacked_replies, train_summary
 from strategies.directory import ClientDirectory
 from strategies.replies import Reply
 
@@ -63,20 +62,16 @@ class PFedLA(PersonalizedStrategy):
 
     def _payload(self, client_ids: list[int]) -> dict[int, ArrayRecord]:
         with torch.no_grad():
-            weights = self._personalised(client_ids)
-        return {
-            cid: protocol.weights_to_record({n: w[b] for n, w in weights.items()}) for b, cid in enumerate(client_ids)
-        }
+            return per_client_records(client_ids, self._personalised(client_ids))
 
     train_payloads = _payload
     eval_payloads = _payload
 
     def apply_train(self, server_round: int, replies: dict[int, Reply]) -> dict[str, float]:
         ids = sorted(replies)
+        trained = stacked_replies(replies, ids)
         mixed = self._personalised(ids)  # with the graph back to the hypernetworks
-        deltas = [
-            -(torch.stack([replies[c].weights[n] for c in ids]) - mixed[n].detach()) for n in mixed
-        ]  # -Δ: a step against the gradient moves θ̄_i towards θ_i
+        deltas = [-(trained[n] - mixed[n].detach()) for n in mixed]  # -Δ: a step against it moves θ̄_i to θ_i
         params = list(self.hnets.parameters())
         grads = torch.autograd.grad(list(mixed.values()), params, grad_outputs=deltas, allow_unused=True)
         for p, g in zip(params, grads, strict=True):
@@ -85,16 +80,11 @@ class PFedLA(PersonalizedStrategy):
         self.optimizer.zero_grad(set_to_none=True)
         index = torch.as_tensor(ids)
         for name in self.models:
-            self.models[name][index] = torch.stack([replies[c].weights[name] for c in ids])
-        counts = [replies[c].num_examples for c in ids]
-        losses = [float(replies[c].metrics[protocol.TRAIN_LOSS]) for c in ids]
+            self.models[name][index] = trained[name]
         with torch.no_grad():
             own = self.hnets(index)[torch.arange(len(ids)), :, index].mean()
-        return {
-            "train_loss": sum(loss * n for loss, n in zip(losses, counts, strict=True)) / sum(counts),
-            "train_clients": len(ids),
-            "self_weight": float(own),  # mean weight a client gives its own model, over layers
-        }
+        # self_weight: the mean weight a client gives its own model, over layers
+        return {**train_summary(replies), "self_weight": float(own)}
 
     def state_dict(self) -> dict[str, Any]:
         return {

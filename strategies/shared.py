@@ -22,7 +22,7 @@ from fedhyper.config import ExperimentConfig
 from fedhyper.data import dataset_info
 from fedhyper.models import build_model, head_names, initial_weights
 from fedhyper.training import LocalTrainConfig
-from strategies.base import PersonalizedStrategy
+from strategies.base import PersonalizedStrategy, train_summary
 from strategies.directory import ClientDirectory
 from strategies.replies import Reply
 
@@ -80,12 +80,7 @@ class SharedModelStrategy(PersonalizedStrategy):
     def apply_train(self, server_round: int, replies: dict[int, Reply]) -> dict[str, float]:
         if self.weights:
             self.weights, self._record = self.aggregate(replies), None
-        counts = [r.num_examples for r in replies.values()]
-        losses = [float(r.metrics[protocol.TRAIN_LOSS]) for r in replies.values()]
-        return {
-            "train_loss": sum(loss * n for loss, n in zip(losses, counts, strict=True)) / sum(counts),
-            "train_clients": len(replies),
-        }
+        return train_summary(replies)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "weights": self.weights}
