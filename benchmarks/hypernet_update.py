@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from fedhyper.hypernet import HyperNetConfig, PerTensorHyperNet
+from fedhyper.hypernet import HyperNetConfig, HyperNetwork
 from fedhyper.models import ModelConfig, build_model, target_shapes
 from fedhyper.outer import HyperNetTrainer, OuterConfig
 
@@ -27,7 +27,7 @@ TARGETS = {"cifar": ((3, 32, 32), 10), "fmnist": ((1, 28, 28), 10)}
 def make_trainer(target: str, num_clients: int, device: torch.device) -> HyperNetTrainer:
     shape, classes = TARGETS[target]
     model = build_model(ModelConfig(), shape, classes)
-    hnet = PerTensorHyperNet(target_shapes(model), num_clients, HyperNetConfig()).to(device)
+    hnet = HyperNetwork(target_shapes(model), num_clients, HyperNetConfig()).to(device)
     return HyperNetTrainer(hnet, OuterConfig())
 
 

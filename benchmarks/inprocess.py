@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from fedhyper.data import DataConfig, load_federated
-from fedhyper.hypernet import HyperNetConfig, PerTensorHyperNet
+from fedhyper.hypernet import HyperNetConfig, HyperNetwork
 from fedhyper.models import ModelConfig, build_model, target_shapes
 from fedhyper.outer import HyperNetTrainer, OuterConfig
 from fedhyper.training import LocalTrainConfig, evaluate, train_local
@@ -38,7 +38,7 @@ def inprocess_round_times(
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     fd = load_federated(data, seed)
     model = build_model(ModelConfig(), fd.input_shape, fd.num_classes).to(device)
-    hypernet = PerTensorHyperNet(target_shapes(model), data.num_clients, HyperNetConfig()).to(device)
+    hypernet = HyperNetwork(target_shapes(model), data.num_clients, HyperNetConfig()).to(device)
     trainer = HyperNetTrainer(hypernet, OuterConfig())
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -94,7 +94,7 @@ def pfedhn_reference(
     fd = load_federated(data, seed)
     model = build_model(ModelConfig(), fd.input_shape, fd.num_classes)
     torch.manual_seed(seed)  # the same initial hypernetwork as strategies.pfedhn.build
-    hypernet = PerTensorHyperNet(target_shapes(model), data.num_clients, hnet or HyperNetConfig())
+    hypernet = HyperNetwork(target_shapes(model), data.num_clients, hnet or HyperNetConfig())
     trainer = HyperNetTrainer(hypernet, outer or OuterConfig())
     rng = np.random.default_rng(seed)
     rows = [{"updates": 0, "elapsed_s": 0.0, "accuracy": _mean_accuracy(trainer, model, fd)}]

@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--alpha", type=float, default=0.3)
     parser.add_argument("--steps", type=int, help="local steps (default: strategy.local.steps)")
-    parser.add_argument("--max-embedding-dim", type=int, help="strategy.hnet.max_embedding_dim (default: none)")
+    parser.add_argument("--max-embedding-dim", type=int, help="hnet.max_embedding_dim (default: none)")
     parser.add_argument("--subset", type=int)
     parser.add_argument("--tiny", action="store_true", help="40 clients on a data subset (CI)")
     args = parser.parse_args()
@@ -78,7 +78,7 @@ def main() -> None:
         f"sim.eval_every={args.rounds + 1}",  # only the last round evaluates
     ]
     overrides += [f"strategy.local.steps={args.steps}"] if args.steps else []
-    overrides += [f"strategy.hnet.max_embedding_dim={args.max_embedding_dim}"] if args.max_embedding_dim else []
+    overrides += [f"hnet.max_embedding_dim={args.max_embedding_dim}"] if args.max_embedding_dim else []
     overrides += [f"data.subset={args.subset}"] if args.subset else []
     peaks: dict[str, float] = {}
     record = run_simulation(overrides, watch=lambda proc, home: peaks.update(watch(proc, home)))

@@ -19,7 +19,7 @@ import sys
 
 import torch
 
-from fedhyper.hypernet import HyperNetConfig, PerTensorHyperNet
+from fedhyper.hypernet import HyperNetConfig, HyperNetwork
 from fedhyper.models import ModelConfig, build_model, target_shapes
 from fedhyper.outer import HyperNetTrainer, OuterConfig
 
@@ -31,7 +31,7 @@ def peak_rss_mb() -> float:
 def measure(num_clients: int, per_round: int, rounds: int, max_dim: int | None) -> dict[str, float]:
     floor = peak_rss_mb()
     model = build_model(ModelConfig(), (1, 28, 28), 10)
-    hnet = PerTensorHyperNet(target_shapes(model), num_clients, HyperNetConfig(max_embedding_dim=max_dim))
+    hnet = HyperNetwork(target_shapes(model), num_clients, HyperNetConfig(max_embedding_dim=max_dim))
     trainer = HyperNetTrainer(hnet, OuterConfig())
     gen = torch.Generator().manual_seed(0)
     for _ in range(rounds):

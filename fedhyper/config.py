@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fedhyper.data import DataConfig
+from fedhyper.hypernet import HyperNetConfig
 from fedhyper.models import ModelConfig
 
 
@@ -91,9 +92,14 @@ class ExperimentConfig:
     strategy: Any = None  # a registered strategy's config dataclass (strategies.REGISTRY)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    hnet: HyperNetConfig = field(default_factory=HyperNetConfig)  # the hypernetwork of pFedHN and pFedHN-PC
     sim: SimConfig = field(default_factory=SimConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
     seed: int = 0
+    # Clients held out of training and personalised afterwards (pFedHN: their embeddings are
+    # fitted with the hypernetwork frozen for sim.novel_rounds rounds); summary.json reports their
+    # accuracy beside the trained clients' and the gap.
+    novel_clients: int = 0
     device: str = "auto"  # server-side device for the hypernetwork: auto | cpu | cuda
     resume: str | None = None  # a run directory to continue from its checkpoint (launcher option)
 
@@ -102,7 +108,25 @@ class ExperimentConfig:
         self.data.validate()
         self.sim.validate(self.data.num_clients)
         self.faults.validate()
+        self.hnet.validate()
+        trained = self.data.num_clients - self.novel_clients
+        if not 0 <= self.novel_clients < self.data.num_clients:
+            raise ValueError(f"novel_clients={self.novel_clients} must be in [0, data.num_clients)")
+        if self.sim.clients_per_round > trained:
+            raise ValueError(
+                f"sim.clients_per_round={self.sim.clients_per_round} exceeds the {trained} clients "
+                f"left for training by novel_clients={self.novel_clients}"
+            )
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device={self.device!r} is unknown; choose auto, cpu or cuda")
         if self.strategy is not None and hasattr(self.strategy, "validate"):
             self.strategy.validate()
+        self.model.validate()
+        # A strategy config declares ``varied_widths = True`` (a ClassVar) when its server can serve
+        # each client a model of the client's own width; the others share one full-width model.
+        narrow = sorted({w for w in self.model.width_multipliers if w != 1.0})
+        if narrow and self.strategy is not None and not getattr(self.strategy, "varied_widths", False):
+            raise ValueError(
+                f"model.width_multipliers={self.model.width_multipliers}: strategy={self.strategy.name} shares one "
+                "full-width model among clients; use pfedhn or pfedhn_pc, or leave model.width_multipliers empty"
+            )

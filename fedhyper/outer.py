@@ -31,11 +31,11 @@ class OuterConfig:
 
 
 def outer_optimizer(hnet: HyperNetwork, cfg: OuterConfig) -> torch.optim.Optimizer:
+    groups = [{"params": hnet.shared_parameters()}]
+    if hnet.embedding_parameters():  # input=data has none: its descriptors come from the clients
+        groups.append({"params": hnet.embedding_parameters(), "weight_decay": 0.0, "lr": cfg.embedding_lr or cfg.lr})
     return torch.optim.SGD(
-        [
-            {"params": hnet.shared_parameters()},
-            {"params": hnet.embedding_parameters(), "weight_decay": 0.0, "lr": cfg.embedding_lr or cfg.lr},
-        ],
+        groups,
         lr=cfg.lr,
         momentum=cfg.momentum,
         weight_decay=cfg.weight_decay,
@@ -43,33 +43,84 @@ def outer_optimizer(hnet: HyperNetwork, cfg: OuterConfig) -> torch.optim.Optimiz
 
 
 class HyperNetTrainer:
-    """Generates a round's weights in one forward and applies the clients' deltas in one backward."""
+    """Generates a round's weights in one forward and applies the clients' deltas in one backward.
 
-    def __init__(self, hnet: HyperNetwork, cfg: OuterConfig) -> None:
+    With ``hnet.input=noise`` each call draws (or is given) one noise vector per client from the
+    trainer's own seeded generator; with ``hnet.input=data`` the caller passes the clients'
+    descriptors instead of their ids' embeddings.
+    """
+
+    def __init__(self, hnet: HyperNetwork, cfg: OuterConfig, seed: int = 0) -> None:
         self.hnet = hnet
         self.cfg = cfg
         self.optimizer = outer_optimizer(hnet, cfg)
         self.device = next(hnet.parameters()).device
+        self.noise_rng = torch.Generator().manual_seed(seed)
+
+    def sample_noise(self, *shape: int) -> torch.Tensor | None:
+        """Noise of ``shape`` + [noise_dim] for input=noise, from the trainer's generator; else None."""
+        if self.hnet.cfg.input != "noise":
+            return None
+        return torch.randn(*shape, self.hnet.cfg.noise_dim, generator=self.noise_rng).to(self.device)
 
     @torch.no_grad()
-    def generate(self, client_ids: list[int]) -> dict[str, torch.Tensor]:
+    def generate(
+        self, client_ids: list[int], noise: torch.Tensor | None = None, descriptors: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Detached weights for ``client_ids``: name -> [B, *shape]."""
-        return self.hnet(torch.as_tensor(client_ids, device=self.device))
+        if descriptors is not None:
+            return self.hnet.generate(descriptors.to(self.device))
+        return self.hnet(torch.as_tensor(client_ids, device=self.device), noise)
 
-    def step(self, client_ids: list[int], trained: dict[str, torch.Tensor], num_examples: list[int]) -> float:
-        """One outer step from the clients' trained weights; returns Φ's gradient norm."""
+    @torch.no_grad()
+    def generate_ensemble(self, client_ids: list[int], samples: int) -> dict[str, torch.Tensor]:
+        """``samples`` models per client from fresh noise: name -> [samples, B, *shape]."""
+        noise = self.sample_noise(samples * len(client_ids))
+        weights = self.generate(client_ids * samples, noise)
+        return {n: w.view(samples, len(client_ids), *w.shape[1:]) for n, w in weights.items()}
+
+    def step(
+        self,
+        client_ids: list[int],
+        trained: dict[str, torch.Tensor],
+        num_examples: list[int],
+        noise: torch.Tensor | None = None,
+        descriptors: torch.Tensor | None = None,
+    ) -> float:
+        """One outer step from the clients' trained weights; returns Φ's gradient norm.
+
+        ``noise`` [B, noise_dim] must be what the clients' weights were generated with. Given
+        ``descriptors`` [B, d] that require grad, their ``.grad`` receives each client's own
+        gradient (to go back to the clients that computed them).
+        """
         ids = torch.as_tensor(client_ids, device=self.device)
-        emb = self.hnet.embeddings(ids)  # [B, emb_dim]
-        generated = self.hnet.generate(emb)
+        if descriptors is None:
+            leaf = self.hnet.embeddings(ids)  # [B, emb_dim]
+            condition = self.hnet.with_noise(leaf, noise)
+        else:
+            leaf = condition = descriptors.detach().to(self.device).requires_grad_(True)
+        generated = self.hnet.generate(condition)
         deltas = {n: trained[n].to(self.device) - generated[n].detach() for n in generated}
         shared = self.hnet.shared_parameters()
-        shared_grads, emb_grads = hypernet_gradients(
-            generated, deltas, example_weights(num_examples, self.cfg.aggregate).to(self.device), shared, emb
+        shared_grads, leaf_grads = hypernet_gradients(
+            generated, deltas, example_weights(num_examples, self.cfg.aggregate).to(self.device), shared, leaf
         )
         for p, g in zip(shared, shared_grads, strict=True):
             p.grad = g
-        table = self.hnet.embeddings.weight
-        table.grad = torch.zeros_like(table).index_add_(0, ids, emb_grads)
+        if descriptors is None:
+            table = self.hnet.embeddings.weight
+            table.grad = torch.zeros_like(table).index_add_(0, ids, leaf_grads)
+        elif descriptors.requires_grad:
+            descriptors.grad = leaf_grads.to(descriptors.device)
         norm = torch.nn.utils.clip_grad_norm_(shared, self.cfg.grad_clip or float("inf"))
         self.optimizer.step()
         return float(norm)
+
+    def state_dict(self) -> dict:
+        return {"hnet": self.hnet.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "noise_rng": self.noise_rng.get_state()}  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> None:
+        self.hnet.load_state_dict(state["hnet"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.noise_rng.set_state(state["noise_rng"])

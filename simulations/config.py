@@ -33,7 +33,7 @@ class CompareConfig(ExperimentConfig):
     settings: list[str] = field(default_factory=lambda: ["default"])  # names in setting_overrides
     # name -> overrides; add one with '+setting_overrides.mine=["data.alpha=0.1"]'.
     setting_overrides: dict[str, list[str]] = field(default_factory=lambda: dict(DATA_SETTINGS))
-    # strategy -> overrides for its runs only, e.g. '+strategy_overrides.pfedhn=["strategy.hnet.hidden_dim=50"]'.
+    # strategy -> overrides for its runs only, e.g. '+strategy_overrides.pfedhn=["hnet.hidden_dim=50"]'.
     strategy_overrides: dict[str, list[str]] = field(default_factory=dict)
     # inprocess: the real ServerApp and ClientApp in one process per run, no SuperLink or Ray (fast, parallel);
     # flower: each run through python -m simulations.run (a private SuperLink and Ray, one run at a time).

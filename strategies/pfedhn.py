@@ -13,19 +13,21 @@ after every single client; ``clients_per_round=1`` reproduces that exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from flwr.app import ArrayRecord
 
+from fedhyper import protocol
 from fedhyper.config import ExperimentConfig
 from fedhyper.data import dataset_info
 from fedhyper.device import select_device
-from fedhyper.hypernet import HyperNetConfig, PerTensorHyperNet
+from fedhyper.hypernet import HyperNetwork
 from fedhyper.models import build_model, target_shapes
 from fedhyper.outer import HyperNetTrainer, OuterConfig
 from fedhyper.training import LocalTrainConfig
-from strategies.base import PersonalizedStrategy, per_client_records, stacked_replies, train_summary
+from fedhyper.widths import ClientWidths
+from strategies.base import PersonalizedStrategy, stacked_replies, train_summary
 from strategies.directory import ClientDirectory
 from strategies.replies import Reply
 
@@ -35,7 +37,7 @@ class PFedHNConfig:
     """pFedHN's defaults: 3 hidden layers of 100, outer SGD 1e-2, 50 inner steps of SGD 5e-3."""
 
     name: str = "pfedhn"
-    hnet: HyperNetConfig = field(default_factory=HyperNetConfig)
+    varied_widths: ClassVar[bool] = True  # model.width_multipliers: each client gets its width's slice
     outer: OuterConfig = field(default_factory=OuterConfig)
     local: LocalTrainConfig = field(default_factory=LocalTrainConfig)
 
@@ -50,9 +52,12 @@ class PFedHN(PersonalizedStrategy):
     def __init__(self, cfg: ExperimentConfig, directory: ClientDirectory, trainer: HyperNetTrainer) -> None:
         super().__init__(cfg, directory)
         self.trainer = trainer
+        self.widths = ClientWidths(cfg.model, *dataset_info(cfg.data.name), trainer.hnet.target_shapes)
 
     def _generate(self, client_ids: list[int]) -> dict[int, ArrayRecord]:
-        return per_client_records(client_ids, self.trainer.generate(client_ids))
+        """Each client's generated weights, cut to its width (``fedhyper.widths``)."""
+        weights = self.widths.split(client_ids, self.trainer.generate(client_ids))
+        return {cid: protocol.weights_to_record(w) for cid, w in weights.items()}
 
     train_payloads = _generate
     eval_payloads = _generate
@@ -60,7 +65,11 @@ class PFedHN(PersonalizedStrategy):
     def apply_train(self, server_round: int, replies: dict[int, Reply]) -> dict[str, float]:
         """One outer step of Φ and the embeddings from the round's trained weights."""
         ids = sorted(replies)
-        grad_norm = self.trainer.step(ids, stacked_replies(replies, ids), [replies[c].num_examples for c in ids])
+        if self.widths.varied:  # narrow replies inside what the step generates again: Δ_i = 0 outside a slice
+            trained = self.widths.join(ids, {c: replies[c].weights for c in ids}, self.trainer.generate(ids))
+        else:
+            trained = stacked_replies(replies, ids)
+        grad_norm = self.trainer.step(ids, trained, [replies[c].num_examples for c in ids])
         return {**train_summary(replies), "grad_norm": grad_norm}
 
     def state_dict(self) -> dict[str, Any]:
@@ -82,8 +91,8 @@ def build_trainer(cfg: ExperimentConfig, exclude: tuple[str, ...] = ()) -> Hyper
     target = build_model(cfg.model, input_shape, n_classes)
     shapes = {n: s for n, s in target_shapes(target).items() if n not in exclude}
     torch.manual_seed(cfg.seed)
-    hnet = PerTensorHyperNet(shapes, cfg.data.num_clients, cfg.strategy.hnet)
-    return HyperNetTrainer(hnet.to(select_device(cfg.device)), cfg.strategy.outer)
+    hnet = HyperNetwork(shapes, cfg.data.num_clients, cfg.hnet)
+    return HyperNetTrainer(hnet.to(select_device(cfg.device)), cfg.strategy.outer, seed=cfg.seed)
 
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> PFedHN:

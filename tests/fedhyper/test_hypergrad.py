@@ -3,13 +3,13 @@ import torch
 from torch.func import jacrev
 
 from fedhyper.hypergrad import example_weights, hypernet_gradients
-from fedhyper.hypernet import HyperNetConfig, PerTensorHyperNet
+from fedhyper.hypernet import HyperNetConfig, HyperNetwork
 from fedhyper.outer import HyperNetTrainer, OuterConfig
 
 
-def tiny_hnet(num_clients: int = 4) -> PerTensorHyperNet:
+def tiny_hnet(num_clients: int = 4) -> HyperNetwork:
     shapes = {"w": torch.Size([3, 2]), "b": torch.Size([3])}
-    return PerTensorHyperNet(shapes, num_clients, HyperNetConfig(embedding_dim=2, hidden_dim=5, n_hidden=1))
+    return HyperNetwork(shapes, num_clients, HyperNetConfig(embedding_dim=2, hidden_dim=5, n_hidden=1))
 
 
 def test_delta_backprop_equals_the_explicit_jacobian_transpose_product():

@@ -1,14 +1,14 @@
 import pytest
 import torch
 
-from fedhyper.hypernet import HyperNetConfig, PerTensorHyperNet
+from fedhyper.hypernet import HyperNetConfig, HyperNetwork
 from fedhyper.models import ModelConfig, apply, build_model, target_shapes
 
 
 @pytest.mark.parametrize(("name", "shape"), [("cnn", (1, 28, 28)), ("cnn", (3, 32, 32)), ("mlp", (1, 28, 28))])
 def test_one_forward_generates_every_target_tensor_for_every_client(name, shape):
     model = build_model(ModelConfig(name=name), shape, 10)
-    hnet = PerTensorHyperNet(target_shapes(model), num_clients=7, cfg=HyperNetConfig())
+    hnet = HyperNetwork(target_shapes(model), num_clients=7, cfg=HyperNetConfig())
 
     weights = hnet(torch.tensor([0, 3, 6]))
 
@@ -21,7 +21,7 @@ def test_one_forward_generates_every_target_tensor_for_every_client(name, shape)
 
 def test_batched_forward_equals_one_client_at_a_time():
     model = build_model(ModelConfig(name="mlp", hidden=8), (1, 4, 4), 3)
-    hnet = PerTensorHyperNet(target_shapes(model), num_clients=5, cfg=HyperNetConfig(hidden_dim=16))
+    hnet = HyperNetwork(target_shapes(model), num_clients=5, cfg=HyperNetConfig(hidden_dim=16))
 
     batched = hnet(torch.tensor([1, 4]))
     single = hnet(torch.tensor([4]))
@@ -33,7 +33,7 @@ def test_batched_forward_equals_one_client_at_a_time():
 
 def test_embedding_dim_follows_pfedhn_rule_and_parameters_split():
     model = build_model(ModelConfig(name="mlp", hidden=8), (1, 4, 4), 3)
-    hnet = PerTensorHyperNet(target_shapes(model), num_clients=50, cfg=HyperNetConfig())
+    hnet = HyperNetwork(target_shapes(model), num_clients=50, cfg=HyperNetConfig())
 
     assert hnet.embeddings.embedding_dim == 13  # 1 + 50 / 4
     shared = {id(p) for p in hnet.shared_parameters()}
@@ -43,7 +43,9 @@ def test_embedding_dim_follows_pfedhn_rule_and_parameters_split():
 
 
 def test_max_embedding_dim_caps_the_pfedhn_rule():
-    assert HyperNetConfig().resolved_embedding_dim(10_000) == 2501
+    assert HyperNetConfig(max_embedding_dim=None).resolved_embedding_dim(10_000) == 2501
+    assert HyperNetConfig().resolved_embedding_dim(10_000) == 64  # the default cap
+    assert HyperNetConfig().resolved_embedding_dim(100) == 26  # below it: pFedHN's rule
     assert HyperNetConfig(max_embedding_dim=32).resolved_embedding_dim(10_000) == 32
     assert HyperNetConfig(max_embedding_dim=32).resolved_embedding_dim(50) == 13
     assert HyperNetConfig(embedding_dim=8).resolved_embedding_dim(10_000) == 8

@@ -78,7 +78,7 @@ def test_the_plan_gives_every_strategy_the_same_data_and_each_setting_its_own(tm
             "seeds=[0,1]",
             "settings=[pfedhn,dirichlet]",
             "sim.num_rounds=7",
-            '+strategy_overrides.pfedhn=["strategy.hnet.hidden_dim=17"]',
+            '+strategy_overrides.pfedhn=["hnet.hidden_dim=17"]',
             f"out_dir={tmp_path}",
         ]
     )
