@@ -53,7 +53,7 @@ def _job(msg: Message, context: Context) -> tuple[Job, Routine]:
     data, input_shape, n_classes = runtime.client_data(config, cid, context.node_config)
     job = Job(
         cid=cid,
-        model=runtime.target_model(config, input_shape, n_classes),
+        model=runtime.target_model(config, input_shape, n_classes, cid),
         data=data,
         config=config,
         local=protocol.decode(LocalTrainConfig, protocol.LOCAL_PREFIX, config),

@@ -16,10 +16,11 @@ import torch
 from flwr.app import ConfigRecord, RecordDict
 from torch import nn
 
+from clients.runtime import config_key
 from fedhyper import protocol
 from fedhyper.aggregate import select, without
 from fedhyper.data import ClientData
-from fedhyper.models import ModelConfig, initial_weights
+from fedhyper.models import ModelConfig, client_width, initial_weights
 from fedhyper.training import LocalTrainConfig, train_local
 
 PRIVATE = "private"  # Context.state key of the model part the server never sends
@@ -80,19 +81,21 @@ class Job:
         return select(weights, self.received)
 
     def initial(self) -> dict[str, torch.Tensor]:
+        """The model's standard initialisation for the run's seed, at this client's width."""
         model_cfg = protocol.decode(ModelConfig, protocol.MODEL_PREFIX, self.config)
         return _initial(
-            tuple(sorted(vars(model_cfg).items())),
+            config_key(model_cfg),
             self.input_shape,
             int(self.config[protocol.SEED]),
             self.num_classes,
             str(self.device),
+            client_width(model_cfg, self.cid),
         )
 
 
 @functools.lru_cache(maxsize=4)
-def _initial(model_key: tuple, input_shape: tuple, seed: int, n_classes: int, device: str) -> dict:
-    weights = initial_weights(ModelConfig(**dict(model_key)), input_shape, n_classes, seed)
+def _initial(model_key: tuple, input_shape: tuple, seed: int, n_classes: int, device: str, width: float) -> dict:
+    weights = initial_weights(ModelConfig(**dict(model_key)), input_shape, n_classes, seed, width)
     return {n: w.to(device) for n, w in weights.items()}
 
 

@@ -22,7 +22,7 @@ from fedhyper import protocol
 from fedhyper.data import ClientData, DataConfig, dataset_info, load_federated
 from fedhyper.data.local import load_local
 from fedhyper.device import select_device
-from fedhyper.models import ModelConfig, build_model
+from fedhyper.models import ModelConfig, build_model, client_width
 
 
 def client_id(context: Context) -> int:
@@ -63,15 +63,24 @@ def _on_device(data: ClientData, dev: torch.device) -> ClientData:
     return ClientData(**{k: v.to(dev) for k, v in asdict(data).items()})
 
 
-def target_model(config: ConfigRecord, input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
-    """The target network's skeleton; its own parameters are never trained."""
+def target_model(
+    config: ConfigRecord, input_shape: tuple[int, int, int], n_classes: int, cid: int | None = None
+) -> nn.Module:
+    """The target network's skeleton at client ``cid``'s width (None: full width); its own
+    parameters are never trained."""
     model_cfg = protocol.decode(ModelConfig, protocol.MODEL_PREFIX, config)
-    return _model_cached(tuple(sorted(asdict(model_cfg).items())), input_shape, n_classes)
+    width = 1.0 if cid is None else client_width(model_cfg, cid)
+    return _model_cached(config_key(model_cfg), input_shape, n_classes, width)
+
+
+def config_key(cfg: Any) -> tuple:
+    """A dataclass config as a hashable cache key (lists become tuples); ``type(cfg)(**dict(key))`` rebuilds it."""
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in asdict(cfg).items()))
 
 
 @functools.lru_cache(maxsize=8)
-def _model_cached(key: tuple, input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
-    return build_model(ModelConfig(**dict(key)), input_shape, n_classes).to(device())
+def _model_cached(key: tuple, input_shape: tuple[int, int, int], n_classes: int, width: float) -> nn.Module:
+    return build_model(ModelConfig(**dict(key)), input_shape, n_classes, width).to(device())
 
 
 def received_weights(msg: Message) -> dict[str, torch.Tensor]:

@@ -65,9 +65,17 @@ class RunReporter:
         evals = self.evaluations()
         return {f"{t:.2f}": next((r["elapsed_s"] for r in evals if r["accuracy"] >= t), None) for t in targets}
 
-    def finish(self, per_client_accuracy: dict[int, float], **extra: Any) -> dict[str, Any]:
-        """Write summary.json from the history and the last per-client accuracies."""
+    def finish(
+        self, per_client_accuracy: dict[int, float], widths: dict[int, float] | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        """Write summary.json from the history and the last per-client accuracies.
+
+        ``widths`` (client id -> width multiplier) adds ``accuracy_by_width``, the mean accuracy
+        of each width's clients, when the clients run more than one width.
+        """
         evals = self.evaluations()
+        if widths and len({widths[c] for c in per_client_accuracy}) > 1:
+            extra = {"accuracy_by_width": accuracy_by_width(per_client_accuracy, widths), **extra}
         best = max(evals, key=lambda r: r["accuracy"], default=None)
         summary = {
             "strategy": self.strategy,
@@ -93,6 +101,14 @@ class RunReporter:
             summary["wall_time_s"],
         )
         return summary
+
+
+def accuracy_by_width(per_client_accuracy: dict[int, float], widths: dict[int, float]) -> dict[str, float]:
+    """Mean accuracy of each width's clients, keyed by the width as text ("0.5"), narrowest first."""
+    groups: dict[float, list[float]] = {}
+    for cid, acc in per_client_accuracy.items():
+        groups.setdefault(float(widths[cid]), []).append(acc)
+    return {str(w): sum(groups[w]) / len(groups[w]) for w in sorted(groups)}
 
 
 def _fmt(x: float | None) -> str:

@@ -13,6 +13,7 @@ import strategies
 from fedhyper import checkpoint, protocol
 from fedhyper.config import ExperimentConfig
 from fedhyper.device import select_device
+from fedhyper.models import client_width
 from fedhyper.reporting import RunReporter
 from strategies import experiment
 from strategies.base import PersonalizedStrategy
@@ -127,6 +128,7 @@ def run(grid: Grid, exp: experiment.Experiment) -> dict:
     )
     return reporter.finish(
         strategy.accuracy,
+        widths={cid: client_width(cfg.model, cid) for cid in strategy.accuracy},
         rejected_replies=dict(strategy.replies.rejected),
         server_device=str(select_device(cfg.device)),
     )
