@@ -21,6 +21,12 @@ SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.jsonl"
 # Per-round traffic keys written by the strategies (``<kind>_bytes_<direction>``).
 TRAFFIC = ("train_bytes_sent", "train_bytes_received", "evaluate_bytes_sent", "evaluate_bytes_received")
+BASE_VARIANT = "base"  # a strategy's configuration as the experiment gives it
+
+
+def run_label(strategy: str, variant: str) -> str:
+    """How a grid names a strategy's variant: the strategy alone for the base one, else ``strategy/variant``."""
+    return strategy if variant == BASE_VARIANT else f"{strategy}/{variant}"
 
 
 @dataclass
@@ -28,6 +34,7 @@ class RunResult:
     """One finished run, labelled with where it sits in the grid."""
 
     strategy: str
+    variant: str
     setting: str
     seed: int
     engine: str
@@ -36,6 +43,10 @@ class RunResult:
     final_accuracy: float | None
     best_accuracy: float | None
     best_round: int | None
+    # From summary.json when the run wrote them (held-out clients, a hypernetwork), else None.
+    novel_accuracy: float | None
+    generalization_gap: float | None
+    hnet_parameters: int | None
     rounds_to_target: int | None  # first evaluated round at or above the target; None: never reached
     seconds_to_target: float | None
     wall_time_s: float
@@ -47,6 +58,10 @@ class RunResult:
     run_dir: str
     curve: list[tuple[int, float]] = field(default_factory=list, repr=False)  # (round, mean accuracy)
     per_client_accuracy: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def label(self) -> str:
+        return run_label(self.strategy, self.variant)
 
 
 CSV_FIELDS = [f for f in RunResult.__dataclass_fields__ if f not in ("curve", "per_client_accuracy")]
@@ -77,15 +92,25 @@ def first_reaching(rows: Sequence[dict[str, Any]], target: float) -> dict[str, A
     return next((r for r in rows if r.get("accuracy") is not None and r["accuracy"] >= target), None)
 
 
-def load_run(run_dir: Path, setting: str, seed: int, engine: str, target: float) -> RunResult:
+def _number(summary: dict[str, Any], key: str) -> float | None:
+    """``summary[key]`` if it is a number; None when the run did not write it."""
+    value = summary.get(key)
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def load_run(
+    run_dir: Path, setting: str, seed: int, engine: str, target: float, variant: str = BASE_VARIANT
+) -> RunResult:
     """Read a finished run; ``target`` is the accuracy (0..1) whose first crossing is reported."""
     run_dir = Path(run_dir)
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     rows = read_metrics(run_dir)
     reached = first_reaching(rows, target)
     traffic = traffic_per_round(rows)
+    hnet_parameters = _number(summary, "hnet_parameters")
     return RunResult(
         strategy=summary["strategy"],
+        variant=variant,
         setting=setting,
         seed=seed,
         engine=engine,
@@ -94,6 +119,9 @@ def load_run(run_dir: Path, setting: str, seed: int, engine: str, target: float)
         final_accuracy=summary["final_accuracy"],
         best_accuracy=summary["best_accuracy"],
         best_round=summary.get("best_round"),
+        novel_accuracy=_number(summary, "novel_accuracy"),
+        generalization_gap=_number(summary, "generalization_gap"),
+        hnet_parameters=None if hnet_parameters is None else int(hnet_parameters),
         rounds_to_target=reached["round"] if reached else None,
         seconds_to_target=reached["elapsed_s"] if reached else None,
         wall_time_s=summary["wall_time_s"],
@@ -133,10 +161,10 @@ def stat(values: Sequence[float | None]) -> Stat:
 
 
 def group(results: Iterable[RunResult]) -> dict[tuple[str, str], list[RunResult]]:
-    """Runs by (setting, strategy), in the order they first appear."""
+    """Runs by (setting, run label), in the order they first appear; a label names a strategy and its variant."""
     groups: dict[tuple[str, str], list[RunResult]] = {}
     for r in results:
-        groups.setdefault((r.setting, r.strategy), []).append(r)
+        groups.setdefault((r.setting, r.label), []).append(r)
     return groups
 
 
@@ -144,24 +172,29 @@ def group(results: Iterable[RunResult]) -> dict[tuple[str, str], list[RunResult]
 class GroupSummary:
     setting: str
     strategy: str
+    variant: str
     seeds: list[int]
     final_accuracy: Stat
     best_accuracy: Stat
+    novel_accuracy: Stat  # the optional ones count 0 of n when the runs did not write them
+    generalization_gap: Stat
+    hnet_parameters: Stat
     rounds_to_target: Stat  # over the seeds that reached the target (count of n)
     wall_time_s: Stat
     train_bytes_sent_per_round: Stat
     train_bytes_received_per_round: Stat
 
 
-_STAT_FIELDS = [f for f in GroupSummary.__dataclass_fields__ if f not in ("setting", "strategy", "seeds")]
+_STAT_FIELDS = [f for f in GroupSummary.__dataclass_fields__ if f not in ("setting", "strategy", "variant", "seeds")]
 
 
 def summarise(results: Iterable[RunResult]) -> list[GroupSummary]:
-    """Mean ± std across seeds for every (setting, strategy)."""
+    """Mean ± std across seeds for every (setting, strategy, variant)."""
     out = []
-    for (setting, strategy), runs in group(results).items():
+    for (setting, _), runs in group(results).items():
         columns = {name: stat([getattr(r, name) for r in runs]) for name in _STAT_FIELDS}
-        out.append(GroupSummary(setting=setting, strategy=strategy, seeds=[r.seed for r in runs], **columns))
+        first = runs[0]
+        out.append(GroupSummary(setting, first.strategy, first.variant, [r.seed for r in runs], **columns))
     return out
 
 
@@ -199,13 +232,27 @@ def _traffic(s: Stat) -> str:
     return _shown(s, human_bytes)
 
 
+def _count(s: Stat) -> str:
+    return "–" if s.mean is None else str(round(s.mean))  # the same for every seed of a config
+
+
+# Columns that a table shows only when some of its runs wrote them: header, field, format.
+_OPTIONAL_COLUMNS: list[tuple[str, str, Callable[[Stat], str]]] = [
+    ("novel accuracy (%)", "novel_accuracy", _pct),
+    ("generalization gap (pp)", "generalization_gap", _pct),
+    ("hnet parameters", "hnet_parameters", _count),
+]
+
+
 def markdown_table(groups: Sequence[GroupSummary], target: float) -> str:
-    """One Markdown table: a row per strategy, mean ± std across its seeds."""
+    """One Markdown table: a row per strategy and variant, mean ± std across its seeds."""
+    optional = [c for c in _OPTIONAL_COLUMNS if any(getattr(g, c[1]).count for g in groups)]
     head = [
-        "strategy",
+        "strategy" if all(g.variant == BASE_VARIANT for g in groups) else "strategy/variant",
         "seeds",
         "final accuracy (%)",
         "best accuracy (%)",
+        *(name for name, _, _ in optional),
         f"rounds to {100 * target:g}%",
         "wall time (s)",
         "sent / round",
@@ -214,10 +261,11 @@ def markdown_table(groups: Sequence[GroupSummary], target: float) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in groups:
         cells = [
-            g.strategy,
+            run_label(g.strategy, g.variant),
             str(len(g.seeds)),
             _pct(g.final_accuracy),
             _pct(g.best_accuracy),
+            *(fmt(getattr(g, key)) for _, key, fmt in optional),
             _rounds(g.rounds_to_target),
             _seconds(g.wall_time_s),
             _traffic(g.train_bytes_sent_per_round),
@@ -230,14 +278,17 @@ def markdown_table(groups: Sequence[GroupSummary], target: float) -> str:
 def markdown_report(
     results: Sequence[RunResult], target: float, settings: dict[str, list[str]], plots: dict[str, list[str]]
 ) -> str:
-    """The whole report: per data setting its overrides, the table and its plots (file names)."""
+    """The whole report: per data setting its overrides, the table (a row per run label) and its plots (file names)."""
     lines = [
         "# Strategy comparison",
         "",
         "Mean ± sample std across seeds (the mean alone for one seed). Accuracy: mean over clients of "
         "each client's personalised model on its own test split (final: last evaluation; best: best "
         "evaluation). Rounds to target: the first evaluated round at or above it, over the seeds that "
-        "reached it. Traffic: training bytes sent to the clients and received from them, averaged over rounds.",
+        "reached it. Traffic: training bytes sent to the clients and received from them, averaged over rounds. "
+        "Where runs report them: novel accuracy, that of the clients held out of training (novel_clients) and "
+        "personalised afterwards, and the generalization gap from the trained clients' accuracy, in percentage points; "
+        "hnet parameters, the hypernetwork's size.",
     ]
     by_setting: dict[str, list[GroupSummary]] = {}
     for g in summarise(results):

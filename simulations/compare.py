@@ -1,14 +1,15 @@
-"""Compare strategies: ``python -m simulations.compare strategies=[...] seeds=[...] settings=[...]``.
+"""Compare strategies: ``python -m simulations.compare strategies=[...] variants=[...] settings=[...] seeds=[...]``.
 
-Runs every strategy × data setting × seed on the same partitions (a setting and a seed fix
-them) and the same evaluation (mean personalised test accuracy over clients), then writes
-``results.csv``, ``report.md`` and plots into ``out_dir`` (``fedhyper.results``,
-``fedhyper.plots``). The engines (``simulations.engines``) run each run in a worker process
-or through ``python -m simulations.run``. Each run has its own directory under ``out_dir/runs``, named by its
-resolved config and engine, so repeating a command skips the runs that finished, re-runs
-those that were interrupted (from their checkpoint when ``sim.checkpoint_every`` wrote one)
-and never mixes runs of different configs. Every config is composed and checked before the
-first run starts: a bad option exits with status 2 and one line, as ``simulations.run`` does.
+Runs every strategy × variant (a named configuration of it) × data setting × seed on the same
+partitions (a setting and a seed fix them) and the same evaluation (mean personalised test
+accuracy over clients), then writes ``results.csv``, ``report.md`` and plots into ``out_dir``
+(``fedhyper.results``, ``fedhyper.plots``). The engines (``simulations.engines``) run each run in
+a worker process or through ``python -m simulations.run``. Each run has its own directory under
+``out_dir/runs``, named by its resolved config and engine, so repeating a command skips the runs
+that finished, re-runs those that were interrupted (from their checkpoint when
+``sim.checkpoint_every`` wrote one) and never mixes runs of different configs. Every config is
+composed and checked before the first run starts: a bad option exits with status 2 and one line,
+as ``simulations.run`` does.
 """
 
 from __future__ import annotations
@@ -74,17 +75,22 @@ def experiment_overrides(argv: list[str]) -> list[str]:
 def validate(cc: CompareConfig) -> None:
     for name in [*cc.strategies, *cc.strategy_overrides]:
         strategies.get(name)  # an unknown name fails with the list of known ones
-    for key, values in (("strategies", cc.strategies), ("seeds", cc.seeds), ("settings", cc.settings)):
+    lists = (("strategies", cc.strategies), ("seeds", cc.seeds), ("settings", cc.settings), ("variants", cc.variants))
+    for key, values in lists:
         if not values or len(set(values)) != len(values):
             raise ValueError(f"{key}={list(values)} must be a non-empty list without repeats")
-    for name in cc.settings:
-        if name not in cc.setting_overrides:
-            raise ValueError(
-                f"settings: {name!r} is not defined; choose among {', '.join(cc.setting_overrides)} "
-                f"or define it with '+setting_overrides.{name}=[...]'"
-            )
-        if not name.replace("_", "").replace("-", "").isalnum():
-            raise ValueError(f"settings: {name!r} names files; use letters, digits, '-' and '_'")
+    for key, names, defined in (
+        ("settings", cc.settings, cc.setting_overrides),
+        ("variants", cc.variants, cc.variant_overrides),
+    ):
+        for name in names:
+            if name not in defined:
+                raise ValueError(
+                    f"{key}: {name!r} is not defined; choose among {', '.join(defined)} "
+                    f"or define it with '+{key[:-1]}_overrides.{name}=[...]'"
+                )
+            if not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"{key}: {name!r} names files; use letters, digits, '-' and '_'")
     if cc.engine not in ENGINES:
         raise ValueError(f"engine={cc.engine!r} is unknown; choose one of {', '.join(ENGINES)}")
     if cc.jobs < 0 or (cc.engine == "flower" and cc.jobs > 1):
@@ -109,35 +115,57 @@ def config_digest(config: dict[str, Any], engine: str) -> str:
     return hashlib.sha256(json.dumps({"config": config, "engine": engine}, sort_keys=True).encode()).hexdigest()[:10]
 
 
+def override_keys(overrides: list[str]) -> set[str]:
+    return {o.key_or_group for o in OverridesParser.create().parse_overrides(overrides)}
+
+
+def compose_run(
+    cc: CompareConfig, common: list[str], setting: str, name: str, variant: str
+) -> tuple[list[str], ExperimentConfig]:
+    """One run's overrides, in the order documented by ``CompareConfig``, and its checked config."""
+    later = [*common, *cc.strategy_overrides.get(name, [])]
+    overrides = [*cc.setting_overrides[setting], *cc.variant_overrides[variant], *later, f"strategy={name}"]
+    where = f"strategy {results.run_label(name, variant)}, setting {setting}"
+    try:
+        cfg = experiment.typed(precheck(overrides))
+        cfg.validate()
+    except ValueError as err:
+        hint = f"; options of one strategy go in strategy_overrides.{name}" if str(err).startswith("strategy") else ""
+        raise ValueError(f"{err} ({where}{hint})") from err
+    if clash := sorted(override_keys(cc.variant_overrides[variant]) & override_keys(later)):
+        raise ValueError(
+            f"{', '.join(clash)}: set by variant {variant} and again by the command line or "
+            f"strategy_overrides.{name}, which would undo the variant; set it in one place ({where})"
+        )
+    return overrides, cfg
+
+
+def run_dir_of(cc: CompareConfig, setting: str, name: str, variant: str, seed: int, config: dict[str, Any]) -> Path:
+    """``runs/<setting>/<strategy>[/<variant>]/seed<seed>-<digest>``; the base variant has no level of its own.
+
+    Variants get their own directories even when their configs are equal (``base`` and
+    ``embedding-per_tensor`` are, by default), so two runs of a grid never share one.
+    """
+    parent = Path(cc.out_dir) / "runs" / setting / name
+    if variant != results.BASE_VARIANT:
+        parent /= variant
+    return parent / f"seed{seed}-{config_digest(config, cc.engine)}"
+
+
 def plan(cc: CompareConfig, common: list[str]) -> list[PlannedRun]:
     """Compose and check every run's config; seeds outermost, so a first full comparison comes early."""
-    combos: list[tuple[str, str, list[str], ExperimentConfig]] = []
+    combos: list[tuple[str, str, str, list[str], ExperimentConfig]] = []
     for setting in cc.settings:
         for name in cc.strategies:
-            overrides = [
-                *cc.setting_overrides[setting],
-                *common,
-                f"strategy={name}",
-                *cc.strategy_overrides.get(name, []),
-            ]
-            try:
-                cfg = experiment.typed(precheck(overrides))
-                cfg.validate()
-            except ValueError as err:
-                hint = (
-                    f"; options of one strategy go in strategy_overrides.{name}"
-                    if str(err).startswith("strategy")
-                    else ""
-                )
-                raise ValueError(f"{err} (strategy {name}, setting {setting}{hint})") from err
-            combos.append((setting, name, overrides, cfg))
-        check_machine(combos[-1][3])
+            for variant in cc.variants:
+                combos.append((setting, name, variant, *compose_run(cc, common, setting, name, variant)))
+        check_machine(combos[-1][4])
     total, runs = len(cc.seeds) * len(combos), []
     for seed in cc.seeds:
-        for setting, name, overrides, cfg in combos:
+        for setting, name, variant, overrides, cfg in combos:
             config = OmegaConf.to_container(OmegaConf.structured(replace(cfg, seed=seed)))
-            run_dir = Path(cc.out_dir) / "runs" / setting / name / f"seed{seed}-{config_digest(config, cc.engine)}"
-            label = RunLabel(len(runs) + 1, total, name, setting, seed, cfg.sim.num_rounds, run_dir.resolve())
+            run_dir = run_dir_of(cc, setting, name, variant, seed, config)  # type: ignore[arg-type]
+            label = RunLabel(len(runs) + 1, total, name, setting, seed, cfg.sim.num_rounds, run_dir.resolve(), variant)
             runs.append(PlannedRun(label, [*overrides, f"seed={seed}"], config))  # type: ignore[arg-type]
     return runs
 
@@ -194,7 +222,7 @@ def write_outputs(cc: CompareConfig, runs: list[PlannedRun], common: list[str]) 
     """results.csv, report.md and two plots per data setting, from the finished runs' directories."""
     out = Path(cc.out_dir)
     done = [
-        results.load_run(r.label.run_dir, r.label.setting, r.label.seed, cc.engine, cc.target_accuracy)
+        results.load_run(r.label.run_dir, r.label.setting, r.label.seed, cc.engine, cc.target_accuracy, r.label.variant)
         for r in runs
         if results.is_finished(r.label.run_dir)
     ]
@@ -215,7 +243,8 @@ def main(argv: list[str]) -> int:
     Path(cc.out_dir).mkdir(parents=True, exist_ok=True)
     pending = [r for r in runs if not results.is_finished(r.label.run_dir)]
     print(
-        f"{len(runs)} runs ({len(cc.strategies)} strategies × {len(cc.settings)} settings × {len(cc.seeds)} seeds): "
+        f"{len(runs)} runs ({len(cc.strategies)} strategies × {len(cc.variants)} variants × "
+        f"{len(cc.settings)} settings × {len(cc.seeds)} seeds): "
         f"{len(runs) - len(pending)} already finished, {len(pending)} to run with engine={cc.engine}",
         flush=True,
     )

@@ -9,6 +9,8 @@ from hydra.core.config_store import ConfigStore
 import strategies
 from fedhyper.config import ExperimentConfig
 from fedhyper.data import DataConfig
+from fedhyper.hnet_layers import OUTPUTS
+from fedhyper.hypernet import INPUTS
 from fedhyper.models import ModelConfig
 
 # Named data settings for simulations.compare: overrides applied before the command line's.
@@ -17,15 +19,28 @@ DATA_SETTINGS: dict[str, list[str]] = {
     "pfedhn": ["data.partition=pathological", "data.classes_per_client=2", "data.num_clients=50"],
     "dirichlet": ["data.partition=dirichlet", "data.alpha=0.3", "data.num_clients=100"],
 }
+# Named variants of a strategy's configuration for simulations.compare: the hypernetwork's design
+# choices (fedhyper.hypernet), one input × one output each, then body and initialisation.
+VARIANTS: dict[str, list[str]] = {
+    "base": [],  # the experiment's defaults: runs are labelled by the strategy alone
+    **{f"{i}-{o}": [f"hnet.input={i}", f"hnet.output={o}"] for i in INPUTS for o in OUTPUTS},
+    "attention": ["hnet.body=attention", "hnet.output=chunked"],
+    "hyperfan_in": ["hnet.init=hyperfan_in"],
+    "hyperfan_out": ["hnet.init=hyperfan_out"],
+}
 ENGINES = ("inprocess", "flower")
 
 
 @dataclass
 class CompareConfig(ExperimentConfig):
-    """A grid of runs (``python -m simulations.compare``): strategies × data settings × seeds.
+    """A grid of runs (``python -m simulations.compare``): strategies × variants × data settings × seeds.
 
-    The experiment's own keys (``data.*``, ``sim.*``, ``model.*``, ``strategy.*``...) given on
-    the command line apply to every run of the grid.
+    The experiment's own keys (``data.*``, ``sim.*``, ``model.*``, ``hnet.*``, ``strategy.*``...)
+    given on the command line apply to every run of the grid. A run's overrides, later ones
+    winning: its setting's, its variant's, the command line's, then its strategy's
+    (``strategy_overrides``). Settings and variants are named presets that the command line
+    adjusts; a key that a chosen variant sets may not be set again by the command line or a
+    strategy's overrides, which would make the variants the same run.
     """
 
     strategies: list[str] = field(default_factory=lambda: ["pfedhn"])
@@ -33,6 +48,9 @@ class CompareConfig(ExperimentConfig):
     settings: list[str] = field(default_factory=lambda: ["default"])  # names in setting_overrides
     # name -> overrides; add one with '+setting_overrides.mine=["data.alpha=0.1"]'.
     setting_overrides: dict[str, list[str]] = field(default_factory=lambda: dict(DATA_SETTINGS))
+    variants: list[str] = field(default_factory=lambda: ["base"])  # names in variant_overrides
+    # name -> overrides of every strategy's runs; add one with '+variant_overrides.wide=["hnet.hidden_dim=200"]'.
+    variant_overrides: dict[str, list[str]] = field(default_factory=lambda: dict(VARIANTS))
     # strategy -> overrides for its runs only, e.g. '+strategy_overrides.pfedhn=["hnet.hidden_dim=50"]'.
     strategy_overrides: dict[str, list[str]] = field(default_factory=dict)
     # inprocess: the real ServerApp and ClientApp in one process per run, no SuperLink or Ray (fast, parallel);

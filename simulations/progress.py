@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fedhyper.results import METRICS_FILE
+from fedhyper.results import BASE_VARIANT, METRICS_FILE, run_label
 
 
 @dataclass
@@ -27,9 +27,15 @@ class RunLabel:
     seed: int
     num_rounds: int
     run_dir: Path
+    variant: str = BASE_VARIANT
+
+    @property
+    def name(self) -> str:
+        """The strategy, and its variant unless it is the base one."""
+        return run_label(self.strategy, self.variant)
 
     def __str__(self) -> str:
-        return f"[{self.index}/{self.total}] {self.strategy} · {self.setting} · seed {self.seed}"
+        return f"[{self.index}/{self.total}] {self.name} · {self.setting} · seed {self.seed}"
 
 
 def written_since(path: Path, since: float) -> bool:

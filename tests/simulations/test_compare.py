@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from simulations import compare
 from simulations.progress import GridProgress, RunLabel
@@ -94,7 +95,7 @@ def test_the_plan_gives_every_strategy_the_same_data_and_each_setting_its_own(tm
     data = {(r.label.setting, r.label.seed): r.config["data"] for r in runs}
     assert data["dirichlet", 0]["partition"] == "dirichlet" and data["dirichlet", 0]["num_clients"] == 100
     assert data["pfedhn", 1]["partition"] == "pathological" and data["pfedhn", 1]["num_clients"] == 50
-    assert all(r.config["sim"]["num_rounds"] == 7 and r.config["strategy"]["hnet"]["hidden_dim"] == 17 for r in runs)
+    assert all(r.config["sim"]["num_rounds"] == 7 and r.config["hnet"]["hidden_dim"] == 17 for r in runs)
     assert [r.config["seed"] for r in runs] == [0, 0, 1, 1]
     assert len({r.label.run_dir for r in runs}) == 4
     assert not tmp_path.joinpath("runs").exists()  # planning runs nothing
@@ -105,6 +106,8 @@ def test_the_plan_gives_every_strategy_the_same_data_and_each_setting_its_own(tm
     [
         ("strategies=[pfedhn,nope]", "strategy='nope' is unknown; choose one of"),
         ("settings=[mars]", "settings: 'mars' is not defined"),
+        ("variants=[base,nope]", "variants: 'nope' is not defined; choose among base, embedding-per_tensor, "),
+        ("variants=[base,base]", "variants=['base', 'base'] must be a non-empty list without repeats"),
         ("seeds=[]", "seeds=[] must be a non-empty list"),
         ("seed=3", "use seeds=[...]"),
         ("strategy=pfedhn", "use strategies=[...]"),
@@ -121,6 +124,55 @@ def test_a_bad_option_exits_2_with_one_line_before_anything_runs(tmp_path, capsy
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and err.startswith("config error:") and err.count("\n") == 1
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_two_variants_run_side_by_side_with_their_own_overrides_labels_and_report_rows(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = [a for a in grid(out, "jobs=2") if not a.startswith("seeds=")]
+
+    code = compare.main([*args, "seeds=[0]", "variants=[base,embedding-chunked]"])
+
+    assert code == 0, capsys.readouterr()
+    assert "pfedhn/embedding-chunked · default · seed 0 — done in" in capsys.readouterr().out
+    rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert set(rows) == {"base", "embedding-chunked"}
+    base, chunked = (Path(rows[v]["run_dir"]) for v in ("base", "embedding-chunked"))
+    assert base.parent == out.resolve() / "runs/default/pfedhn"  # where a grid without variants puts it
+    assert chunked.parent == out.resolve() / "runs/default/pfedhn/embedding-chunked"
+    hnet = {v: OmegaConf.load(Path(rows[v]["run_dir"]) / "config.yaml").hnet for v in rows}
+    assert (hnet["base"].output, hnet["embedding-chunked"].output) == ("per_tensor", "chunked")
+    assert hnet["base"].input == hnet["embedding-chunked"].input == "embedding"
+    report = (out / "report.md").read_text()
+    assert "| strategy/variant | seeds |" in report
+    assert report.count("| pfedhn | 1 |") == 1 and report.count("| pfedhn/embedding-chunked | 1 |") == 1
+    assert "novel accuracy (%)" not in report  # no run reported it: no column
+
+    # The report is rebuilt from summary.json: a run that reports more gets more columns, the others empty cells.
+    extra = {"novel_accuracy": 0.5, "generalization_gap": 0.125, "hnet_parameters": 1234}
+    for run_dir, added in ((chunked, extra), (base, {})):
+        summary = {k: v for k, v in json.loads((run_dir / "summary.json").read_text()).items() if k not in extra}
+        (run_dir / "summary.json").write_text(json.dumps(summary | added))
+    assert compare.main([*args, "seeds=[0]", "variants=[base,embedding-chunked]"]) == 0
+
+    report = (out / "report.md").read_text()
+    assert "| novel accuracy (%) | generalization gap (pp) | hnet parameters |" in report
+    assert "| 50.00 | 12.50 | 1234 |" in report.split("| pfedhn/embedding-chunked | 1 |")[1].splitlines()[0]
+    assert "| – | – | – |" in report.split("| pfedhn | 1 |")[1].splitlines()[0]
+    rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert (rows["embedding-chunked"]["novel_accuracy"], rows["embedding-chunked"]["hnet_parameters"]) == (
+        "0.5",
+        "1234",
+    )
+    assert rows["base"]["novel_accuracy"] == rows["base"]["hnet_parameters"] == ""
+
+
+def test_a_variant_key_set_again_for_every_run_is_refused(tmp_path, capsys):
+    code = compare.main(grid(tmp_path / "cmp", "variants=[base,attention]", "hnet.output=flat"))
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "hnet.output: set by variant attention and again by the command line" in err
     assert not (tmp_path / "cmp").exists()
 
 
