@@ -9,15 +9,16 @@ server never relies on transport node ids.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from clients import ditto, faults, fedavg_ft, fedprox, fedrep, perfedavg, pfedme, runtime
+from clients import ditto, faults, fedavg_ft, fedprox, fedrep, pefll, perfedavg, pfedme, runtime
 from clients.personal import PLAIN, Job, Routine
 from fedhyper import protocol
-from fedhyper.training import LocalTrainConfig, evaluate
+from fedhyper.training import LocalTrainConfig, evaluate, evaluate_ensemble
 
 app = ClientApp()
 
@@ -29,6 +30,11 @@ def describe(msg: Message, context: Context) -> Message:
     data, _, _ = runtime.client_data(msg.content[protocol.CONFIG], cid, context.node_config)
     reply = protocol.metrics(**{protocol.CLIENT_ID: cid, protocol.NUM_TRAIN_EXAMPLES: len(data.y_train)})
     return Message(RecordDict({protocol.METRICS: reply}), reply_to=msg)
+
+
+# PeFLL (hnet.input=data): describe this client with the server's ψ; send back ψ's gradient.
+app.query(protocol.DESCRIPTOR_ACTION)(pefll.descriptor)
+app.query(protocol.DESCRIPTOR_GRAD_ACTION)(pefll.descriptor_grad)
 
 
 ROUTINES: dict[str, Routine] = {
@@ -95,13 +101,28 @@ def train(msg: Message, context: Context) -> Message:
 def evaluate_weights(msg: Message, context: Context) -> Message:
     start = time.perf_counter()
     job, routine = _job(msg, context)
-    loss, accuracy = evaluate(job.model, routine.evaluation_weights(job), job.data.x_test, job.data.y_test)
+    members = protocol.unpack_members(job.received)
+    if members is None:
+        loss, accuracy = evaluate(job.model, routine.evaluation_weights(job), job.data.x_test, job.data.y_test)
+        uncertainty = {}
+    else:  # an ensemble (hnet.input=noise): each member completed by the routine like a single model
+        weights = [routine.evaluation_weights(dataclasses.replace(job, received=m)) for m in members]
+        result = evaluate_ensemble(job.model, weights, job.data.x_test, job.data.y_test)
+        loss, accuracy = result["loss"], result["accuracy"]
+        uncertainty = {
+            protocol.MEMBER_ACCURACY: result["member_accuracy"],
+            protocol.PREDICTIVE_ENTROPY: result["entropy"],
+            protocol.MUTUAL_INFORMATION: result["mutual_information"],
+            protocol.ENTROPY_CORRECT: result["entropy_correct"],
+            protocol.ENTROPY_WRONG: result["entropy_wrong"],
+        }
     reply = protocol.metrics(
         **{
             protocol.CLIENT_ID: job.cid,
             protocol.NUM_EXAMPLES: len(job.data.y_test),
             protocol.EVAL_LOSS: loss,
             protocol.EVAL_ACCURACY: accuracy,
+            **uncertainty,
             protocol.RECEIVED_NORM: protocol.l2_norm(job.received),
             protocol.KEPT_NORM: job.kept_norm(),
             protocol.COMPUTE_SECONDS: time.perf_counter() - start,

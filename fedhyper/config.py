@@ -28,6 +28,9 @@ class SimConfig:
     # With thousands of clients, a sample bounds evaluation's time and the server's peak memory
     # (each evaluated client is sent its own weights).
     eval_clients: int = 0
+    # novel_clients > 0: rounds after training in which only the held-out clients train and the
+    # strategy adapts to them (pFedHN: their embeddings, with the hypernetwork frozen).
+    novel_rounds: int = 50
     client_cpus: int = 1  # Ray CPUs per simulated client: cores // client_cpus run at once
     client_gpus: float = 0.0  # fraction of a GPU per simulated client; 0 trains on the CPU
     round_timeout: float = 600.0  # seconds to wait for a round's replies
@@ -60,6 +63,8 @@ class SimConfig:
             raise ValueError(f"sim.poll_interval={self.poll_interval} must be positive")
         if not 0 <= self.eval_clients <= num_clients:
             raise ValueError(f"sim.eval_clients={self.eval_clients} must be between 0 (all) and {num_clients}")
+        if self.novel_rounds < 0:
+            raise ValueError(f"sim.novel_rounds={self.novel_rounds} must be >= 0")
         if self.eval_every < 1:
             raise ValueError(f"sim.eval_every={self.eval_every} must be at least 1")
         if self.client_cpus < 1:

@@ -63,13 +63,17 @@ class AttentionBody(nn.Module):
         self.slot_tokens = nn.Parameter(torch.randn(slots, hidden) / math.sqrt(hidden))
         layer = nn.TransformerEncoderLayer(hidden, heads, dim_feedforward=2 * hidden, dropout=0.0, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        # The encoder ends in a LayerNorm (unit-variance features), which with PyTorch's default heads
+        # would generate weights of std ~0.6; a ReLU + linear readout brings the features to the MLP
+        # body's scale (variance ~1/18 vs ~1/20), so both start from comparable target weights.
+        self.readout = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
 
     def forward(self, condition: torch.Tensor) -> torch.Tensor:
         batch = condition.shape[0]
         tokens = torch.cat(
             [self.condition_token(condition).unsqueeze(1), self.slot_tokens.unsqueeze(0).expand(batch, -1, -1)], dim=1
         )  # [B, 1 + S, hidden]
-        return self.encoder(tokens)[:, 1:]
+        return self.readout(self.encoder(tokens)[:, 1:])
 
 
 def build_body(cfg: HyperNetConfig, cond_dim: int, slots: int) -> nn.Module:

@@ -96,7 +96,7 @@ class HyperNetwork(nn.Module):
         self.sizes = [math.prod(s) for s in self.target_shapes.values()]
         dim = cfg.resolved_embedding_dim(num_clients)
         self.embeddings = nn.Embedding(num_clients, dim) if cfg.input != "data" else None
-        slots = hnet_layers.output_slots(cfg.output, self.sizes, cfg.chunk_size)
+        slots = self.output_slots_count = hnet_layers.output_slots(cfg.output, self.sizes, cfg.chunk_size)
         self.body_input_dim = cfg.condition_dim(num_clients)
         self.body = hnet_layers.build_body(cfg, self.body_input_dim, slots)
         self.output = hnet_layers.build_output(cfg, self.sizes)

@@ -56,6 +56,10 @@ class HyperNetTrainer:
         self.optimizer = outer_optimizer(hnet, cfg)
         self.device = next(hnet.parameters()).device
         self.noise_rng = torch.Generator().manual_seed(seed)
+        self.embedding_optimizer: torch.optim.Optimizer | None = None  # novel clients' rounds only
+        # Spectral norm's power iteration runs on every forward in training mode, which would make the
+        # weights regenerated in step() differ from those sent; it runs once per step instead.
+        self.hnet.eval()
 
     def sample_noise(self, *shape: int) -> torch.Tensor | None:
         """Noise of ``shape`` + [noise_dim] for input=noise, from the trainer's generator; else None."""
@@ -114,7 +118,44 @@ class HyperNetTrainer:
             descriptors.grad = leaf_grads.to(descriptors.device)
         norm = torch.nn.utils.clip_grad_norm_(shared, self.cfg.grad_clip or float("inf"))
         self.optimizer.step()
+        if self.hnet.cfg.spectral_norm:
+            self._power_iteration()
         return float(norm)
+
+    @torch.no_grad()
+    def _power_iteration(self) -> None:
+        """One power-iteration step of every spectrally normalised layer, after Φ moved."""
+        self.hnet.train()
+        self.hnet.body(torch.zeros(1, self.hnet.body_input_dim, device=self.device))
+        self.hnet.output(torch.zeros(1, self.hnet.output_slots_count, self.hnet.cfg.hidden_dim, device=self.device))
+        self.hnet.eval()
+
+    def fit_embeddings(
+        self,
+        client_ids: list[int],
+        trained: dict[str, torch.Tensor],
+        num_examples: list[int],
+        noise: torch.Tensor | None = None,
+    ) -> None:
+        """Move only these clients' embeddings towards their trained weights, Φ frozen (pFedHN, 5.3).
+
+        A separate optimiser: the main one's momentum would keep moving the trained clients' rows.
+        """
+        ids = torch.as_tensor(client_ids, device=self.device)
+        leaf = self.hnet.embeddings(ids).detach().requires_grad_(True)
+        generated = self.hnet.generate(self.hnet.with_noise(leaf, noise))
+        deltas = {n: trained[n].to(self.device) - generated[n].detach() for n in generated}
+        weights = example_weights(num_examples, self.cfg.aggregate).to(self.device)
+        _, leaf_grads = hypernet_gradients(generated, deltas, weights, [], leaf)
+        if self.embedding_optimizer is None:
+            lr = self.cfg.embedding_lr or self.cfg.lr
+            self.embedding_optimizer = torch.optim.SGD(
+                self.hnet.embedding_parameters(), lr=lr, momentum=self.cfg.momentum
+            )
+        table = self.hnet.embeddings.weight
+        table.grad = torch.zeros_like(table).index_add_(0, ids, leaf_grads)
+        self.embedding_optimizer.step()
+        self.hnet.zero_grad(set_to_none=True)
 
     def state_dict(self) -> dict:
         return {"hnet": self.hnet.state_dict(), "optimizer": self.optimizer.state_dict(),

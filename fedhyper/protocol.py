@@ -58,6 +58,14 @@ NUM_TRAIN_EXAMPLES = "num-train-examples"
 COMPUTE_SECONDS = "compute-s"  # time the client spent in its handler: round time minus this is overhead
 KEPT_NORM = "kept-norm"  # L2 norm of all a client keeps to itself (0: nothing): shows its state persists
 RECEIVED_NORM = "received-norm"  # L2 norm of the weights a client was sent: tells models apart in logs
+# An ensemble's evaluation (hnet.input=noise: several sampled models per client); EVAL_ACCURACY is the
+# accuracy of the averaged prediction. Entropies in nats.
+MEMBER_ACCURACY = "member-accuracy"  # mean accuracy of the single members
+PREDICTIVE_ENTROPY = "predictive-entropy"  # entropy of the averaged prediction, mean over examples
+MUTUAL_INFORMATION = "mutual-information"  # predictive entropy minus the members' mean entropy (disagreement)
+ENTROPY_CORRECT = "entropy-correct"  # predictive entropy on the examples the ensemble got right
+ENTROPY_WRONG = "entropy-wrong"  # ... and on those it got wrong: higher when uncertainty is informative
+UNCERTAINTY_METRICS = (MEMBER_ACCURACY, PREDICTIVE_ENTROPY, MUTUAL_INFORMATION, ENTROPY_CORRECT, ENTROPY_WRONG)
 
 # Node config keys (set per SuperNode, or per simulated node by the simulation engine).
 NODE_PARTITION_ID = "partition-id"
@@ -97,6 +105,25 @@ def record_to_weights(record: ArrayRecord) -> dict[str, torch.Tensor]:
     return dict(record.to_torch_state_dict())
 
 
+MEMBER_PREFIX = "member"  # an ensemble's weights travel in one record as "member<k>/<name>"
+
+
+def pack_members(members: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Several models' weights as one name -> tensor dict, to send as one record."""
+    return {f"{MEMBER_PREFIX}{k}/{name}": w for k, weights in enumerate(members) for name, w in weights.items()}
+
+
+def unpack_members(weights: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]] | None:
+    """The models ``pack_members`` packed, in order; None when ``weights`` is a single model."""
+    if not weights or not next(iter(weights)).startswith(MEMBER_PREFIX):
+        return None
+    members: dict[int, dict[str, torch.Tensor]] = {}
+    for key, w in weights.items():
+        index, name = key.removeprefix(MEMBER_PREFIX).split("/", 1)
+        members.setdefault(int(index), {})[name] = w
+    return [members[k] for k in sorted(members)]
+
+
 def l2_norm(weights: dict[str, torch.Tensor]) -> float:
     return float(
         torch.sqrt(sum(((w.double() ** 2).sum() for w in weights.values()), torch.zeros((), dtype=torch.float64)))
@@ -105,3 +132,16 @@ def l2_norm(weights: dict[str, torch.Tensor]) -> float:
 
 def metrics(**values: float | int) -> MetricRecord:
     return MetricRecord(dict(values))
+
+
+# PeFLL (hnet.input=data, ``fedhyper.descriptor``): two query actions beside a round's train message.
+# query.descriptor: ARRAYS = ψ's weights, CONFIG; the reply holds DESCRIPTOR (v_i, one tensor of that
+# name) and METRICS (CLIENT_ID, NUM_EXAMPLES). query.descriptor_grad: ARRAYS = the same ψ,
+# DESCRIPTOR_GRAD (dL/dv_i, one tensor of that name), CONFIG; the reply's ARRAYS hold ψ's gradient,
+# name by name, with METRICS as above.
+DESCRIPTOR_ACTION = "descriptor"
+DESCRIPTOR_GRAD_ACTION = "descriptor_grad"
+DESCRIPTOR_QUERY = f"query.{DESCRIPTOR_ACTION}"  # the message types a server sends
+DESCRIPTOR_GRAD_QUERY = f"query.{DESCRIPTOR_GRAD_ACTION}"
+DESCRIPTOR = "descriptor"  # record and tensor name: a client's descriptor v_i [d]
+DESCRIPTOR_GRAD = "descriptor-grad"  # record and tensor name: dL/dv_i [d]

@@ -98,3 +98,32 @@ def evaluate(
         loss += float(nn.functional.cross_entropy(logits, target, reduction="sum"))
         correct += int((logits.argmax(1) == target).sum())
     return loss / len(y), correct / len(y)
+
+
+@torch.no_grad()
+def evaluate_ensemble(
+    model: nn.Module, members: list[dict[str, torch.Tensor]], x: torch.Tensor, y: torch.Tensor
+) -> dict[str, float]:
+    """An ensemble's accuracy (of the averaged prediction) and its predictive uncertainty on (x, y).
+
+    Returns loss, accuracy, the members' mean accuracy, the predictive entropy H[p̄] (mean over
+    examples), the mutual information H[p̄] − mean_k H[p_k] (how much the members disagree) and
+    the predictive entropy on correctly and wrongly classified examples.
+    """
+    if len(y) == 0:
+        return dict.fromkeys(("loss", "accuracy", "member_accuracy", "entropy", "mutual_information",
+                              "entropy_correct", "entropy_wrong"), 0.0)  # fmt: skip
+    probs = torch.stack([torch.softmax(apply(model, w, x), dim=1) for w in members])  # [K, N, C]
+    mean = probs.mean(0)  # [N, C]
+    entropy = -(mean * mean.clamp_min(1e-12).log()).sum(1)  # [N]
+    member_entropy = -(probs * probs.clamp_min(1e-12).log()).sum(2).mean(0)  # [N]
+    correct = mean.argmax(1) == y
+    return {
+        "loss": float(nn.functional.nll_loss(mean.clamp_min(1e-12).log(), y)),
+        "accuracy": float(correct.float().mean()),
+        "member_accuracy": float((probs.argmax(2) == y).float().mean()),
+        "entropy": float(entropy.mean()),
+        "mutual_information": float((entropy - member_entropy).mean()),
+        "entropy_correct": float(entropy[correct].mean()) if correct.any() else 0.0,
+        "entropy_wrong": float(entropy[~correct].mean()) if (~correct).any() else 0.0,
+    }

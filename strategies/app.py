@@ -85,7 +85,7 @@ def run(grid: Grid, exp: experiment.Experiment) -> dict:
     cfg = exp.cfg
     common, strategy = _connect(grid, exp)
     reporter = RunReporter(
-        exp.run_dir, cfg.strategy.name, len(strategy.directory), cfg.sim.num_rounds, fresh=not exp.resume
+        exp.run_dir, cfg.strategy.name, len(strategy.directory), strategy.total_rounds, fresh=not exp.resume
     )
     checkpoint_file = exp.run_dir / checkpoint.FILENAME
     if exp.resume:
@@ -104,7 +104,7 @@ def run(grid: Grid, exp: experiment.Experiment) -> dict:
             return
         done = strategy.round_offset + server_round
         reporter.record(done, strategy.round_metrics, strategy.client_metrics)
-        if cfg.sim.checkpoint_every and (done % cfg.sim.checkpoint_every == 0 or done == cfg.sim.num_rounds):
+        if cfg.sim.checkpoint_every and (done % cfg.sim.checkpoint_every == 0 or done == strategy.total_rounds):
             checkpoint.save_checkpoint(
                 checkpoint_file,
                 {
@@ -120,14 +120,19 @@ def run(grid: Grid, exp: experiment.Experiment) -> dict:
     strategy.start(
         grid,
         ArrayRecord(),
-        num_rounds=cfg.sim.num_rounds - strategy.round_offset,
+        num_rounds=strategy.total_rounds - strategy.round_offset,
         timeout=cfg.sim.round_timeout,
         train_config=ConfigRecord(dict(common)),
         evaluate_config=ConfigRecord(dict(common)),
         evaluate_fn=on_round,
     )
+    strategy.write_figures(exp.run_dir, cfg.data, cfg.seed)
+    last = reporter.evaluations()[-1] if reporter.evaluations() else {}
+    novel = {k: last[k] for k in ("novel_accuracy", "generalization_gap") if k in last}
     return reporter.finish(
         strategy.accuracy,
+        **strategy.summary_extras(),
+        **({"novel_clients": strategy.novel_ids, **novel} if strategy.novel_ids else {}),
         widths={cid: client_width(cfg.model, cid) for cid in strategy.accuracy},
         rejected_replies=dict(strategy.replies.rejected),
         server_device=str(select_device(cfg.device)),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from abc import abstractmethod
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,8 @@ from flwr.serverapp.strategy import Strategy
 
 from fedhyper import protocol
 from fedhyper.config import ExperimentConfig
+from fedhyper.data import DataConfig, load_federated
+from fedhyper.embedding_plot import plot_embeddings
 from strategies.directory import ClientDirectory
 from strategies.replies import Reply, ReplySorter
 
@@ -54,10 +57,31 @@ def train_summary(replies: dict[int, Reply]) -> dict[str, float]:
     }
 
 
+def evaluation_summary(replies: dict[int, Reply]) -> dict[str, float]:
+    """Mean over clients of each client's accuracy, loss and any uncertainty metrics it reported."""
+    acc = {cid: float(r.metrics[protocol.EVAL_ACCURACY]) for cid, r in replies.items()}
+    n = {cid: r.num_examples for cid, r in replies.items()}
+    result = {
+        "accuracy": float(np.mean(list(acc.values()))),
+        "accuracy_weighted": sum(acc[c] * n[c] for c in acc) / sum(n.values()),
+        "eval_loss": float(np.mean([r.metrics[protocol.EVAL_LOSS] for r in replies.values()])),
+        "eval_clients": len(acc),
+    }
+    for key in protocol.UNCERTAINTY_METRICS:  # noise-conditioned ensembles report these
+        values = [float(r.metrics[key]) for r in replies.values() if key in r.metrics]
+        if values:
+            result[key.replace("-", "_")] = float(np.mean(values))
+    return result
+
+
 class PersonalizedStrategy(Strategy):
     """Samples client ids with a seeded generator and evaluates every client's own model."""
 
     eval_chunk = 256  # clients whose weights are generated at once for evaluation
+    # Whether held-out (novel) clients get rounds of their own after training (pFedHN fits their
+    # embeddings); if not, they are only evaluated at the end, on what training left.
+    adapts_novel_clients = False
+    label_colour_limit = 1000  # clients: above this, embeddings.png is not coloured (the server would load the data)
 
     def __init__(self, cfg: ExperimentConfig, directory: ClientDirectory) -> None:
         self.directory = directory
@@ -65,6 +89,8 @@ class PersonalizedStrategy(Strategy):
         self.faults = cfg.faults
         self.rng = np.random.default_rng(cfg.seed)  # client sampling
         self.fault_rng = np.random.default_rng([cfg.seed, 1])  # which clients fail, when asked to
+        self.novel_ids = self._held_out(cfg.novel_clients, cfg.seed)
+        self.train_ids = [c for c in directory.client_ids if c not in set(self.novel_ids)]
         self.eval_ids = self._evaluated(cfg.sim.eval_clients, cfg.seed)
         self.replies = ReplySorter(directory, cfg.sim.max_update_norm)
         self.round_offset = 0  # rounds done before Strategy.start began counting (a resumed run)
@@ -107,20 +133,47 @@ class PersonalizedStrategy(Strategy):
         self.replies.rejected.update(state["rejected"])
 
     # --- sampling and messages ------------------------------------------------------
-    def sample(self) -> list[int]:
-        ids = self.directory.client_ids
+    @property
+    def total_rounds(self) -> int:
+        """Training rounds, then the novel clients' own rounds where the strategy adapts them."""
+        novel = self.sim.novel_rounds if self.novel_ids and self.adapts_novel_clients else 0
+        return self.sim.num_rounds + novel
+
+    def in_novel_phase(self, server_round: int) -> bool:
+        return server_round > self.sim.num_rounds
+
+    def sample(self, server_round: int = 0) -> list[int]:
+        """This round's clients: from the training clients, or from the novel ones after training."""
+        ids = self.novel_ids if self.in_novel_phase(server_round) else self.train_ids
         k = min(self.sim.clients_per_round, len(ids))
         return sorted(int(i) for i in self.rng.choice(ids, size=k, replace=False))
 
-    def _evaluated(self, k: int, seed: int) -> list[int]:
-        """The clients every evaluation asks: all, or one seeded sample of ``k`` kept for the run."""
+    def _held_out(self, k: int, seed: int) -> list[int]:
+        """``novel_clients``: a seeded sample of clients that never train with the others."""
+        if not k:
+            return []
         ids = self.directory.client_ids
+        return sorted(int(i) for i in np.random.default_rng([seed, 3]).choice(ids, size=k, replace=False))
+
+    def _evaluated(self, k: int, seed: int) -> list[int]:
+        """The trained clients every evaluation asks: all, or one seeded sample of ``k`` kept for the run."""
+        ids = self.train_ids
         if not k or k >= len(ids):
             return list(ids)
         return sorted(int(i) for i in np.random.default_rng([seed, 2]).choice(ids, size=k, replace=False))
 
     def is_eval_round(self, server_round: int) -> bool:
-        return server_round % self.sim.eval_every == 0 or server_round == self.sim.num_rounds
+        if server_round == self.total_rounds:
+            return True
+        return not self.in_novel_phase(server_round) and (
+            server_round % self.sim.eval_every == 0 or server_round == self.sim.num_rounds
+        )
+
+    def evaluated_clients(self, server_round: int) -> list[int]:
+        """Who an evaluation round asks: the trained clients, and the novel ones in the last round."""
+        if not self.is_eval_round(server_round):
+            return []
+        return sorted(self.eval_ids + self.novel_ids) if server_round == self.total_rounds else self.eval_ids
 
     def _messages(self, payloads: dict[int, ArrayRecord], configs: dict[int, ConfigRecord], kind: str) -> list[Message]:
         """One message per client, to that client's node; counts the bytes of arrays sent."""
@@ -148,7 +201,7 @@ class PersonalizedStrategy(Strategy):
         server_round += self.round_offset
         self.round_metrics, self.client_metrics = {}, []
         config = ConfigRecord({**config, **self.client_settings(), protocol.SERVER_ROUND: server_round})
-        ids = self.sample()
+        ids = self.sample(server_round)
         self._asked, self._sent = ids, self.train_payloads(ids)
         return self._messages(self._sent, self._fault_configs(ids, config), MessageType.TRAIN)
 
@@ -156,7 +209,7 @@ class PersonalizedStrategy(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         server_round += self.round_offset
-        self._asked = self.eval_ids if self.is_eval_round(server_round) else []
+        self._asked = self.evaluated_clients(server_round)
         config = ConfigRecord({**config, **self.client_settings(), protocol.SERVER_ROUND: server_round})
         messages: list[Message] = []
         for ids in chunks(self._asked, self.eval_chunk):
@@ -198,17 +251,46 @@ class PersonalizedStrategy(Strategy):
         valid = {cid: r for cid, r in valid.items() if r.num_examples > 0}  # no test data: no accuracy
         if not valid:
             return None
-        acc = {cid: float(r.metrics[protocol.EVAL_ACCURACY]) for cid, r in valid.items()}
-        n = {cid: r.num_examples for cid, r in valid.items()}
-        self.accuracy.update(acc)
-        result = {
-            "accuracy": float(np.mean(list(acc.values()))),
-            "accuracy_weighted": sum(acc[c] * n[c] for c in acc) / sum(n.values()),
-            "eval_loss": float(np.mean([r.metrics[protocol.EVAL_LOSS] for r in valid.values()])),
-            "eval_clients": len(acc),
-        }
+        self.accuracy.update({cid: float(r.metrics[protocol.EVAL_ACCURACY]) for cid, r in valid.items()})
+        novel = set(self.novel_ids)
+        trained = {c: r for c, r in valid.items() if c not in novel}
+        result = evaluation_summary(trained) if trained else {}
+        if novel & set(valid):
+            held_out = evaluation_summary({c: r for c, r in valid.items() if c in novel})
+            result.update({f"novel_{k}": v for k, v in held_out.items()})
+            if "accuracy" in result:
+                result["generalization_gap"] = result["accuracy"] - result["novel_accuracy"]
         self.round_metrics.update(result)
         return MetricRecord(result)
+
+    def summary_extras(self) -> dict[str, Any]:
+        """Facts about the strategy for summary.json (pFedHN: its parameter counts)."""
+        return {}
+
+    def client_vectors(self) -> torch.Tensor | None:
+        """What the server knows each client by [N, d] (pFedHN: the embeddings), or None."""
+        return None
+
+    def write_figures(self, run_dir: Path, data: DataConfig, seed: int) -> None:
+        """The client embeddings' 2-D projection (``embeddings.png``) for strategies that learn them.
+
+        Points are coloured by each client's dominant classes when the server can read the
+        partition (a simulation of up to ``label_colour_limit`` clients); otherwise plain.
+        """
+        vectors = self.client_vectors()
+        if vectors is None:
+            return
+        counts = None
+        if len(self.directory) <= self.label_colour_limit:
+            try:
+                counts = load_federated(data, seed).label_counts()[self.directory.client_ids]
+            except (OSError, ValueError) as err:  # a deployment's server may not have the data
+                log.info("embeddings.png uncoloured: the server cannot read the partition (%s)", err)
+        vectors = vectors[self.directory.client_ids]
+        novel = [self.directory.client_ids.index(c) for c in self.novel_ids]
+        plot_embeddings(
+            vectors, run_dir / "embeddings.png", counts, novel, title=f"{type(self).__name__} client embeddings"
+        )
 
     def summary(self) -> None:
         log.info(

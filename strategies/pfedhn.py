@@ -52,37 +52,71 @@ class PFedHN(PersonalizedStrategy):
     def __init__(self, cfg: ExperimentConfig, directory: ClientDirectory, trainer: HyperNetTrainer) -> None:
         super().__init__(cfg, directory)
         self.trainer = trainer
+        self._noise: dict[int, torch.Tensor] = {}  # input=noise: each trainer's draw this round
         self.widths = ClientWidths(cfg.model, *dataset_info(cfg.data.name), trainer.hnet.target_shapes)
 
-    def _generate(self, client_ids: list[int]) -> dict[int, ArrayRecord]:
-        """Each client's generated weights, cut to its width (``fedhyper.widths``)."""
-        weights = self.widths.split(client_ids, self.trainer.generate(client_ids))
-        return {cid: protocol.weights_to_record(w) for cid, w in weights.items()}
+    adapts_novel_clients = True  # novel clients' embeddings are fitted with Φ frozen (pFedHN, section 5.3)
 
-    train_payloads = _generate
-    eval_payloads = _generate
+    def _generate(self, client_ids: list[int], noise: torch.Tensor | None = None) -> dict[int, dict]:
+        """Each client's generated weights, cut to its width (``fedhyper.widths``)."""
+        return self.widths.split(client_ids, self.trainer.generate(client_ids, noise))
+
+    def train_payloads(self, client_ids: list[int]) -> dict[int, ArrayRecord]:
+        noise = self.trainer.sample_noise(len(client_ids))  # input=noise: one draw per client, kept for the step
+        self._noise = {} if noise is None else dict(zip(client_ids, noise, strict=True))
+        return {cid: protocol.weights_to_record(w) for cid, w in self._generate(client_ids, noise).items()}
+
+    def eval_payloads(self, client_ids: list[int]) -> dict[int, ArrayRecord]:
+        """Each client's model; with input=noise, an ensemble of ``hnet.noise_samples`` models each."""
+        if self.trainer.hnet.cfg.input != "noise":
+            return {cid: protocol.weights_to_record(w) for cid, w in self._generate(client_ids).items()}
+        ensemble = self.trainer.generate_ensemble(client_ids, self.trainer.hnet.cfg.noise_samples)
+        members = [self.widths.split(client_ids, {n: w[k] for n, w in ensemble.items()})
+                   for k in range(self.trainer.hnet.cfg.noise_samples)]  # fmt: skip
+        return {cid: protocol.weights_to_record(protocol.pack_members([m[cid] for m in members])) for cid in client_ids}
 
     def apply_train(self, server_round: int, replies: dict[int, Reply]) -> dict[str, float]:
-        """One outer step of Φ and the embeddings from the round's trained weights."""
+        """One outer step of Φ and the embeddings from the round's trained weights.
+
+        After training (novel clients' rounds) only the novel clients' embeddings move.
+        """
         ids = sorted(replies)
+        noise = torch.stack([self._noise[c] for c in ids]) if self._noise else None
         if self.widths.varied:  # narrow replies inside what the step generates again: Δ_i = 0 outside a slice
-            trained = self.widths.join(ids, {c: replies[c].weights for c in ids}, self.trainer.generate(ids))
+            generated = self.trainer.generate(ids, noise)
+            trained = self.widths.join(ids, {c: replies[c].weights for c in ids}, generated)
         else:
             trained = stacked_replies(replies, ids)
-        grad_norm = self.trainer.step(ids, trained, [replies[c].num_examples for c in ids])
+        counts = [replies[c].num_examples for c in ids]
+        if self.in_novel_phase(server_round):
+            self.trainer.fit_embeddings(ids, trained, counts, noise)
+            return train_summary(replies)
+        grad_norm = self.trainer.step(ids, trained, counts, noise)
         return {**train_summary(replies), "grad_norm": grad_norm}
+
+    def summary_extras(self) -> dict[str, Any]:
+        counts = self.trainer.hnet.num_parameters()
+        return {
+            "hnet_parameters": counts["hnet_shared"] + counts["hnet_embeddings"],
+            "hnet_shared_parameters": counts["hnet_shared"],
+            "target_parameters": counts["target"],
+            "hnet_target_ratio": round(counts["hnet_shared"] / counts["target"], 2),
+        }
+
+    def client_vectors(self) -> torch.Tensor | None:
+        """What the hypernetwork knows each client by, for plots: the embedding table [N, d]."""
+        table = self.trainer.hnet.embeddings
+        return None if table is None else table.weight.detach().cpu()
 
     def state_dict(self) -> dict[str, Any]:
         return {
             **super().state_dict(),
-            "hnet": self.trainer.hnet.state_dict(),
-            "optimizer": self.trainer.optimizer.state_dict(),
+            "trainer": self.trainer.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.trainer.hnet.load_state_dict(state["hnet"])
-        self.trainer.optimizer.load_state_dict(state["optimizer"])
+        self.trainer.load_state_dict(state["trainer"])
 
 
 def build_trainer(cfg: ExperimentConfig, exclude: tuple[str, ...] = ()) -> HyperNetTrainer:

@@ -13,6 +13,7 @@ import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from fedhyper.data import fmnist
@@ -101,6 +102,13 @@ class FederatedDataset:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def label_counts(self) -> np.ndarray:
+        """Each client's training examples per class: [clients, classes]."""
+        labels = self.labels.numpy()
+        return np.stack(
+            [np.bincount(labels[self.split(c).train], minlength=self.num_classes) for c in range(len(self))]
+        )
 
     def client(self, cid: int) -> ClientData:
         s = self.split(cid)

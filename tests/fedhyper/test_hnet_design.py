@@ -158,3 +158,14 @@ def test_unknown_choices_name_the_option():
         HyperNetConfig(output="spiral").validate()
     with pytest.raises(ValueError, match="attention_heads"):
         HyperNetConfig(body="attention", hidden_dim=10, attention_heads=4).validate()
+
+
+def test_spectral_norm_weights_sent_are_the_weights_the_step_differentiates():
+    trainer = HyperNetTrainer(hnet_for(SMALL, spectral_norm=True), OuterConfig())
+    first = trainer.generate([0, 1])
+    again = trainer.generate([0, 1])
+    for n in first:  # generating twice does not advance the power iteration
+        torch.testing.assert_close(first[n], again[n])
+    trainer.step([0, 1], {n: w + 0.01 for n, w in first.items()}, [3, 3])
+    moved = trainer.generate([0, 1])
+    assert not torch.allclose(moved["fc1.weight"], first["fc1.weight"])
