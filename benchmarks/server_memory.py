@@ -6,7 +6,8 @@ Each size runs in a fresh process: build the hypernetwork for N clients and its 
 then run rounds of ``--per-round`` clients (generate, one batched update from synthetic
 trained weights). Reported: the process's peak resident memory, the same after the imports
 alone (the floor every size pays), and the bytes of server state (parameters and optimiser
-buffers). Run once with pFedHN's embedding rule and once with ``--max-embedding-dim``.
+buffers). By default the embedding size is the library's (pFedHN's rule 1 + N/4, capped at
+``hnet.max_embedding_dim`` = 64); ``--max-embedding-dim 0`` lifts the cap.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def peak_rss_mb() -> float:
 def measure(num_clients: int, per_round: int, rounds: int, max_dim: int | None) -> dict[str, float]:
     floor = peak_rss_mb()
     model = build_model(ModelConfig(), (1, 28, 28), 10)
-    hnet = HyperNetwork(target_shapes(model), num_clients, HyperNetConfig(max_embedding_dim=max_dim))
+    cfg = HyperNetConfig() if max_dim is None else HyperNetConfig(max_embedding_dim=max_dim or None)
+    hnet = HyperNetwork(target_shapes(model), num_clients, cfg)
     trainer = HyperNetTrainer(hnet, OuterConfig())
     gen = torch.Generator().manual_seed(0)
     for _ in range(rounds):
@@ -66,7 +68,7 @@ def main() -> None:
     for n in args.clients:
         cmd = [sys.executable, "-m", "benchmarks.server_memory", "--child", "--clients", str(n)]
         cmd += ["--per-round", str(min(args.per_round, n)), "--rounds", str(args.rounds)]
-        if args.max_embedding_dim:
+        if args.max_embedding_dim is not None:
             cmd += ["--max-embedding-dim", str(args.max_embedding_dim)]
         rows.append(json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout))
         r = rows[-1]
