@@ -147,21 +147,28 @@ class HyperNetTrainer:
         deltas = {n: trained[n].to(self.device) - generated[n].detach() for n in generated}
         weights = example_weights(num_examples, self.cfg.aggregate).to(self.device)
         _, leaf_grads = hypernet_gradients(generated, deltas, weights, [], leaf)
-        if self.embedding_optimizer is None:
-            lr = self.cfg.embedding_lr or self.cfg.lr
-            self.embedding_optimizer = torch.optim.SGD(
-                self.hnet.embedding_parameters(), lr=lr, momentum=self.cfg.momentum
-            )
         table = self.hnet.embeddings.weight
         table.grad = torch.zeros_like(table).index_add_(0, ids, leaf_grads)
-        self.embedding_optimizer.step()
+        self._embedding_optimizer().step()
         self.hnet.zero_grad(set_to_none=True)
 
+    def _embedding_optimizer(self) -> torch.optim.Optimizer:
+        if self.embedding_optimizer is None:
+            lr = self.cfg.embedding_lr or self.cfg.lr
+            params = self.hnet.embedding_parameters()
+            self.embedding_optimizer = torch.optim.SGD(params, lr=lr, momentum=self.cfg.momentum)
+        return self.embedding_optimizer
+
     def state_dict(self) -> dict:
-        return {"hnet": self.hnet.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "noise_rng": self.noise_rng.get_state()}  # fmt: skip
+        state = {"hnet": self.hnet.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "noise_rng": self.noise_rng.get_state()}  # fmt: skip
+        if self.embedding_optimizer is not None:
+            state["embedding_optimizer"] = self.embedding_optimizer.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.hnet.load_state_dict(state["hnet"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.noise_rng.set_state(state["noise_rng"])
+        if "embedding_optimizer" in state:
+            self._embedding_optimizer().load_state_dict(state["embedding_optimizer"])
