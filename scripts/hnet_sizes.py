@@ -9,8 +9,8 @@ import argparse
 import itertools
 
 from fedhyper.data import dataset_info
-from fedhyper.hypernet import INPUTS, HyperNetConfig, HyperNetwork
 from fedhyper.hnet_layers import BODIES, OUTPUTS
+from fedhyper.hypernet import INPUTS, HyperNetConfig, HyperNetwork
 from fedhyper.models import ModelConfig, build_model, target_shapes
 
 
