@@ -130,5 +130,9 @@ def build_trainer(cfg: ExperimentConfig, exclude: tuple[str, ...] = ()) -> Hyper
 
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> PFedHN:
-    """A pFedHN strategy for ``cfg``, its hypernetwork on the configured device."""
+    """A pFedHN strategy for ``cfg``, its hypernetwork on the configured device (PeFLL for hnet.input=data)."""
+    if cfg.hnet.input == "data":
+        from strategies import pefll  # it subclasses PFedHN: imported here, not at the top
+
+        return pefll.build(cfg, directory)
     return PFedHN(cfg, directory, build_trainer(cfg))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from fedhyper.config import ExperimentConfig
 from fedhyper.data import dataset_info
 from fedhyper.models import build_model, head_names
+from strategies import pefll
 from strategies.directory import ClientDirectory
 from strategies.pfedhn import PFedHN, PFedHNConfig, build_trainer
 
@@ -28,7 +29,9 @@ class PFedHNPC(PFedHN):
     """pFedHN over the body's tensors; Δ_i covers the body only."""
 
 
-def build(cfg: ExperimentConfig, directory: ClientDirectory) -> PFedHNPC:
+def build(cfg: ExperimentConfig, directory: ClientDirectory) -> PFedHN:
     input_shape, n_classes = dataset_info(cfg.data.name)
-    head = head_names(build_model(cfg.model, input_shape, n_classes))
-    return PFedHNPC(cfg, directory, build_trainer(cfg, exclude=tuple(head)))
+    head = tuple(head_names(build_model(cfg.model, input_shape, n_classes)))
+    if cfg.hnet.input == "data":  # PeFLL's hypernetwork over the body
+        return pefll.build(cfg, directory, exclude=head)
+    return PFedHNPC(cfg, directory, build_trainer(cfg, exclude=head))

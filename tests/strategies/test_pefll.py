@@ -1,0 +1,114 @@
+"""PeFLL (hnet.input=data): descriptors from the clients' data, ψ trained with the hypernetwork."""
+
+import json
+import math
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord
+
+from fedhyper import protocol
+from fedhyper.config import ExperimentConfig
+from strategies import experiment, pfedhn, pfedhn_pc
+from strategies.app import client_config, run
+from strategies.directory import ClientDirectory
+from strategies.pefll import PeFLL
+
+
+def tiny_config(num_clients: int = 4, rounds: int = 3, subset: int = 2000) -> ExperimentConfig:
+    cfg = ExperimentConfig(strategy=pfedhn.PFedHNConfig())
+    cfg.hnet.input = "data"
+    cfg.data.num_clients, cfg.data.subset = num_clients, subset
+    cfg.sim.num_rounds, cfg.sim.clients_per_round, cfg.sim.eval_every = rounds, 2, rounds
+    cfg.strategy.local.steps = 10
+    return cfg
+
+
+def sent(grid, kind: str) -> list:
+    return [m for m in grid.sent if m.metadata.message_type == kind]
+
+
+def test_input_data_builds_pefll_for_pfedhn_and_pfedhn_pc():
+    cfg = tiny_config()
+    directory = ClientDirectory()
+    for cid in range(cfg.data.num_clients):
+        directory.register(cid, 100 + cid, 10)
+
+    full, body = pfedhn.build(cfg, directory), pfedhn_pc.build(cfg, directory)
+
+    assert isinstance(full, PeFLL) and isinstance(body, PeFLL)
+    assert full.trainer.hnet.embeddings is None
+    assert set(body.trainer.hnet.target_shapes) < set(full.trainer.hnet.target_shapes)  # the head stays home
+    assert full.psi.out.out_features == cfg.hnet.resolved_embedding_dim(cfg.data.num_clients)
+
+
+def test_psi_and_its_optimizer_are_checkpointed():
+    cfg = tiny_config()
+    directory = ClientDirectory()
+    for cid in range(cfg.data.num_clients):
+        directory.register(cid, 100 + cid, 10)
+    first, second = pfedhn.build(cfg, directory), pfedhn.build(cfg, directory)
+    for p in first.psi.parameters():
+        p.grad = torch.ones_like(p)
+    first.psi_optimizer.step()  # moves ψ and fills the momentum buffers
+
+    second.load_state_dict(first.state_dict())
+
+    for a, b in zip(first.psi.parameters(), second.psi.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert (
+        second.psi_optimizer.state_dict()["state"].keys() == first.psi_optimizer.state_dict()["state"].keys() != set()
+    )
+
+
+def test_a_client_whose_descriptor_is_not_finite_sits_the_round_out(in_process_grid):
+    cfg = tiny_config()
+    cfg.sim.clients_per_round = 4
+    dim = cfg.hnet.resolved_embedding_dim(cfg.data.num_clients)
+
+    def poison(reply):
+        if reply.metadata.message_type == protocol.DESCRIPTOR_QUERY:
+            if int(reply.content[protocol.METRICS][protocol.CLIENT_ID]) == 0:
+                reply.content[protocol.DESCRIPTOR] = ArrayRecord({protocol.DESCRIPTOR: torch.full((dim,), math.nan)})
+        return reply
+
+    grid = in_process_grid(cfg.data.num_clients, on_reply=poison)
+    directory = ClientDirectory()
+    directory.discover(grid, client_config(cfg), expected=4, timeout=5)
+    strategy = pfedhn.build(cfg, directory)
+
+    messages = list(strategy.configure_train(1, ArrayRecord(), ConfigRecord(dict(client_config(cfg))), grid))
+
+    assert sorted(directory.client_of(m.metadata.dst_node_id) for m in messages) == [1, 2, 3]
+    assert strategy._asked == [1, 2, 3]  # no timeout will be counted for client 0 as well
+    assert strategy.replies.rejected == {"nonfinite": 1}
+    assert strategy.round_metrics["train_descriptor_rejected"] == 1
+
+
+def test_a_run_improves_trains_psi_and_serves_novel_clients_without_training(in_process_grid, tmp_path):
+    cfg = tiny_config(num_clients=6, rounds=12, subset=4000)
+    cfg.novel_clients = 2  # held out of training: PeFLL describes them and generates, nothing more
+    grid = in_process_grid(cfg.data.num_clients)
+
+    summary = run(grid, experiment.Experiment(cfg, tmp_path, fixed_num_clients=True))
+
+    assert summary["final_accuracy"] > summary["initial_accuracy"] + 0.1, summary
+    client_of = {node: ctx.node_config[protocol.NODE_PARTITION_ID] for node, ctx in grid.contexts.items()}
+    # ψ moved: the ψ the first round's descriptors came from is not the last round's.
+    described = sent(grid, protocol.DESCRIPTOR_QUERY)
+    first_psi = protocol.record_to_weights(described[0].content[protocol.ARRAYS])
+    last_psi = protocol.record_to_weights(described[-1].content[protocol.ARRAYS])
+    assert not torch.allclose(first_psi["features.weight"], last_psi["features.weight"])
+    assert len(sent(grid, protocol.DESCRIPTOR_GRAD_QUERY)) == cfg.sim.num_rounds * cfg.sim.clients_per_round
+    # The novel clients never trained, yet each was sent a model of its own.
+    novel = summary["novel_clients"]
+    assert summary["rounds"] == cfg.sim.num_rounds  # no rounds of their own after training
+    training = sent(grid, "train") + sent(grid, protocol.DESCRIPTOR_GRAD_QUERY)
+    trained = {client_of[m.metadata.dst_node_id] for m in training}
+    assert len(novel) == 2 and not trained & set(novel)
+    last_eval = {client_of[m.metadata.dst_node_id]: m for m in sent(grid, "evaluate")}
+    a, b = (protocol.record_to_weights(last_eval[c].content[protocol.ARRAYS]) for c in novel)
+    assert not torch.allclose(a["fc1.weight"], b["fc1.weight"])
+    assert 0 <= summary["novel_accuracy"] <= 1
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["psi_clients"] == cfg.sim.clients_per_round for r in rows if r["round"] > 0)
+    assert all(r["train_descriptor_bytes_sent"] > 0 and r["train_descriptor_grad_bytes_received"] > 0 for r in rows[1:])
