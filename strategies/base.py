@@ -267,8 +267,8 @@ class PersonalizedStrategy(Strategy):
         """Facts about the strategy for summary.json (pFedHN: its parameter counts)."""
         return {}
 
-    def client_vectors(self) -> torch.Tensor | None:
-        """What the server knows each client by [N, d] (pFedHN: the embeddings), or None."""
+    def client_vectors(self) -> dict[int, torch.Tensor] | None:
+        """What the server knows each client by, client id -> [d] (pFedHN: its embedding), or None."""
         return None
 
     def write_figures(self, run_dir: Path, data: DataConfig, seed: int) -> None:
@@ -278,19 +278,18 @@ class PersonalizedStrategy(Strategy):
         partition (a simulation of up to ``label_colour_limit`` clients); otherwise plain.
         """
         vectors = self.client_vectors()
-        if vectors is None:
+        if not vectors:
             return
+        ids = sorted(vectors)
         counts = None
         if len(self.directory) <= self.label_colour_limit:
             try:
-                counts = load_federated(data, seed).label_counts()[self.directory.client_ids]
+                counts = load_federated(data, seed).label_counts()[ids]
             except (OSError, ValueError) as err:  # a deployment's server may not have the data
                 log.info("embeddings.png uncoloured: the server cannot read the partition (%s)", err)
-        vectors = vectors[self.directory.client_ids]
-        novel = [self.directory.client_ids.index(c) for c in self.novel_ids]
-        plot_embeddings(
-            vectors, run_dir / "embeddings.png", counts, novel, title=f"{type(self).__name__} client embeddings"
-        )
+        novel = [ids.index(c) for c in self.novel_ids if c in vectors]
+        title = f"{type(self).__name__}: what the hypernetwork knows each client by"
+        plot_embeddings(torch.stack([vectors[c] for c in ids]), run_dir / "embeddings.png", counts, novel, title)
 
     def summary(self) -> None:
         log.info(

@@ -105,6 +105,7 @@ class PeFLL(PFedHN):
         self._config = ConfigRecord()
         self._round, self._phase = 0, "train"
         self._descriptors: dict[int, torch.Tensor] = {}  # this round's trainers: cid -> v_i [d]
+        self.latest_descriptors: dict[int, torch.Tensor] = {}  # each client's last descriptor, for plots
         self._psi_sent = ArrayRecord()  # the ψ those descriptors came from, sent again with dL/dv_i
 
     # --- rounds: the grid and config are kept for the extra exchanges ------------------
@@ -152,7 +153,9 @@ class PeFLL(PFedHN):
         expected = {protocol.DESCRIPTOR: torch.zeros(self.trainer.hnet.body_input_dim)}
         valid = self.descriptor_replies.check(self._round, replies, client_ids, expected)
         self._count(protocol.DESCRIPTOR_ACTION, valid, len(client_ids))
-        return {cid: r.weights[protocol.DESCRIPTOR] for cid, r in valid.items()}
+        described = {cid: r.weights[protocol.DESCRIPTOR] for cid, r in valid.items()}
+        self.latest_descriptors.update(described)
+        return described
 
     def _query(self, kind: str, contents: dict[int, RecordDict]) -> list[Message]:
         if self._grid is None:
@@ -212,6 +215,10 @@ class PeFLL(PFedHN):
         return {"psi_grad_norm": float(norm), "psi_clients": len(answered)}
 
     # --- record and checkpoint -----------------------------------------------------------------
+    def client_vectors(self) -> dict[int, torch.Tensor] | None:
+        """The clients' descriptors as last computed (the final evaluation describes every evaluated client)."""
+        return {cid: v.detach().cpu() for cid, v in self.latest_descriptors.items()}
+
     def summary_extras(self) -> dict[str, Any]:
         return {**super().summary_extras(), "descriptor_parameters": sum(p.numel() for p in self.psi.parameters())}
 

@@ -103,10 +103,10 @@ class PFedHN(PersonalizedStrategy):
             "hnet_target_ratio": round(counts["hnet_shared"] / counts["target"], 2),
         }
 
-    def client_vectors(self) -> torch.Tensor | None:
-        """What the hypernetwork knows each client by, for plots: the embedding table [N, d]."""
-        table = self.trainer.hnet.embeddings
-        return None if table is None else table.weight.detach().cpu()
+    def client_vectors(self) -> dict[int, torch.Tensor] | None:
+        """What the hypernetwork knows each client by, for plots: its row of the embedding table."""
+        table = self.trainer.hnet.embeddings.weight.detach().cpu()
+        return {cid: table[cid] for cid in self.directory.client_ids}
 
     def state_dict(self) -> dict[str, Any]:
         return {

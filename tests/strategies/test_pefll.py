@@ -92,6 +92,7 @@ def test_a_run_improves_trains_psi_and_serves_novel_clients_without_training(in_
     summary = run(grid, experiment.Experiment(cfg, tmp_path, fixed_num_clients=True))
 
     assert summary["final_accuracy"] > summary["initial_accuracy"] + 0.1, summary
+    assert (tmp_path / "embeddings.png").stat().st_size > 10_000  # the clients' descriptors, projected
     client_of = {node: ctx.node_config[protocol.NODE_PARTITION_ID] for node, ctx in grid.contexts.items()}
     # ψ moved: the ψ the first round's descriptors came from is not the last round's.
     described = sent(grid, protocol.DESCRIPTOR_QUERY)
