@@ -49,7 +49,7 @@ def plot_embeddings(
     if label_counts is not None:
         first, second = dominant_classes(label_counts)
         cmap = matplotlib.colormaps["tab10"]
-        ax.scatter(coords[:, 0], coords[:, 1], c=cmap(first % 10), edgecolors=cmap(second % 10), s=60, linewidths=2.5)
+        ax.scatter(coords[:, 0], coords[:, 1], c=cmap(first % 10), edgecolors=cmap(second % 10), s=110, linewidths=2.0)
         for cls in sorted(set(first.tolist())):
             ax.scatter([], [], color=cmap(cls % 10), label=f"class {cls}")
         ax.legend(title="dominant class", fontsize=7, loc="best")
