@@ -35,6 +35,10 @@ class SimConfig:
     client_gpus: float = 0.0  # fraction of a GPU per simulated client; 0 trains on the CPU
     round_timeout: float = 600.0  # seconds to wait for a round's replies
     poll_interval: float = 0.01  # seconds between the ServerApp's checks for replies (Flower's default: 0.1)
+    # torch threads of the ServerApp process (0: torch's default, one per core). Its work between rounds
+    # is many small ops; with more threads than idle cores, OpenMP's threads wait on each other, and on a
+    # busy 2-core machine a round's server work took 5-10x longer with 2 threads than with 1.
+    server_threads: int = 1
     ray_address: str = "local"  # "local": a private Ray instance; "host:port" attaches to a cluster
     max_update_norm: float = 1000.0  # a reply whose ||θ_i − θ̃_i|| exceeds this is left out; 0 disables
     min_replies: int = 1  # a round with fewer valid train replies changes nothing
@@ -61,6 +65,8 @@ class SimConfig:
             raise ValueError(f"sim.round_timeout={self.round_timeout} must be positive")
         if self.poll_interval <= 0:
             raise ValueError(f"sim.poll_interval={self.poll_interval} must be positive")
+        if self.server_threads < 0:
+            raise ValueError(f"sim.server_threads={self.server_threads} must be >= 0 (0: one per core)")
         if not 0 <= self.eval_clients <= num_clients:
             raise ValueError(f"sim.eval_clients={self.eval_clients} must be between 0 (all) and {num_clients}")
         if self.novel_rounds < 0:

@@ -8,6 +8,7 @@ import them and share nothing else. Dataclass configs travel flattened under a p
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from typing import Any, TypeVar
 
@@ -86,14 +87,20 @@ def encode(prefix: str, cfg: Any) -> dict[str, Any]:
 
 def decode(cls: type[T], prefix: str, record: ConfigRecord | dict[str, Any]) -> T:
     """Rebuild a ``cls`` instance from the ``prefix.field`` entries ``encode`` wrote."""
-    hints = typing.get_type_hints(cls)
     values = {}
-    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
-        key = f"{prefix}.{field.name}"
+    for name, is_float in _fields(cls):
+        key = f"{prefix}.{name}"
         if key in record:
             value = record[key]
-            values[field.name] = float(value) if hints[field.name] in (float, float | None) else value
+            values[name] = float(value) if is_float else value
     return cls(**values)
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[str, bool], ...]:
+    """A dataclass's field names, each with whether it holds a float (a client decodes every message)."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, hints[f.name] in (float, float | None)) for f in dataclasses.fields(cls))
 
 
 def weights_to_record(weights: dict[str, torch.Tensor]) -> ArrayRecord:

@@ -50,8 +50,16 @@ class SimulationSpec:
     ray_address: str = "local"
 
 
+# Ray passes a task's arguments and results up to this size inline with the call instead of
+# through its shared-memory object store; Ray's default of 100 KB sends every model of the
+# default CNN (343 KB) through the store. Measured on 2 cores, an actor call carrying 345 KB took
+# 2.3-2.7 ms inline against 6.4-7.9 ms through the store (1 MB: 6.5 vs 10.0 ms; 8 MB: 40 vs 28 ms).
+RAY_INLINE_BYTES = 1 << 20
+
+
 def flower_env(flwr_home: Path, ray_address: str) -> dict[str, str]:
     env = dict(os.environ)
+    env.setdefault("RAY_max_direct_call_object_size", str(RAY_INLINE_BYTES))
     env.update(
         FLWR_HOME=str(flwr_home),
         FLWR_TELEMETRY_ENABLED="0",

@@ -58,7 +58,10 @@ def _evaluate(strategy: PersonalizedStrategy, grid: Grid, config: ConfigRecord, 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     _log_to_console()
-    run(grid, experiment.load(context.run_config))
+    exp = experiment.load(context.run_config)
+    if exp.cfg.sim.server_threads > 0:
+        torch.set_num_threads(exp.cfg.sim.server_threads)
+    run(grid, exp)
 
 
 def _connect(grid: Grid, exp: experiment.Experiment) -> tuple[ConfigRecord, PersonalizedStrategy]:

@@ -1,6 +1,7 @@
 """Each benchmark still runs, at a tiny size; its figures are measured in benchmarks/, not here."""
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -22,14 +23,18 @@ def test_hypernet_update_benchmark_reports_a_ratio():
     assert ratio > 0
 
 
-def test_round_overhead_benchmark_reports_both_ratios():
+def test_round_overhead_benchmark_reports_both_ratios_at_steps_set_from_the_epochs():
     out = run_module(
         "benchmarks.round_overhead",
-        *("--clients", "4", "--per-round", "2", "--rounds", "5", "--steps", "2", "--subset", "2000", "--repeats", "1"),
+        *("--clients", "4", "--per-round", "2", "--rounds", "5", "--epochs", "0.4", "--subset", "2000"),
+        *("--repeats", "1"),
     )
 
+    examples, steps = map(int, re.search(r"median client's (\d+) training examples: (\d+) steps", out).groups())
+    assert steps == math.ceil(0.4 * examples / 64) and f"2 clients x {steps} steps per round" in out
     match = re.search(r"flower/in-process = ([0-9.]+) \(same parallelism\), ([0-9.]+)", out)
     assert match and float(match.group(1)) > 0 and float(match.group(2)) > 0
+    assert float(re.search(r"clients' handlers ([0-9.]+)s", out).group(1)) > 0
 
 
 def test_server_memory_benchmark_reports_the_ratio():

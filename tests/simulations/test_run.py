@@ -39,6 +39,7 @@ def run_simulation(tmp_path: Path, *overrides: str, timeout: float = 600) -> sub
         ("data.num_clients=0", "data.num_clients=0 must be at least 1"),
         ("data.alpha=0", "data.alpha=0.0 must be positive"),
         ("sim.eval_clients=51", "sim.eval_clients=51 must be between 0 (all) and 50"),
+        ("sim.server_threads=-1", "sim.server_threads=-1 must be >= 0"),
         pytest.param(
             "sim.client_gpus=0.5",
             "sim.client_gpus=0.5 asks for a GPU and this machine has none",
