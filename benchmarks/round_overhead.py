@@ -52,7 +52,6 @@ def flower_rounds(
         f"sim.num_rounds={rounds}",
         f"sim.eval_every={rounds + 1}",
         f"strategy.local.steps={steps}",
-        "sim.server_threads=1",  # with both cores busy with clients, one server thread waits least
         *extra,
     ]
     if subset:

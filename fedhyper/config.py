@@ -36,11 +36,9 @@ class SimConfig:
     round_timeout: float = 600.0  # seconds to wait for a round's replies
     poll_interval: float = 0.01  # seconds between the ServerApp's checks for replies (Flower's default: 0.1)
     # torch threads of the ServerApp process (0: torch's default, one per core). Its work between rounds
-    # is many small ops; with more threads than idle cores, OpenMP's threads wait on each other: on a
-    # busy 2-core machine 10 clients' server work took 5-10x longer with 2 threads than with 1. With
-    # cores to spare, more threads win: the default run (4 clients of 50 steps a round) took 123 s for
-    # 100 rounds with torch's default against 144 s with 1 thread.
-    server_threads: int = 0
+    # is many small ops; with more threads than idle cores, OpenMP's threads wait on each other, and on a
+    # busy 2-core machine a round's server work took 5-10x longer with 2 threads than with 1.
+    server_threads: int = 1
     ray_address: str = "local"  # "local": a private Ray instance; "host:port" attaches to a cluster
     max_update_norm: float = 1000.0  # a reply whose ||θ_i − θ̃_i|| exceeds this is left out; 0 disables
     min_replies: int = 1  # a round with fewer valid train replies changes nothing
