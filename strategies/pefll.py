@@ -36,7 +36,7 @@ from fedhyper.outer import HyperNetTrainer
 from strategies.base import stacked_replies, train_summary
 from strategies.directory import ClientDirectory
 from strategies.pfedhn import PFedHN, build_trainer
-from strategies.replies import Reply, ReplySorter
+from strategies.replies import Reply, ReplySorter, identify, read_arrays
 
 
 class ArrayReplies(ReplySorter):
@@ -64,18 +64,8 @@ class ArrayReplies(ReplySorter):
     def _check(
         self, msg: Message, node_cid: int | None, asked: Collection[int], sent: dict[int, ArrayRecord] | None
     ) -> tuple[int, Reply]:
-        if msg.has_error():
-            raise validation.Rejected(validation.ERROR, msg.error.reason.strip().splitlines()[-1][:300])
-        metrics = validation.check_metrics(msg.content, (protocol.CLIENT_ID, protocol.NUM_EXAMPLES))
-        cid = int(metrics[protocol.CLIENT_ID])
-        if cid != node_cid or cid not in asked:
-            raise validation.Rejected(validation.FOREIGN, f"node {msg.metadata.src_node_id} answered as client {cid}")
-        if self.record not in msg.content.array_records:
-            raise validation.Rejected(validation.MISSING, f"no {self.record!r} record")
-        try:
-            arrays = protocol.record_to_weights(msg.content.array_records[self.record])
-        except Exception as err:  # undecodable arrays are as bad as missing ones
-            raise validation.Rejected(validation.MISSING, f"arrays cannot be read: {err}") from err
+        cid, metrics = identify(msg, node_cid, asked, (protocol.CLIENT_ID, protocol.NUM_EXAMPLES))
+        arrays = read_arrays(msg, self.record)
         # Names, shapes and finiteness against zeros: the "update norm" is then the arrays' own norm.
         norm = validation.check_update(arrays, self.expected, max_update_norm=0.0)
         return cid, Reply(msg.content, metrics, arrays, norm)

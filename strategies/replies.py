@@ -33,6 +33,29 @@ class Reply:
         return int(self.metrics[protocol.NUM_EXAMPLES])
 
 
+def identify(
+    msg: Message, node_cid: int | None, asked: Collection[int], required: tuple[str, ...], least: int = 1
+) -> tuple[int, dict[str, float]]:
+    """The replying client's id and metrics, or Rejected: an error reply, bad metrics, a foreign client."""
+    if msg.has_error():
+        raise validation.Rejected(validation.ERROR, msg.error.reason.strip().splitlines()[-1][:300])
+    metrics = validation.check_metrics(msg.content, required, least)
+    cid = int(metrics[protocol.CLIENT_ID])
+    if cid != node_cid or cid not in asked:
+        raise validation.Rejected(validation.FOREIGN, f"node {msg.metadata.src_node_id} answered as client {cid}")
+    return cid, metrics
+
+
+def read_arrays(msg: Message, record: str) -> dict[str, torch.Tensor]:
+    """The tensors of the reply's ``record``, or Rejected when it is missing or undecodable."""
+    if record not in msg.content.array_records:
+        raise validation.Rejected(validation.MISSING, f"no {record!r} record")
+    try:
+        return protocol.record_to_weights(msg.content.array_records[record])
+    except Exception as err:  # undecodable arrays are as bad as missing ones
+        raise validation.Rejected(validation.MISSING, f"arrays cannot be read: {err}") from err
+
+
 class ReplySorter:
     """Checks replies against what each client was sent; counts rejections by reason."""
 
@@ -77,21 +100,11 @@ class ReplySorter:
     def _check(
         self, msg: Message, node_cid: int | None, asked: Collection[int], sent: dict[int, ArrayRecord] | None
     ) -> tuple[int, Reply]:
-        if msg.has_error():
-            raise validation.Rejected(validation.ERROR, msg.error.reason.strip().splitlines()[-1][:300])
         # A client may hold no test examples (a small Dirichlet share); it cannot train on none.
         required, least = (EVAL_METRICS, 0) if sent is None else (TRAIN_METRICS, 1)
-        metrics = validation.check_metrics(msg.content, required, least)
-        cid = int(metrics[protocol.CLIENT_ID])
-        if cid != node_cid or cid not in asked:
-            raise validation.Rejected(validation.FOREIGN, f"node {msg.metadata.src_node_id} answered as client {cid}")
+        cid, metrics = identify(msg, node_cid, asked, required, least)
         if sent is None:
             return cid, Reply(msg.content, metrics)
-        if protocol.ARRAYS not in msg.content.array_records:
-            raise validation.Rejected(validation.MISSING, f"no {protocol.ARRAYS!r} record")
-        try:
-            weights = protocol.record_to_weights(msg.content.array_records[protocol.ARRAYS])
-        except Exception as err:  # undecodable arrays are as bad as missing ones
-            raise validation.Rejected(validation.MISSING, f"arrays cannot be read: {err}") from err
+        weights = read_arrays(msg, protocol.ARRAYS)
         norm = validation.check_update(weights, protocol.record_to_weights(sent[cid]), self.max_update_norm)
         return cid, Reply(msg.content, metrics, weights, norm)
