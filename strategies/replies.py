@@ -75,7 +75,10 @@ class ReplySorter:
         asked: Collection[int],
         sent: dict[int, ArrayRecord] | None = None,
     ) -> dict[int, Reply]:
-        """The valid replies by client id; every client ``asked`` without one is rejected.
+        """The valid replies by client id, in client-id order; every client ``asked`` without one is rejected.
+
+        Replies arrive in whatever order clients finish; every sum over them runs in client-id order,
+        so a resumed run reproduces an uninterrupted one to the last bit.
 
         ``sent`` holds what each client was sent to train from; without it the replies are
         evaluation replies and carry no weights.
@@ -95,7 +98,7 @@ class ReplySorter:
             valid[cid] = reply
         for cid in sorted(set(asked) - answered):
             self.reject(server_round, cid, validation.TIMEOUT, "no reply before the round's timeout")
-        return valid
+        return dict(sorted(valid.items()))
 
     def _check(
         self, msg: Message, node_cid: int | None, asked: Collection[int], sent: dict[int, ArrayRecord] | None

@@ -90,3 +90,32 @@ def test_a_client_without_test_examples_is_left_out_of_the_mean_but_not_rejected
     assert result["eval_clients"] == 3
     assert abs(result["accuracy"] - (0.6 + 0.7 + 0.8) / 3) < 1e-9
     assert strategy.replies.rejected == {}
+
+
+def evaluation_replies(strategy, accuracies):
+    from flwr.app import Message, MetricRecord, RecordDict
+
+    replies = []
+    for msg, acc in zip(strategy.configure_evaluate(1, ArrayRecord(), ConfigRecord(), None), accuracies, strict=True):
+        cid = strategy.directory.client_of(msg.metadata.dst_node_id)
+        metrics = {"client-id": cid, "num-examples": 10, "eval-loss": acc, "eval-accuracy": acc}
+        replies.append(Message(RecordDict({protocol.METRICS: MetricRecord(metrics)}), reply_to=msg))
+    return replies
+
+
+def test_the_order_replies_arrive_in_changes_no_bit_of_the_result(in_process_grid):
+    """Clients finish in any order; a resumed run must still sum their accuracies in the same order."""
+    accuracies = [0.1, 0.2, 0.3, 0.6]
+    assert sum(accuracies) != sum(reversed(accuracies))  # float sums depend on their order
+    in_order, _ = drill(in_process_grid, "raise", fraction=0.0)
+    reversed_, _ = drill(in_process_grid, "raise", fraction=0.0)
+
+    a = in_order.aggregate_evaluate(1, evaluation_replies(in_order, accuracies))
+    b = reversed_.aggregate_evaluate(1, list(reversed(evaluation_replies(reversed_, accuracies))))
+
+    assert a["eval_clients"] == b["eval_clients"] == 4
+    assert (a["accuracy"], a["eval_loss"], a["accuracy_weighted"]) == (
+        b["accuracy"],
+        b["eval_loss"],
+        b["accuracy_weighted"],
+    )
