@@ -7,8 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from simulations.launch import run_processes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,31 +48,33 @@ def start(run_dir: Path, *overrides: str) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_or_sigterm_stops_every_process_the_run_started(tmp_path, sig):
-    proc = start(tmp_path, "sim.num_rounds=300")
-    wait_for_rounds(tmp_path, 2, proc)
-    assert processes_of(tmp_path)  # the engine is up: the check below can fail
+def test_ctrl_c_or_sigterm_stops_every_process_the_run_started(tmp_path):
+    # Two runs side by side, one interrupted by each signal: half the wall time of one after the other.
+    signals = {tmp_path / "int": signal.SIGINT, tmp_path / "term": signal.SIGTERM}
+    procs = {run_dir: start(run_dir, "sim.num_rounds=300") for run_dir in signals}
+    for run_dir, proc in procs.items():
+        wait_for_rounds(run_dir, 2, proc)
+        assert processes_of(run_dir)  # the engine is up: the check below can fail
 
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
-
-    assert proc.returncode == 130, err[-2000:]
-    assert "interrupted" in err
-    assert wait_until_gone(tmp_path) == []
+    for run_dir, proc in procs.items():
+        proc.send_signal(signals[run_dir])
+    for run_dir, proc in procs.items():
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, (signals[run_dir], err[-2000:])
+        assert "interrupted" in err
+        assert wait_until_gone(run_dir) == []
 
 
 def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_path):
     whole_dir, split_dir = tmp_path / "whole", tmp_path / "split"
-    rounds = ["sim.num_rounds=40", "sim.checkpoint_every=4"]  # long enough to be killed mid-way
-    whole = start(whole_dir, *rounds)
-    _, err = whole.communicate(timeout=600)
-    assert whole.returncode == 0, err[-2000:]
-
+    rounds = ["sim.num_rounds=24", "sim.checkpoint_every=4"]  # long enough to be killed mid-way
+    whole = start(whole_dir, *rounds)  # side by side with the one to be killed: their results must not differ
     split = start(split_dir, *rounds)
     wait_for_rounds(split_dir, 9, split)
     split.send_signal(signal.SIGKILL)
     split.wait()
+    _, err = whole.communicate(timeout=600)
+    assert whole.returncode == 0, err[-2000:]
     assert wait_until_gone(split_dir) == []  # the engine followed its launcher down
     assert not (split_dir / "summary.json").exists()
 
@@ -85,7 +85,7 @@ def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_pat
     a = json.loads((whole_dir / "summary.json").read_text())
     b = json.loads((split_dir / "summary.json").read_text())
     assert b["per_client_accuracy"] == a["per_client_accuracy"]
-    assert b["final_accuracy"] == a["final_accuracy"] and b["rounds"] == 40
+    assert b["final_accuracy"] == a["final_accuracy"] and b["rounds"] == 24
     losses = [json.loads(line).get("train_loss") for line in (split_dir / "metrics.jsonl").read_text().splitlines()]
     assert losses == [
         json.loads(line).get("train_loss") for line in (whole_dir / "metrics.jsonl").read_text().splitlines()
@@ -105,21 +105,13 @@ def test_resuming_from_a_directory_without_a_checkpoint_is_a_config_error(tmp_pa
 
 
 def test_a_run_that_ends_or_fails_leaves_nothing_running(tmp_path):
-    ok = subprocess.run(
-        [sys.executable, "-m", "simulations.run", *SMALL, "sim.num_rounds=2", f"hydra.run.dir={tmp_path / 'ok'}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    ok = start(tmp_path / "ok", "sim.num_rounds=2")
     # 12 examples for 4 clients: the clients cannot even describe themselves, the ServerApp gives up.
-    failed = subprocess.run(
-        [sys.executable, "-m", "simulations.run", *SMALL, "data.subset=12", f"hydra.run.dir={tmp_path / 'bad'}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    failed = start(tmp_path / "bad", "data.subset=12")  # side by side with the good one
+    _, ok_err = ok.communicate(timeout=600)
+    _, failed_err = failed.communicate(timeout=600)
 
-    assert ok.returncode == 0, ok.stderr[-2000:]
-    assert failed.returncode == 1 and "the run failed" in failed.stderr
+    assert ok.returncode == 0, ok_err[-2000:]
+    assert failed.returncode == 1 and "the run failed" in failed_err
     assert wait_until_gone(tmp_path / "ok", timeout=10) == []
     assert wait_until_gone(tmp_path / "bad", timeout=10) == []
