@@ -7,7 +7,9 @@ Both sides run pFedHN with the same data, clients per round and local steps (``-
 the steps that take the median client through its training split E times). The
 simulation runs with one client process at a time (``sim.client_cpus`` = all cores) so
 that the ratio measures Flower's and Ray's overhead, not parallelism; it is also run with
-one client per core to show what parallel clients buy. Round times come from the run's
+one client per core to show what parallel clients buy; ``--flower-sweep`` adds a run one at
+a time with Flower's own message sweep (``sim.sweep_interval=0``), to show what
+``simulations/sweep.py`` buys. Round times come from the run's
 ``metrics.jsonl`` (rounds with an evaluation and the first two rounds are left out), with
 the time the clients spent in their handlers (``compute-s``): the rest of a round is what
 the server, Flower and Ray add.
@@ -72,6 +74,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=0, help="set the steps from the clients' sizes instead")
     parser.add_argument("--subset", type=int, default=0, help="use only this many examples (0: all)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--flower-sweep", action="store_true", help="also time Flower's own message sweep")
+    parser.add_argument("--flower-sweep", action="store_true", help="also time Flower's own message sweep")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     data = DataConfig(num_clients=args.clients, subset=args.subset or None)
@@ -87,19 +91,27 @@ def main() -> None:
         serial_times, serial_compute = flower_rounds(*sizes, [f"sim.client_cpus={cores}"])
         serial = statistics.median(serial_times)
         parallel = statistics.median(flower_round_times(*sizes, ["sim.client_cpus=1"]))
-        rows.append((plain, serial, parallel))
-        print(
+        line = (
             f"repeat {rep + 1}: in-process {plain:.3f}s | flower 1 client at a time {serial:.3f}s "
             f"(x{serial / plain:.2f}; clients' handlers {statistics.median(serial_compute):.3f}s) | "
-            f"flower {cores} at a time {parallel:.3f}s (x{parallel / plain:.2f})",
-            flush=True,
+            f"flower {cores} at a time {parallel:.3f}s (x{parallel / plain:.2f})"
         )
-    ratio_serial = statistics.median(s / p for p, s, _ in rows)
-    ratio_parallel = statistics.median(q / p for p, _, q in rows)
-    print(
+        flower_sweep = float("nan")
+        if args.flower_sweep:
+            extra = [f"sim.client_cpus={cores}", "sim.sweep_interval=0"]
+            flower_sweep = statistics.median(flower_round_times(*sizes, extra))
+            line += f" | 1 at a time with Flower's own 0.1 s sweep {flower_sweep:.3f}s (x{flower_sweep / plain:.2f})"
+        rows.append((plain, serial, parallel, flower_sweep))
+        print(line, flush=True)
+    ratio_serial = statistics.median(r[1] / r[0] for r in rows)
+    ratio_parallel = statistics.median(r[2] / r[0] for r in rows)
+    summary = (
         f"median over {args.repeats} repeats, {args.per_round} clients x {local.steps} steps per round: "
         f"flower/in-process = {ratio_serial:.2f} (same parallelism), {ratio_parallel:.2f} ({cores} client processes)"
     )
+    if args.flower_sweep:
+        summary += f", {statistics.median(r[3] / r[0] for r in rows):.2f} (same parallelism, Flower's own sweep)"
+    print(summary)
 
 
 if __name__ == "__main__":

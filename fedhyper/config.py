@@ -35,6 +35,9 @@ class SimConfig:
     client_gpus: float = 0.0  # fraction of a GPU per simulated client; 0 trains on the CPU
     round_timeout: float = 600.0  # seconds to wait for a round's replies
     poll_interval: float = 0.01  # seconds between the ServerApp's checks for replies (Flower's default: 0.1)
+    # Seconds between hand-overs of waiting messages to simulated clients (simulations/sweep.py);
+    # 0 keeps Flower's own sweep, one ask per node every 0.1 s.
+    sweep_interval: float = 0.005
     # torch threads of the ServerApp process (0: torch's default, one per core). Its work between rounds
     # is many small ops; with more threads than idle cores, OpenMP's threads wait on each other, and on a
     # busy 2-core machine a round's server work took 5-10x longer with 2 threads than with 1.
@@ -65,6 +68,8 @@ class SimConfig:
             raise ValueError(f"sim.round_timeout={self.round_timeout} must be positive")
         if self.poll_interval <= 0:
             raise ValueError(f"sim.poll_interval={self.poll_interval} must be positive")
+        if self.sweep_interval < 0:
+            raise ValueError(f"sim.sweep_interval={self.sweep_interval} must be >= 0 (0: Flower's own sweep)")
         if self.server_threads < 0:
             raise ValueError(f"sim.server_threads={self.server_threads} must be >= 0 (0: one per core)")
         if not 0 <= self.eval_clients <= num_clients:

@@ -48,6 +48,7 @@ class SimulationSpec:
     client_cpus: int = 1
     client_gpus: float = 0.0
     ray_address: str = "local"
+    sweep_interval: float = 0.005  # simulations/sweep.py; 0: Flower's own
 
 
 # Ray passes a task's arguments and results up to this size inline with the call instead of
@@ -57,7 +58,7 @@ class SimulationSpec:
 RAY_INLINE_BYTES = 1 << 20
 
 
-def flower_env(flwr_home: Path, ray_address: str) -> dict[str, str]:
+def flower_env(flwr_home: Path, ray_address: str, sweep_interval: float = 0.005) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("RAY_max_direct_call_object_size", str(RAY_INLINE_BYTES))
     env.update(
@@ -68,6 +69,7 @@ def flower_env(flwr_home: Path, ray_address: str) -> dict[str, str]:
         # Ray attaches to any head already running on this machine unless told otherwise.
         RAY_ADDRESS=ray_address,
         PYTHONUNBUFFERED="1",
+        FEDHYPER_SWEEP_INTERVAL=str(sweep_interval),  # read where the ServerApp loads: simulations/sweep.py
         # Flower starts its own helpers (flower-superexec, flwr-serverapp) by name.
         PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     )
@@ -195,7 +197,7 @@ def _toml(value: str | bool | int | float) -> str:
 def run_app(spec: SimulationSpec, run_config: dict[str, str | bool]) -> int:
     """Start a SuperLink, ``flwr run`` the app with ``run_config``, stream its logs; return flwr's exit code."""
     flwr_home = spec.run_dir / ".flwr"
-    env = flower_env(flwr_home, spec.ray_address)
+    env = flower_env(flwr_home, spec.ray_address, spec.sweep_interval)
     federation_config = (
         f"num-supernodes={spec.num_supernodes} client-resources-num-cpus={spec.client_cpus} "
         f"client-resources-num-gpus={float(spec.client_gpus)}"

@@ -106,6 +106,7 @@ def prepare(raw: DictConfig, run_dir: Path) -> tuple[Path, SimulationSpec, dict[
         client_cpus=cfg.sim.client_cpus,
         client_gpus=cfg.sim.client_gpus,
         ray_address=cfg.sim.ray_address,
+        sweep_interval=cfg.sim.sweep_interval,
     )
     run_config = {
         experiment.RUN_CONFIG_FILE: str(config_file),

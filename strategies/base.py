@@ -1,8 +1,9 @@
 """What every personalised strategy shares: clients addressed by id, one message each.
 
 Flower's FedAvg sends one RecordDict to every sampled node; a personalised strategy sends
-each client its own weights. ``PersonalizedStrategy`` keeps Flower's ``Strategy.start``
-loop and replaces sampling, message construction and reply checking; an algorithm supplies
+each client its own weights. ``PersonalizedStrategy`` runs Flower's ``Strategy.start`` loop
+with evaluations sent in chunks (``run_rounds``) and replaces sampling, message construction
+and reply checking; an algorithm supplies
 what each client receives (``train_payloads`` / ``eval_payloads``), what it does with the
 valid replies (``apply_train``) and the state it must checkpoint.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -206,27 +207,63 @@ class PersonalizedStrategy(Strategy):
         return self._messages(self._sent, self._fault_configs(ids, config), MessageType.TRAIN)
 
     def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid, clients: list[int] | None = None
     ) -> Iterable[Message]:
+        """One message per client this round evaluates, or per client of ``clients`` (one chunk of them)."""
         server_round += self.round_offset
-        self._asked = self.evaluated_clients(server_round)
+        self._asked = self.evaluated_clients(server_round) if clients is None else list(clients)
         config = ConfigRecord({**config, **self.client_settings(), protocol.SERVER_ROUND: server_round})
         messages: list[Message] = []
         for ids in chunks(self._asked, self.eval_chunk):
             messages += self._messages(self.eval_payloads(ids), dict.fromkeys(ids, config), MessageType.EVALUATE)
         return messages
 
+    # --- the loop -----------------------------------------------------------------------
+    def run_rounds(
+        self, grid: Grid, num_rounds: int, config: ConfigRecord, timeout: float, after_round: Callable[[int], None]
+    ) -> None:
+        """Flower's ``Strategy.start`` loop, with evaluations sent ``eval_chunk`` clients at a time.
+
+        Round r trains the sampled clients, evaluates if r is an evaluation round, then calls
+        ``after_round(r)``. Rounds count from 1 after ``round_offset`` (a resumed run's rounds done).
+        """
+        self.summary()
+        for server_round in range(1, num_rounds + 1):
+            messages = self.configure_train(server_round, ArrayRecord(), config, grid)
+            self.aggregate_train(server_round, grid.send_and_receive(messages, timeout=timeout))
+            if self.evaluated_clients(server_round + self.round_offset):
+                self.evaluate(grid, server_round, config, timeout)
+            after_round(server_round)
+
+    def evaluate(self, grid: Grid, server_round: int, config: ConfigRecord, timeout: float) -> MetricRecord | None:
+        """Evaluate this round's clients ``eval_chunk`` at a time; their mean accuracy and the rest.
+
+        Flower's loop sends every message of a phase at once: evaluating 10,000 clients that way
+        holds 10,000 models in the ServerApp's memory (and in Flower's message store, whose
+        sweeps slow with it). A chunk's replies come back before the next chunk's models are
+        generated, so the server holds at most ``eval_chunk`` models however many clients it has.
+        """
+        valid: dict[int, Reply] = {}
+        for ids in chunks(self.evaluated_clients(server_round + self.round_offset), self.eval_chunk):
+            messages = self.configure_evaluate(server_round, ArrayRecord(), config, grid, clients=ids)
+            replies = grid.send_and_receive(messages, timeout=timeout)
+            valid.update(self._sorted_replies(server_round + self.round_offset, replies, is_train=False))
+        return self._evaluation_result(valid)
+
     # --- replies ----------------------------------------------------------------------
     def _sorted_replies(self, server_round: int, replies: Iterable[Message], is_train: bool) -> dict[int, Reply]:
+        """The valid replies; counts of bytes, compute and rejections add up over a phase's chunks."""
         kind = MessageType.TRAIN if is_train else MessageType.EVALUATE
         valid = self.replies.sort(server_round, replies, self._asked, self._sent if is_train else None)
-        self.round_metrics[f"{kind}_bytes_received"] = sum(
-            sum(r.count_bytes() for r in v.content.array_records.values()) for v in valid.values()
-        )
-        self.round_metrics[f"{kind}_client_compute_s"] = sum(
-            float(v.metrics.get(protocol.COMPUTE_SECONDS, 0.0)) for v in valid.values()
-        )
-        self.round_metrics[f"{kind}_rejected"] = len(self._asked) - len(valid)
+        counts = {
+            "bytes_received": sum(
+                sum(r.count_bytes() for r in v.content.array_records.values()) for v in valid.values()
+            ),
+            "client_compute_s": sum(float(v.metrics.get(protocol.COMPUTE_SECONDS, 0.0)) for v in valid.values()),
+            "rejected": len(self._asked) - len(valid),
+        }
+        for key, value in counts.items():
+            self.round_metrics[f"{kind}_{key}"] = self.round_metrics.get(f"{kind}_{key}", 0) + value
         self.client_metrics += [{"kind": kind, **v.metrics} for v in valid.values()]
         return valid
 
@@ -246,9 +283,10 @@ class PersonalizedStrategy(Strategy):
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         """Mean over clients of each client's accuracy on its own test split."""
-        server_round += self.round_offset
-        valid = self._sorted_replies(server_round, replies, is_train=False)
-        valid = {cid: r for cid, r in valid.items() if r.num_examples > 0}  # no test data: no accuracy
+        return self._evaluation_result(self._sorted_replies(server_round + self.round_offset, replies, is_train=False))
+
+    def _evaluation_result(self, valid: dict[int, Reply]) -> MetricRecord | None:
+        valid = {cid: r for cid, r in sorted(valid.items()) if r.num_examples > 0}  # no test data: no accuracy
         if not valid:
             return None
         self.accuracy.update({cid: float(r.metrics[protocol.EVAL_ACCURACY]) for cid, r in valid.items()})

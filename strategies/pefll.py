@@ -112,10 +112,10 @@ class PeFLL(PFedHN):
         return messages
 
     def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid, clients: list[int] | None = None
     ) -> Iterable[Message]:
         self._use(server_round, config, grid, "evaluate")
-        messages = list(super().configure_evaluate(server_round, arrays, config, grid))
+        messages = list(super().configure_evaluate(server_round, arrays, config, grid, clients))
         self._asked = sorted(self.directory.client_of(m.metadata.dst_node_id) for m in messages)
         return messages
 

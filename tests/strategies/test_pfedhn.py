@@ -93,3 +93,31 @@ def test_evaluation_asks_the_same_seeded_sample_when_eval_clients_is_set(in_proc
     assert len(evaluated) == 3 * 3  # rounds 0, 1 and 2, three clients each
     assert per_round[0] == per_round[1] == per_round[2]
     assert len(summary["per_client_accuracy"]) == 3
+
+
+def test_an_evaluation_goes_out_in_chunks_and_gives_what_one_batch_gives(directory_and_grid):
+    """With eval_chunk=3, seven clients are asked in batches of 3, 3, 1: the server never holds more models."""
+    from strategies.base import PersonalizedStrategy
+
+    cfg, _, _ = directory_and_grid
+    cfg.data.num_clients = 7
+    results = {}
+    for chunk in (3, PersonalizedStrategy.eval_chunk):
+        grid = directory_and_grid[2].__class__(7)
+        batches = []
+        send = grid.send_and_receive
+        grid.send_and_receive = lambda msgs, timeout=None, send=send: batches.append(len(msgs)) or send(msgs)
+        directory = ClientDirectory()
+        directory.discover(grid, client_config(cfg), expected=7, timeout=5)
+        strategy = pfedhn.build(cfg, directory)
+        strategy.eval_chunk = chunk
+        batches.clear()
+        results[chunk] = dict(strategy.evaluate(grid, 0, client_config(cfg), timeout=5))
+        results[chunk]["batches"] = batches
+        results[chunk]["received"] = strategy.round_metrics["evaluate_bytes_sent"]
+
+    chunked, whole = results[3], results[PersonalizedStrategy.eval_chunk]
+    assert chunked.pop("batches") == [3, 3, 1] and whole.pop("batches") == [7]
+    # The same models up to float rounding (generated 3 or 7 at once), the same bytes and clients.
+    assert chunked == pytest.approx(whole, rel=1e-6)
+    assert chunked["eval_clients"] == 7
