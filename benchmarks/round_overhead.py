@@ -75,7 +75,6 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=0, help="use only this many examples (0: all)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--flower-sweep", action="store_true", help="also time Flower's own message sweep")
-    parser.add_argument("--flower-sweep", action="store_true", help="also time Flower's own message sweep")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     data = DataConfig(num_clients=args.clients, subset=args.subset or None)

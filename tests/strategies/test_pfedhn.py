@@ -106,7 +106,7 @@ def test_an_evaluation_goes_out_in_chunks_and_gives_what_one_batch_gives(directo
         grid = directory_and_grid[2].__class__(7)
         batches = []
         send = grid.send_and_receive
-        grid.send_and_receive = lambda msgs, timeout=None, send=send: batches.append(len(msgs)) or send(msgs)
+        grid.send_and_receive = lambda msgs, timeout=None, send=send, seen=batches: seen.append(len(msgs)) or send(msgs)
         directory = ClientDirectory()
         directory.discover(grid, client_config(cfg), expected=7, timeout=5)
         strategy = pfedhn.build(cfg, directory)
