@@ -103,17 +103,12 @@ class HyperNetTrainer:
             condition = self.hnet.with_noise(leaf, noise)
         else:
             leaf = condition = descriptors.detach().to(self.device).requires_grad_(True)
-        generated = self.hnet.generate(condition)
-        deltas = {n: trained[n].to(self.device) - generated[n].detach() for n in generated}
         shared = self.hnet.shared_parameters()
-        shared_grads, leaf_grads = hypernet_gradients(
-            generated, deltas, example_weights(num_examples, self.cfg.aggregate).to(self.device), shared, leaf
-        )
+        shared_grads, leaf_grads = self._backprop(condition, leaf, trained, num_examples, shared)
         for p, g in zip(shared, shared_grads, strict=True):
             p.grad = g
         if descriptors is None:
-            table = self.hnet.embeddings.weight
-            table.grad = torch.zeros_like(table).index_add_(0, ids, leaf_grads)
+            self._set_embedding_grad(ids, leaf_grads)
         elif descriptors.requires_grad:
             descriptors.grad = leaf_grads.to(descriptors.device)
         norm = torch.nn.utils.clip_grad_norm_(shared, self.cfg.grad_clip or float("inf"))
@@ -121,6 +116,25 @@ class HyperNetTrainer:
         if self.hnet.cfg.spectral_norm:
             self._power_iteration()
         return float(norm)
+
+    def _backprop(
+        self,
+        condition: torch.Tensor,
+        leaf: torch.Tensor,
+        trained: dict[str, torch.Tensor],
+        num_examples: list[int],
+        params: list[torch.nn.Parameter],
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Generate from ``condition``, pull the clients' Δ_i back: gradients of ``params`` and ``leaf`` [B, d]."""
+        generated = self.hnet.generate(condition)
+        deltas = {n: trained[n].to(self.device) - generated[n].detach() for n in generated}
+        weights = example_weights(num_examples, self.cfg.aggregate).to(self.device)
+        return hypernet_gradients(generated, deltas, weights, params, leaf)
+
+    def _set_embedding_grad(self, ids: torch.Tensor, leaf_grads: torch.Tensor) -> None:
+        """The embedding table's gradient: each client's row gets its own, every other row zero."""
+        table = self.hnet.embeddings.weight
+        table.grad = torch.zeros_like(table).index_add_(0, ids, leaf_grads)
 
     @torch.no_grad()
     def _power_iteration(self) -> None:
@@ -143,12 +157,8 @@ class HyperNetTrainer:
         """
         ids = torch.as_tensor(client_ids, device=self.device)
         leaf = self.hnet.embeddings(ids).detach().requires_grad_(True)
-        generated = self.hnet.generate(self.hnet.with_noise(leaf, noise))
-        deltas = {n: trained[n].to(self.device) - generated[n].detach() for n in generated}
-        weights = example_weights(num_examples, self.cfg.aggregate).to(self.device)
-        _, leaf_grads = hypernet_gradients(generated, deltas, weights, [], leaf)
-        table = self.hnet.embeddings.weight
-        table.grad = torch.zeros_like(table).index_add_(0, ids, leaf_grads)
+        _, leaf_grads = self._backprop(self.hnet.with_noise(leaf, noise), leaf, trained, num_examples, [])
+        self._set_embedding_grad(ids, leaf_grads)
         self._embedding_optimizer().step()
         self.hnet.zero_grad(set_to_none=True)
 
