@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from simulations import sweep
+
 log = logging.getLogger("fedhyper")
 
 APP_DIR = Path(__file__).resolve().parents[1]  # the repository root holds pyproject.toml
@@ -48,7 +50,7 @@ class SimulationSpec:
     client_cpus: int = 1
     client_gpus: float = 0.0
     ray_address: str = "local"
-    sweep_interval: float = 0.005  # simulations/sweep.py; 0: Flower's own
+    sweep_interval: float = sweep.DEFAULT_INTERVAL  # simulations/sweep.py; 0: Flower's own
 
 
 # Ray passes a task's arguments and results up to this size inline with the call instead of
@@ -58,7 +60,7 @@ class SimulationSpec:
 RAY_INLINE_BYTES = 1 << 20
 
 
-def flower_env(flwr_home: Path, ray_address: str, sweep_interval: float = 0.005) -> dict[str, str]:
+def flower_env(flwr_home: Path, ray_address: str, sweep_interval: float = sweep.DEFAULT_INTERVAL) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("RAY_max_direct_call_object_size", str(RAY_INLINE_BYTES))
     env.update(

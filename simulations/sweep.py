@@ -27,6 +27,7 @@ from queue import Queue
 from typing import Any
 
 import flwr
+from flwr.supercore.date import now
 
 log = logging.getLogger("fedhyper")
 
@@ -36,6 +37,7 @@ DEFAULT_INTERVAL = 0.005
 SUPPORTED_FLWR = ("1.42.",)
 
 in_use = threading.Event()  # set once this sweep has started in this process
+_flower_sweep = None  # Flower's own function, kept by install() for stores this sweep cannot read
 
 
 def interval() -> float:
@@ -55,16 +57,10 @@ def take_pending(state: Any, nodes: set[int]) -> list[Any]:
             node = msg.metadata.dst_node_id
             if msg.metadata.delivered_at == "" and node in nodes and node not in taken:
                 taken[node] = msg
-        stamp = _now()
+        stamp = now().isoformat()
         for msg in taken.values():
             msg.metadata.delivered_at = stamp
     return list(taken.values())
-
-
-def _now() -> str:
-    from flwr.supercore.date import now
-
-    return now().isoformat()
 
 
 def pending_sweep(state: Any, queue: Queue, nodes_mapping: dict[int, int], f_stop: threading.Event) -> None:
@@ -83,9 +79,6 @@ def pending_sweep(state: Any, queue: Queue, nodes_mapping: dict[int, int], f_sto
 
 def _store_has_layout(state: Any) -> bool:
     return all(hasattr(state, name) for name in ("lock", "message_ins_store", "_check_stored_messages"))
-
-
-_flower_sweep = None  # Flower's function, kept by install()
 
 
 def install() -> bool:

@@ -286,7 +286,7 @@ class PersonalizedStrategy(Strategy):
         return self._evaluation_result(self._sorted_replies(server_round + self.round_offset, replies, is_train=False))
 
     def _evaluation_result(self, valid: dict[int, Reply]) -> MetricRecord | None:
-        valid = {cid: r for cid, r in sorted(valid.items()) if r.num_examples > 0}  # no test data: no accuracy
+        valid = {cid: r for cid, r in valid.items() if r.num_examples > 0}  # no test data: no accuracy
         if not valid:
             return None
         self.accuracy.update({cid: float(r.metrics[protocol.EVAL_ACCURACY]) for cid, r in valid.items()})
