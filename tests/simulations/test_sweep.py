@@ -69,12 +69,14 @@ def test_one_sweep_hands_over_one_message_per_node_as_flowers_does(destinations)
 
 
 def test_install_needs_flowers_engine_and_a_nonzero_interval(monkeypatch):
-    original = vce_api.add_messages_to_queue
-    try:
-        monkeypatch.setenv(sweep.ENV_INTERVAL, "0")
-        assert not sweep.install() and vce_api.add_messages_to_queue is original
-        monkeypatch.setenv(sweep.ENV_INTERVAL, "0.005")
-        assert sweep.install() and vce_api.add_messages_to_queue is sweep.pending_sweep
-        assert sweep._flower_sweep is original
-    finally:
-        vce_api.add_messages_to_queue = original
+    # Importing the ServerApp in this test process (other tests do) may have installed the sweep
+    # already: start from Flower's own function, and restore whatever was there afterwards.
+    flowers = sweep._flower_sweep or vce_api.add_messages_to_queue
+    monkeypatch.setattr(vce_api, "add_messages_to_queue", flowers)
+    monkeypatch.setattr(sweep, "_flower_sweep", None)
+
+    monkeypatch.setenv(sweep.ENV_INTERVAL, "0")
+    assert not sweep.install() and vce_api.add_messages_to_queue is flowers
+    monkeypatch.setenv(sweep.ENV_INTERVAL, "0.005")
+    assert sweep.install() and vce_api.add_messages_to_queue is sweep.pending_sweep
+    assert sweep._flower_sweep is flowers
