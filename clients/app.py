@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import torch
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
@@ -99,33 +100,58 @@ def train(msg: Message, context: Context) -> Message:
 
 @app.evaluate()
 def evaluate_weights(msg: Message, context: Context) -> Message:
+    """Loss and accuracy on the client's test split and on its validation split.
+
+    The test split is left unread when the server says so (``protocol.EVAL_TEST``: tuning trials).
+    """
     start = time.perf_counter()
     job, routine = _job(msg, context)
     members = protocol.unpack_members(job.received)
     if members is None:
-        loss, accuracy = evaluate(job.model, routine.evaluation_weights(job), job.data.x_test, job.data.y_test)
-        uncertainty = {}
+        weights = [routine.evaluation_weights(job)]
     else:  # an ensemble (hnet.input=noise): each member completed by the routine like a single model
         weights = [routine.evaluation_weights(dataclasses.replace(job, received=m)) for m in members]
-        result = evaluate_ensemble(job.model, weights, job.data.x_test, job.data.y_test)
-        loss, accuracy = result["loss"], result["accuracy"]
-        uncertainty = {
-            protocol.MEMBER_ACCURACY: result["member_accuracy"],
-            protocol.PREDICTIVE_ENTROPY: result["entropy"],
-            protocol.MUTUAL_INFORMATION: result["mutual_information"],
-            protocol.ENTROPY_CORRECT: result["entropy_correct"],
-            protocol.ENTROPY_WRONG: result["entropy_wrong"],
-        }
+    metrics = _split_metrics(job, weights, job.data.x_val, job.data.y_val, VAL_KEYS)
+    if bool(job.config.get(protocol.EVAL_TEST, True)):
+        metrics.update(_split_metrics(job, weights, job.data.x_test, job.data.y_test, TEST_KEYS, members is not None))
     reply = protocol.metrics(
         **{
             protocol.CLIENT_ID: job.cid,
-            protocol.NUM_EXAMPLES: len(job.data.y_test),
-            protocol.EVAL_LOSS: loss,
-            protocol.EVAL_ACCURACY: accuracy,
-            **uncertainty,
+            **metrics,
             protocol.RECEIVED_NORM: protocol.l2_norm(job.received),
             protocol.KEPT_NORM: job.kept_norm(),
             protocol.COMPUTE_SECONDS: time.perf_counter() - start,
         }
     )
     return Message(RecordDict({protocol.METRICS: reply}), reply_to=msg)
+
+
+# (examples, loss, accuracy) metric names of each split
+TEST_KEYS = (protocol.NUM_EXAMPLES, protocol.EVAL_LOSS, protocol.EVAL_ACCURACY)
+VAL_KEYS = (protocol.NUM_VAL_EXAMPLES, protocol.VAL_LOSS, protocol.VAL_ACCURACY)
+
+
+def _split_metrics(
+    job: Job,
+    weights: list[dict],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    keys: tuple[str, str, str],
+    uncertainty: bool = False,
+) -> dict[str, float]:
+    """One split's example count, loss and accuracy; an ensemble's predictive uncertainty if asked."""
+    count, loss_key, accuracy_key = keys
+    if len(weights) == 1:
+        loss, accuracy = evaluate(job.model, weights[0], x, y)
+        return {count: len(y), loss_key: loss, accuracy_key: accuracy}
+    result = evaluate_ensemble(job.model, weights, x, y)
+    metrics = {count: len(y), loss_key: result["loss"], accuracy_key: result["accuracy"]}
+    if uncertainty:
+        metrics |= {
+            protocol.MEMBER_ACCURACY: result["member_accuracy"],
+            protocol.PREDICTIVE_ENTROPY: result["entropy"],
+            protocol.MUTUAL_INFORMATION: result["mutual_information"],
+            protocol.ENTROPY_CORRECT: result["entropy_correct"],
+            protocol.ENTROPY_WRONG: result["entropy_wrong"],
+        }
+    return metrics

@@ -28,6 +28,9 @@ class SimConfig:
     # With thousands of clients, a sample bounds evaluation's time and the server's peak memory
     # (each evaluated client is sent its own weights).
     eval_clients: int = 0
+    # Evaluate each client's test split beside its validation split (data.val_fraction). Tuning
+    # trials set false: what they choose is then chosen on validation accuracy alone.
+    eval_test: bool = True
     # novel_clients > 0: rounds after training in which only the held-out clients train and the
     # strategy adapts to them (pFedHN: their embeddings, with the hypernetwork frozen).
     novel_rounds: int = 50

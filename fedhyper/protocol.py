@@ -25,6 +25,9 @@ SERVER_ROUND = "server-round"
 SEED = "seed"
 FAULT = "fault"  # fault injection: the client must fail this way (see fedhyper.config.FaultConfig)
 FAULT_SLEEP = "fault-sleep"  # seconds a "timeout" fault sleeps
+# Evaluate each client's test split as well as its validation split; a tuning trial sends False,
+# so that no choice made while tuning ever reads a test example.
+EVAL_TEST = "eval-test"
 ALGORITHM = "algorithm"  # the client-side routine that trains and evaluates (one of CLIENT_ALGORITHMS)
 DATA_PREFIX = "data"
 MODEL_PREFIX = "model"
@@ -56,6 +59,10 @@ TRAIN_LOSS = "train-loss"
 EVAL_LOSS = "eval-loss"
 EVAL_ACCURACY = "eval-accuracy"
 NUM_TRAIN_EXAMPLES = "num-train-examples"
+# The validation split (data.val_fraction), evaluated beside the test split: tuning reads only these.
+VAL_LOSS = "val-loss"
+VAL_ACCURACY = "val-accuracy"
+NUM_VAL_EXAMPLES = "num-val-examples"
 COMPUTE_SECONDS = "compute-s"  # time the client spent in its handler: round time minus this is overhead
 KEPT_NORM = "kept-norm"  # L2 norm of all a client keeps to itself (0: nothing): shows its state persists
 RECEIVED_NORM = "received-norm"  # L2 norm of the weights a client was sent: tells models apart in logs

@@ -40,13 +40,16 @@ class RunReporter:
             parts.append(f"train loss {row['train_loss']:.4f}")
         if "accuracy" in row:
             parts.append(f"mean accuracy {row['accuracy']:.4f}")
+        if "val_accuracy" in row:
+            parts.append(f"validation {row['val_accuracy']:.4f}")
         if server_round:
             eta = elapsed / server_round * (self.num_rounds - server_round)
             parts.append(f"{elapsed:.0f}s elapsed, ~{eta:.0f}s left")
         log.info(" | ".join(parts))
 
     def evaluations(self) -> list[dict[str, Any]]:
-        return [row for row in self.history if "accuracy" in row]
+        """The evaluated rounds' rows: test metrics, validation metrics, or both."""
+        return [row for row in self.history if "accuracy" in row or "val_accuracy" in row]
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": list(self.history), "elapsed_s": time.monotonic() - self.start}
@@ -63,7 +66,7 @@ class RunReporter:
     def seconds_to_accuracy(self, targets: tuple[float, ...] = (0.9, 0.95, 0.96)) -> dict[str, float | None]:
         """For each target, the elapsed time at the first evaluation that reached it."""
         evals = self.evaluations()
-        return {f"{t:.2f}": next((r["elapsed_s"] for r in evals if r["accuracy"] >= t), None) for t in targets}
+        return {f"{t:.2f}": next((r["elapsed_s"] for r in evals if r.get("accuracy", -1) >= t), None) for t in targets}
 
     def finish(
         self, per_client_accuracy: dict[int, float], widths: dict[int, float] | None = None, **extra: Any
@@ -76,18 +79,26 @@ class RunReporter:
         evals = self.evaluations()
         if widths and len({widths[c] for c in per_client_accuracy}) > 1:
             extra = {"accuracy_by_width": accuracy_by_width(per_client_accuracy, widths), **extra}
-        best = max(evals, key=lambda r: r["accuracy"], default=None)
+        tested = [r for r in evals if "accuracy" in r]
+        best = max(tested, key=lambda r: r["accuracy"], default=None)
         summary = {
             "strategy": self.strategy,
             "num_clients": self.num_clients,
             "rounds": max((r["round"] for r in self.history), default=0),
-            "final_accuracy": evals[-1]["accuracy"] if evals else None,
+            "final_accuracy": tested[-1]["accuracy"] if tested else None,
             "best_accuracy": best["accuracy"] if best else None,
             "best_round": best["round"] if best else None,
+            # every client's test examples together (the pFedHN paper's and PFLlib's accuracy)
+            "final_accuracy_pooled": tested[-1].get("accuracy_pooled") if tested else None,
+            "best_accuracy_pooled": max((r["accuracy_pooled"] for r in tested if "accuracy_pooled" in r), default=None),
+            # mean over clients of each client's accuracy on its own validation split: what tuning reads
+            "val_accuracy": last_value(evals, "val_accuracy"),
+            "best_val_accuracy": max((r["val_accuracy"] for r in evals if "val_accuracy" in r), default=None),
+            "val_accuracy_pooled": last_value(evals, "val_accuracy_pooled"),
             "per_client_accuracy": [per_client_accuracy[c] for c in sorted(per_client_accuracy)],
             "wall_time_s": round(time.monotonic() - self.start, 3),
             "seconds_to_accuracy": self.seconds_to_accuracy(),
-            "initial_accuracy": evals[0]["accuracy"] if evals and evals[0]["round"] == 0 else None,
+            "initial_accuracy": evals[0].get("accuracy") if evals and evals[0]["round"] == 0 else None,
             **extra,
         }
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -101,6 +112,11 @@ class RunReporter:
             summary["wall_time_s"],
         )
         return summary
+
+
+def last_value(rows: list[dict[str, Any]], key: str) -> Any:
+    """``key`` of the last row that has it, or None."""
+    return next((r[key] for r in reversed(rows) if key in r), None)
 
 
 def accuracy_by_width(per_client_accuracy: dict[int, float], widths: dict[int, float]) -> dict[str, float]:

@@ -43,6 +43,11 @@ class RunResult:
     final_accuracy: float | None
     best_accuracy: float | None
     best_round: int | None
+    # All clients' test examples pooled (the pFedHN paper's and PFLlib's accuracy), and the mean
+    # over clients on their validation splits; None for runs written before they were recorded.
+    final_accuracy_pooled: float | None
+    best_accuracy_pooled: float | None
+    val_accuracy: float | None
     # From summary.json when the run wrote them (held-out clients, a hypernetwork), else None.
     novel_accuracy: float | None
     generalization_gap: float | None
@@ -119,6 +124,9 @@ def load_run(
         final_accuracy=summary["final_accuracy"],
         best_accuracy=summary["best_accuracy"],
         best_round=summary.get("best_round"),
+        final_accuracy_pooled=_number(summary, "final_accuracy_pooled"),
+        best_accuracy_pooled=_number(summary, "best_accuracy_pooled"),
+        val_accuracy=_number(summary, "val_accuracy"),
         novel_accuracy=_number(summary, "novel_accuracy"),
         generalization_gap=_number(summary, "generalization_gap"),
         hnet_parameters=None if hnet_parameters is None else int(hnet_parameters),
@@ -176,6 +184,8 @@ class GroupSummary:
     seeds: list[int]
     final_accuracy: Stat
     best_accuracy: Stat
+    final_accuracy_pooled: Stat
+    val_accuracy: Stat
     novel_accuracy: Stat  # the optional ones count 0 of n when the runs did not write them
     generalization_gap: Stat
     hnet_parameters: Stat
@@ -238,6 +248,8 @@ def _count(s: Stat) -> str:
 
 # Columns that a table shows only when some of its runs wrote them: header, field, format.
 _OPTIONAL_COLUMNS: list[tuple[str, str, Callable[[Stat], str]]] = [
+    ("final pooled (%)", "final_accuracy_pooled", _pct),
+    ("validation (%)", "val_accuracy", _pct),
     ("novel accuracy (%)", "novel_accuracy", _pct),
     ("generalization gap (pp)", "generalization_gap", _pct),
     ("hnet parameters", "hnet_parameters", _count),
@@ -284,8 +296,10 @@ def markdown_report(
         "",
         "Mean ± sample std across seeds (the mean alone for one seed). Accuracy: mean over clients of "
         "each client's personalised model on its own test split (final: last evaluation; best: best "
-        "evaluation). Rounds to target: the first evaluated round at or above it, over the seeds that "
-        "reached it. Traffic: training bytes sent to the clients and received from them, averaged over rounds. "
+        "evaluation); pooled: all clients' test examples together; validation: mean over clients on their "
+        "validation splits (what tuning reads). Rounds to target: the first evaluated round at or above it, "
+        "over the seeds that reached it. Traffic: training bytes sent to the clients and received from them, "
+        "averaged over rounds. "
         "Where runs report them: novel accuracy, that of the clients held out of training (novel_clients) and "
         "personalised afterwards, and the generalization gap from the trained clients' accuracy, in percentage points; "
         "hnet parameters, the hypernetwork's size.",

@@ -39,6 +39,7 @@ def client_config(cfg: ExperimentConfig) -> ConfigRecord:
             **protocol.encode(protocol.MODEL_PREFIX, cfg.model),
             **protocol.encode(protocol.LOCAL_PREFIX, cfg.strategy.local),
             protocol.SEED: cfg.seed,
+            protocol.EVAL_TEST: cfg.sim.eval_test,
         }
     )
 

@@ -58,15 +58,37 @@ def train_summary(replies: dict[int, Reply]) -> dict[str, float]:
     }
 
 
+def split_summary(replies: dict[int, Reply], keys: tuple[str, str, str], prefix: str) -> dict[str, float]:
+    """One split's accuracy as the mean over clients and pooled over all their examples, and its loss.
+
+    ``keys``: the replies' (examples, loss, accuracy) metric names; clients without an example of
+    the split, or that did not evaluate it, are left out.
+    """
+    count, loss, accuracy = keys
+    used = {cid: r.metrics for cid, r in replies.items() if int(r.metrics.get(count, 0)) > 0 and accuracy in r.metrics}
+    if not used:
+        return {}
+    acc = {cid: float(m[accuracy]) for cid, m in used.items()}
+    n = {cid: int(m[count]) for cid, m in used.items()}
+    return {
+        f"{prefix}accuracy": float(np.mean(list(acc.values()))),
+        f"{prefix}accuracy_pooled": sum(acc[c] * n[c] for c in acc) / sum(n.values()),  # all examples together
+        f"{prefix}loss": float(np.mean([m[loss] for m in used.values()])),
+        f"{prefix}clients": len(acc),
+    }
+
+
+TEST_SPLIT = (protocol.NUM_EXAMPLES, protocol.EVAL_LOSS, protocol.EVAL_ACCURACY)
+VAL_SPLIT = (protocol.NUM_VAL_EXAMPLES, protocol.VAL_LOSS, protocol.VAL_ACCURACY)
+
+
 def evaluation_summary(replies: dict[int, Reply]) -> dict[str, float]:
-    """Mean over clients of each client's accuracy, loss and any uncertainty metrics it reported."""
-    acc = {cid: float(r.metrics[protocol.EVAL_ACCURACY]) for cid, r in replies.items()}
-    n = {cid: r.num_examples for cid, r in replies.items()}
+    """Test and validation accuracy (mean over clients, and pooled), losses, and any uncertainty metrics."""
+    test = split_summary(replies, TEST_SPLIT, "")
     result = {
-        "accuracy": float(np.mean(list(acc.values()))),
-        "accuracy_weighted": sum(acc[c] * n[c] for c in acc) / sum(n.values()),
-        "eval_loss": float(np.mean([r.metrics[protocol.EVAL_LOSS] for r in replies.values()])),
-        "eval_clients": len(acc),
+        **({"accuracy": test["accuracy"], "accuracy_pooled": test["accuracy_pooled"],
+            "eval_loss": test["loss"], "eval_clients": test["clients"]} if test else {}),  # fmt: skip
+        **split_summary(replies, VAL_SPLIT, "val_"),
     }
     for key in protocol.UNCERTAINTY_METRICS:  # noise-conditioned ensembles report these
         values = [float(r.metrics[key]) for r in replies.values() if key in r.metrics]
@@ -286,10 +308,12 @@ class PersonalizedStrategy(Strategy):
         return self._evaluation_result(self._sorted_replies(server_round + self.round_offset, replies, is_train=False))
 
     def _evaluation_result(self, valid: dict[int, Reply]) -> MetricRecord | None:
-        valid = {cid: r for cid, r in valid.items() if r.num_examples > 0}  # no test data: no accuracy
         if not valid:
             return None
-        self.accuracy.update({cid: float(r.metrics[protocol.EVAL_ACCURACY]) for cid, r in valid.items()})
+        self.accuracy.update(  # clients with test examples, when the test split was read
+            {cid: float(r.metrics[protocol.EVAL_ACCURACY]) for cid, r in valid.items()
+             if protocol.EVAL_ACCURACY in r.metrics and r.num_examples > 0}  # fmt: skip
+        )
         novel = set(self.novel_ids)
         trained = {c: r for c, r in valid.items() if c not in novel}
         result = evaluation_summary(trained) if trained else {}

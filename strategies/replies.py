@@ -16,7 +16,9 @@ from strategies.directory import ClientDirectory
 log = logging.getLogger("fedhyper")
 
 TRAIN_METRICS = (protocol.CLIENT_ID, protocol.NUM_EXAMPLES, protocol.TRAIN_LOSS)
-EVAL_METRICS = (protocol.CLIENT_ID, protocol.NUM_EXAMPLES, protocol.EVAL_LOSS, protocol.EVAL_ACCURACY)
+# Every evaluation reports the validation split; the test split's metrics come unless the server asked
+# not to read it (tuning), and are checked where they are summed.
+EVAL_METRICS = (protocol.CLIENT_ID, protocol.NUM_VAL_EXAMPLES, protocol.VAL_LOSS, protocol.VAL_ACCURACY)
 
 
 @dataclass
@@ -30,7 +32,7 @@ class Reply:
 
     @property
     def num_examples(self) -> int:
-        return int(self.metrics[protocol.NUM_EXAMPLES])
+        return int(self.metrics.get(protocol.NUM_EXAMPLES, 0))  # 0: the test split was not read
 
 
 def identify(
