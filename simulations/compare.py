@@ -25,12 +25,14 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 import strategies
 from fedhyper import checkpoint, plots, results
 from fedhyper.config import ExperimentConfig
+from simulations import tuning
 from simulations.config import ENGINES, CompareConfig, register_configs
 from simulations.engines import FlowerEngine, InProcessEngine
 from simulations.progress import GridProgress, RunLabel, written_since
@@ -99,6 +101,8 @@ def validate(cc: CompareConfig) -> None:
         raise ValueError(f"target_accuracy={cc.target_accuracy} must be in (0, 1] (a fraction, like 0.9)")
     if cc.progress_every <= 0:
         raise ValueError(f"progress_every={cc.progress_every} must be positive (seconds)")
+    if cc.tune < 0 or cc.tune_rounds < 0:
+        raise ValueError(f"tune={cc.tune} and tune_rounds={cc.tune_rounds} must be >= 0 (0: no tuning; a quarter)")
 
 
 def load_compare(argv: list[str]) -> tuple[CompareConfig, list[str]]:
@@ -120,10 +124,10 @@ def override_keys(overrides: list[str]) -> set[str]:
 
 
 def compose_run(
-    cc: CompareConfig, common: list[str], setting: str, name: str, variant: str
+    cc: CompareConfig, common: list[str], setting: str, name: str, variant: str, tuned: tuple[str, ...] = ()
 ) -> tuple[list[str], ExperimentConfig]:
-    """One run's overrides, in the order documented by ``CompareConfig``, and its checked config."""
-    later = [*common, *cc.strategy_overrides.get(name, [])]
+    """One run's overrides, in the order documented by ``CompareConfig`` (then ``tuned``), and its checked config."""
+    later = [*common, *cc.strategy_overrides.get(name, []), *tuned]
     overrides = [*cc.setting_overrides[setting], *cc.variant_overrides[variant], *later, f"strategy={name}"]
     where = f"strategy {results.run_label(name, variant)}, setting {setting}"
     try:
@@ -152,13 +156,20 @@ def run_dir_of(cc: CompareConfig, setting: str, name: str, variant: str, seed: i
     return parent / f"seed{seed}-{config_digest(config, cc.engine)}"
 
 
-def plan(cc: CompareConfig, common: list[str]) -> list[PlannedRun]:
-    """Compose and check every run's config; seeds outermost, so a first full comparison comes early."""
+Cell = tuple[str, str, str]  # (setting, strategy, variant)
+
+
+def plan(cc: CompareConfig, common: list[str], tuned: dict[Cell, list[str]] | None = None) -> list[PlannedRun]:
+    """Compose and check every run's config; seeds outermost, so a first full comparison comes early.
+
+    ``tuned`` holds each cell's chosen values (overrides) when the grid was tuned first.
+    """
     combos: list[tuple[str, str, str, list[str], ExperimentConfig]] = []
     for setting in cc.settings:
         for name in cc.strategies:
             for variant in cc.variants:
-                combos.append((setting, name, variant, *compose_run(cc, common, setting, name, variant)))
+                chosen = tuple((tuned or {}).get((setting, name, variant), []))
+                combos.append((setting, name, variant, *compose_run(cc, common, setting, name, variant, chosen)))
         check_machine(combos[-1][4])
     total, runs = len(cc.seeds) * len(combos), []
     for seed in cc.seeds:
@@ -168,6 +179,44 @@ def plan(cc: CompareConfig, common: list[str]) -> list[PlannedRun]:
             label = RunLabel(len(runs) + 1, total, name, setting, seed, cfg.sim.num_rounds, run_dir.resolve(), variant)
             runs.append(PlannedRun(label, [*overrides, f"seed={seed}"], config))  # type: ignore[arg-type]
     return runs
+
+
+def tune_grid(cc: CompareConfig, common: list[str]) -> dict[Cell, list[str]]:
+    """``tune=N``: N trials per cell on validation accuracy (``simulations.tuning``); each cell's chosen overrides."""
+    studies = []
+    for setting in cc.settings:
+        for name in cc.strategies:
+            for variant in cc.variants:
+                _, cfg = compose_run(cc, common, setting, name, variant)
+                fixed = override_keys(
+                    [*cc.setting_overrides[setting], *cc.variant_overrides[variant], *common,
+                     *cc.strategy_overrides.get(name, [])]  # fmt: skip
+                )
+                space = {k: d for k, d in type(cfg.strategy).search_space.items() if k not in fixed}
+                rounds = cc.tune_rounds or max(1, cfg.sim.num_rounds // 4)
+                studies.append(tuning.new_study(setting, name, variant, space, rounds))
+
+    def run_trials(batch: list[tuple[tuning.Study, int, list[str]]]) -> list[Path]:
+        planned = []
+        for study, number, extra in batch:
+            base, _ = compose_run(cc, common, study.setting, study.strategy, study.variant)
+            cfg = experiment.typed(precheck([*base, *extra]))
+            cfg.validate()
+            config = OmegaConf.to_container(OmegaConf.structured(cfg))
+            run_dir = Path(cc.out_dir) / "tuning" / study.setting / study.label
+            run_dir /= f"trial{number}-{config_digest(config, cc.engine)}"  # type: ignore[arg-type]
+            label = RunLabel(number + 1, cc.tune, study.strategy, study.setting, tuning.TUNE_SEED, study.rounds,
+                             run_dir.resolve(), study.variant)  # fmt: skip
+            planned.append(PlannedRun(label, [*base, *extra], config))  # type: ignore[arg-type]
+        pending = [r for r in planned if not results.is_finished(r.label.run_dir)]
+        print(f"tuning, trial {batch[0][1] + 1}/{cc.tune} of {len(batch)} cells: {len(pending)} to run", flush=True)
+        if pending:
+            execute(cc, pending)
+        return [r.label.run_dir for r in planned]
+
+    tuning.tune(studies, cc.tune, run_trials)
+    tuning.write_tuned(studies, cc.tune, Path(cc.out_dir) / tuning.TUNED_FILE)
+    return {(s.setting, s.strategy, s.variant): tuning.chosen_overrides(s) for s in studies}
 
 
 def start_engine(cc: CompareConfig, pending: list[PlannedRun]) -> InProcessEngine | FlowerEngine:
@@ -229,28 +278,33 @@ def write_outputs(cc: CompareConfig, runs: list[PlannedRun], common: list[str]) 
     results.write_csv(done, out / "results.csv")
     figures = {s: plots.plot_setting(done, s, out) for s in cc.settings if any(r.setting == s for r in done)}
     settings = {s: [*cc.setting_overrides[s], *common] for s in cc.settings}
-    (out / "report.md").write_text(results.markdown_report(done, cc.target_accuracy, settings, figures))
+    report = results.markdown_report(done, cc.target_accuracy, settings, figures)
+    if (out / tuning.TUNED_FILE).is_file():
+        report += tuning.markdown(yaml.safe_load((out / tuning.TUNED_FILE).read_text()))
+    (out / "report.md").write_text(report)
     return done
 
 
 def main(argv: list[str]) -> int:
     try:
         cc, common = load_compare(argv)
-        runs = plan(cc, common)
+        runs = plan(cc, common)  # every config checked before the first run, tuned or not
     except (ValueError, FileNotFoundError) as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
     Path(cc.out_dir).mkdir(parents=True, exist_ok=True)
-    pending = [r for r in runs if not results.is_finished(r.label.run_dir)]
-    print(
-        f"{len(runs)} runs ({len(cc.strategies)} strategies × {len(cc.variants)} variants × "
-        f"{len(cc.settings)} settings × {len(cc.seeds)} seeds): "
-        f"{len(runs) - len(pending)} already finished, {len(pending)} to run with engine={cc.engine}",
-        flush=True,
-    )
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a scheduler's kill stops like Ctrl-C
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started from a background job
     try:
+        if cc.tune:
+            runs = plan(cc, common, tune_grid(cc, common))
+        pending = [r for r in runs if not results.is_finished(r.label.run_dir)]
+        print(
+            f"{len(runs)} runs ({len(cc.strategies)} strategies × {len(cc.variants)} variants × "
+            f"{len(cc.settings)} settings × {len(cc.seeds)} seeds): "
+            f"{len(runs) - len(pending)} already finished, {len(pending)} to run with engine={cc.engine}",
+            flush=True,
+        )
         failed = execute(cc, pending) if pending else 0
     except KeyboardInterrupt:
         print("interrupted; finished runs are kept: repeat the command to go on", file=sys.stderr)

@@ -58,6 +58,10 @@ class CompareConfig(ExperimentConfig):
     engine: str = "inprocess"
     jobs: int = 0  # runs at once with engine=inprocess; 0: one per CPU core
     out_dir: str = "outputs/compare"  # repeating a command with the same out_dir skips finished runs
+    # tune=N: before the grid, N trials per strategy × variant × setting (seed 0, tune_rounds rounds,
+    # the test split unread), chosen on validation accuracy; the choices go to tuned.yaml and every run.
+    tune: int = 0
+    tune_rounds: int = 0  # rounds per trial; 0: a quarter of the cell's sim.num_rounds
     target_accuracy: float = 0.9  # the report's "rounds to target"
     progress_every: float = 30.0  # seconds between progress lines
 

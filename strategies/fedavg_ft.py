@@ -8,9 +8,11 @@ https://arxiv.org/abs/2002.04758 — the pFedHN paper's and FL-bench's "FedAvg-F
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from fedhyper import protocol
 from fedhyper.config import ExperimentConfig
+from fedhyper.search import LOCAL_LR, Range, SearchSpace
 from strategies.directory import ClientDirectory
 from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_weights
 
@@ -18,6 +20,7 @@ from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_wei
 @dataclass
 class FedAvgFTConfig(SharedModelConfig):
     name: str = "fedavg_ft"
+    search_space: ClassVar[SearchSpace] = {**LOCAL_LR, "strategy.finetune_steps": Range(1, 50, log=True, integer=True)}
     finetune_steps: int = 10  # SGD steps (local.lr, local.batch_size) on local data before each evaluation
 
     def validate(self) -> None:

@@ -8,9 +8,11 @@ same way, as one config key.)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from fedhyper import protocol
 from fedhyper.config import ExperimentConfig
+from fedhyper.search import LOCAL_LR, Range, SearchSpace
 from strategies.directory import ClientDirectory
 from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_weights
 
@@ -18,6 +20,7 @@ from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_wei
 @dataclass
 class FedProxConfig(SharedModelConfig):
     name: str = "fedprox"
+    search_space: ClassVar[SearchSpace] = {**LOCAL_LR, "strategy.mu": Range(1e-3, 1.0, log=True)}
     mu: float = 0.01  # the paper tunes mu over {0.001, 0.01, 0.1, 1}
 
     def validate(self) -> None:

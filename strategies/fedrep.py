@@ -8,9 +8,11 @@ Federated Learning". ICML 2021. https://arxiv.org/abs/2102.07078
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from fedhyper import protocol
 from fedhyper.config import ExperimentConfig
+from fedhyper.search import LOCAL_LR, Range, SearchSpace
 from fedhyper.training import LocalTrainConfig
 from strategies.directory import ClientDirectory
 from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_weights
@@ -19,6 +21,7 @@ from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_wei
 @dataclass
 class FedRepConfig(SharedModelConfig):
     name: str = "fedrep"
+    search_space: ClassVar[SearchSpace] = {**LOCAL_LR, "strategy.head_steps": Range(5, 100, log=True, integer=True)}
     local: LocalTrainConfig = field(default_factory=LocalTrainConfig)  # the body's steps
     # The paper runs 10 head epochs per body epoch; at fedhyper's step-based budget that is
     # 10 x local.steps. The default keeps FedRep's compute per round near the other methods'.

@@ -8,9 +8,11 @@ Model-Agnostic Meta-Learning Approach". NeurIPS 2020. https://arxiv.org/abs/2002
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from fedhyper import protocol
 from fedhyper.config import ExperimentConfig
+from fedhyper.search import LOCAL_LR, Range, SearchSpace
 from strategies.directory import ClientDirectory
 from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_weights
 
@@ -18,6 +20,7 @@ from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_wei
 @dataclass
 class PerFedAvgConfig(SharedModelConfig):
     name: str = "perfedavg"
+    search_space: ClassVar[SearchSpace] = {**LOCAL_LR, "strategy.alpha": Range(1e-3, 1e-1, log=True)}
     # local.lr is the meta step beta (the paper's 1e-3 barely moves in fedhyper's 50-step rounds, so
     # the shared 5e-3); momentum and weight decay do not apply to meta-steps.
     alpha: float = 1e-2  # the inner (adaptation) step size

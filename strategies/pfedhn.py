@@ -25,6 +25,7 @@ from fedhyper.device import select_device
 from fedhyper.hypernet import HyperNetwork
 from fedhyper.models import build_model, target_shapes
 from fedhyper.outer import HyperNetTrainer, OuterConfig
+from fedhyper.search import LOCAL_LR, Choice, Range, SearchSpace
 from fedhyper.training import LocalTrainConfig
 from fedhyper.widths import ClientWidths
 from strategies.base import PersonalizedStrategy, stacked_replies, train_summary
@@ -37,6 +38,11 @@ class PFedHNConfig:
     """pFedHN's defaults: 3 hidden layers of 100, outer SGD 1e-2, 50 inner steps of SGD 5e-3."""
 
     name: str = "pfedhn"
+    search_space: ClassVar[SearchSpace] = {
+        **LOCAL_LR,
+        "strategy.outer.lr": Range(1e-3, 1e-1, log=True),
+        "hnet.embedding_dim": Choice((8, 16, 32, 64)),
+    }
     varied_widths: ClassVar[bool] = True  # model.width_multipliers: each client gets its width's slice
     outer: OuterConfig = field(default_factory=OuterConfig)
     local: LocalTrainConfig = field(default_factory=LocalTrainConfig)

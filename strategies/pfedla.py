@@ -15,7 +15,7 @@ few hundred clients, as in the paper.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from flwr.app import ArrayRecord
@@ -24,6 +24,7 @@ from fedhyper.config import ExperimentConfig
 from fedhyper.data import dataset_info
 from fedhyper.layerwise import LayerwiseHyperNets, layer_index, personalise
 from fedhyper.models import initial_weights
+from fedhyper.search import LOCAL_LR, Range, SearchSpace
 from fedhyper.training import LocalTrainConfig
 from strategies.base import PersonalizedStrategy, per_client_records, stacked_replies, train_summary
 from strategies.directory import ClientDirectory
@@ -33,6 +34,7 @@ from strategies.replies import Reply
 @dataclass
 class PFedLAConfig:
     name: str = "pfedla"
+    search_space: ClassVar[SearchSpace] = {**LOCAL_LR, "strategy.hn_lr": Range(1e-3, 5e-2, log=True)}
     local: LocalTrainConfig = field(default_factory=LocalTrainConfig)
     embedding_dim: int = 100
     hidden_dim: int = 100

@@ -9,11 +9,13 @@ https://arxiv.org/abs/2006.08848
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
 from fedhyper import protocol
 from fedhyper.config import ExperimentConfig
+from fedhyper.search import LOCAL_LR, Range, SearchSpace
 from fedhyper.training import LocalTrainConfig
 from strategies.directory import ClientDirectory
 from strategies.replies import Reply
@@ -29,6 +31,11 @@ class PFedMeConfig(SharedModelConfig):
     """
 
     name: str = "pfedme"
+    search_space: ClassVar[SearchSpace] = {
+        **LOCAL_LR,
+        "strategy.lam": Range(1.0, 30.0, log=True),
+        "strategy.personal_lr": Range(1e-3, 1e-1, log=True),
+    }
     local: LocalTrainConfig = field(default_factory=LocalTrainConfig)  # local.lr is eta
     lam: float = 15.0
     personal_lr: float = 0.01

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from flwr.app import ArrayRecord
@@ -21,6 +21,7 @@ from fedhyper.aggregate import select, weighted_mean
 from fedhyper.config import ExperimentConfig
 from fedhyper.data import dataset_info
 from fedhyper.models import build_model, head_names, initial_weights
+from fedhyper.search import LOCAL_LR, SearchSpace
 from fedhyper.training import LocalTrainConfig
 from strategies.base import PersonalizedStrategy, train_summary
 from strategies.directory import ClientDirectory
@@ -38,6 +39,7 @@ class SharedModelConfig:
     """
 
     name: str = "fedavg"
+    search_space: ClassVar[SearchSpace] = LOCAL_LR  # the local learning rate; subclasses add their own keys
     local: LocalTrainConfig = field(default_factory=LocalTrainConfig)
 
     def validate(self) -> None:

@@ -1,0 +1,82 @@
+"""Search spaces: what a strategy lets a tuner change, declared beside its config dataclass.
+
+A strategy's config carries ``search_space: ClassVar[SearchSpace]``, a mapping from an experiment
+key (``strategy.local.lr``, ``strategy.mu``, ``hnet.embedding_dim``) to a ``Range`` or a
+``Choice``. ``simulations.compare ... tune=N`` draws N trials from it for every strategy alike;
+``hydra_sweep`` writes the same space in the syntax of Hydra's Optuna sweeper, for
+``python -m simulations.run -m hydra/sweeper=optuna``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class Trial(Protocol):
+    """The part of ``optuna.Trial`` a search space uses."""
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float: ...
+
+    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False) -> int: ...
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Range:
+    """A number in [low, high]; ``log`` samples its logarithm uniformly; ``integer`` keeps it whole."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.low < self.high or (self.log and self.low <= 0):
+            raise ValueError(f"Range({self.low}, {self.high}, log={self.log}) is empty or not positive for log")
+
+    def suggest(self, trial: Trial, key: str) -> float | int:
+        if self.integer:
+            return trial.suggest_int(key, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(key, self.low, self.high, log=self.log)
+
+    def hydra(self) -> str:
+        interval = f"interval({self.low:g}, {self.high:g})"
+        inner = f"int({interval})" if self.integer else interval
+        return f"tag(log, {inner})" if self.log else inner
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of a few values."""
+
+    values: tuple[Any, ...]
+
+    def suggest(self, trial: Trial, key: str) -> Any:
+        return trial.suggest_categorical(key, list(self.values))
+
+    def hydra(self) -> str:
+        return f"choice({', '.join(str(v) for v in self.values)})"
+
+
+SearchSpace = Mapping[str, Range | Choice]
+
+# Every strategy trains clients with SGD: its learning rate is tuned for all of them.
+LOCAL_LR: SearchSpace = {"strategy.local.lr": Range(1e-3, 1e-1, log=True)}
+
+
+def suggest(space: SearchSpace, trial: Trial) -> dict[str, Any]:
+    """One trial's values, key -> value, in the space's order."""
+    return {key: dist.suggest(trial, key) for key, dist in space.items()}
+
+
+def as_overrides(values: Mapping[str, Any]) -> list[str]:
+    """``key=value`` overrides for Hydra (floats written exactly, so a run's config is reproducible)."""
+    return [f"{key}={float(v)!r}" if isinstance(v, float) else f"{key}={v}" for key, v in values.items()]
+
+
+def hydra_sweep(space: SearchSpace) -> list[str]:
+    """The space as overrides for Hydra's Optuna sweeper (``python -m simulations.run -m ...``)."""
+    return [f"{key}={dist.hydra()}" for key, dist in space.items()]
