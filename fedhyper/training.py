@@ -20,10 +20,10 @@ class LocalTrainConfig:
     """A client's inner loop; pFedHN's defaults."""
 
     steps: int = 50  # optimiser steps per round (batches drawn with replacement of epochs)
-    lr: float = 5e-3
-    momentum: float = 0.9
-    weight_decay: float = 5e-5
-    batch_size: int = 64
+    lr: float = 5e-3  # SGD learning rate
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 5e-5  # SGD weight decay
+    batch_size: int = 64  # examples per step
 
     def validate(self, prefix: str = "strategy.local") -> None:
         if self.steps < 1 or self.batch_size < 1:

@@ -29,14 +29,14 @@ DATASETS = tuple(_DATASET_INFO)
 class DataConfig:
     """Which dataset, how it is split among clients, and each client's own split."""
 
-    name: str = "fmnist"
+    name: str = "fmnist"  # the dataset; data=<name> selects it
     root: str | None = None  # a folder with the IDX files; None: the Debian package, then the hub
-    num_clients: int = 50
+    num_clients: int = 50  # clients, one simulated SuperNode each
     partition: str = "pathological"  # pathological | dirichlet | iid
     classes_per_client: int = 2  # pathological: pFedHN's split gives each client two classes
     alpha: float = 0.3  # dirichlet concentration; smaller is more heterogeneous
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
+    val_fraction: float = 0.1  # share of each client's own data held out for validation
+    test_fraction: float = 0.2  # share of each client's own data held out for its test accuracy
     subset: int | None = None  # use only the first N pooled examples (tests, quick trials)
     # Where partitions are cached; None: $FEDHYPER_CACHE_DIR or ~/.cache/fedhyper; "": no cache.
     cache_dir: str | None = None
