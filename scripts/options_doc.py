@@ -209,9 +209,14 @@ def experiment_sections() -> list[str]:
     return lines
 
 
+def registered_configs() -> dict[str, type]:
+    """Each registered strategy's name and config dataclass: the one place that reads the registry."""
+    return {name: entry.config_cls for name, entry in strategies.REGISTRY.items()}
+
+
 def strategy_sections() -> list[str]:
     """Configs that several strategies nest (``strategy.local.*``) once, then one section per strategy."""
-    configs = {name: entry.config_cls() for name, entry in strategies.REGISTRY.items()}
+    configs = {name: cls() for name, cls in registered_configs().items()}
     seen: dict[type, list[str]] = {}
     for config in configs.values():
         for f in dataclasses.fields(config):
