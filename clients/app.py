@@ -1,9 +1,9 @@
 """The ClientApp: train the weights it is sent on local data, evaluate them, describe itself.
 
-The server's config names the client algorithm (``protocol.ALGORITHM``); its routine
-(``clients/<algorithm>.py``, or the plain one in ``clients/personal.py``) trains and picks
-the weights to evaluate. Whatever the server does not send, the client keeps in its
-Context state and never returns. Each reply names the client by its stable id so the
+The server's config names the algorithm (``protocol.ALGORITHM``); the routine its client module
+registered (``clients/<algorithm>.py``, in ``fedhyper.algorithms``), or the plain one
+in ``clients/personal.py``, trains and picks the weights to evaluate. Whatever the server does
+not send, the client keeps in its Context state and never returns. Each reply names the client by its stable id so the
 server never relies on transport node ids.
 """
 
@@ -16,9 +16,20 @@ import torch
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from clients import ditto, faults, fedavg_ft, fedprox, fedrep, pefll, perfedavg, pfedme, runtime
+from clients import (  # noqa: F401  (each algorithm's module registers its client side)
+    ditto,
+    faults,
+    fedavg_ft,
+    fedprox,
+    fedrep,
+    pefll,
+    perfedavg,
+    pfedme,
+    runtime,
+)
 from clients.personal import PLAIN, Job, Routine
 from fedhyper import protocol
+from fedhyper.algorithms import ALGORITHMS
 from fedhyper.training import LocalTrainConfig, evaluate, evaluate_ensemble
 
 app = ClientApp()
@@ -33,30 +44,16 @@ def describe(msg: Message, context: Context) -> Message:
     return Message(RecordDict({protocol.METRICS: reply}), reply_to=msg)
 
 
-# PeFLL (hnet.input=data): describe this client with the server's ψ; send back ψ's gradient.
-app.query(protocol.DESCRIPTOR_ACTION)(pefll.descriptor)
-app.query(protocol.DESCRIPTOR_GRAD_ACTION)(pefll.descriptor_grad)
-
-
-ROUTINES: dict[str, Routine] = {
-    protocol.ALGO_PLAIN: PLAIN,
-    protocol.ALGO_FEDAVG_FT: fedavg_ft.ROUTINE,
-    protocol.ALGO_FEDPROX: fedprox.ROUTINE,
-    protocol.ALGO_FEDREP: fedrep.ROUTINE,
-    protocol.ALGO_DITTO: ditto.ROUTINE,
-    protocol.ALGO_PERFEDAVG: perfedavg.ROUTINE,
-    protocol.ALGO_PFEDME: pfedme.ROUTINE,
-}
-assert set(ROUTINES) == set(protocol.CLIENT_ALGORITHMS), "every client algorithm needs a routine"
+# Queries beyond describe (PeFLL's descriptor and its gradient), as their algorithms registered them.
+for _action, _handler in ALGORITHMS.queries().items():
+    app.query(_action)(_handler)
 
 
 def _job(msg: Message, context: Context) -> tuple[Job, Routine]:
     """This round's job and the routine the server asked for."""
     cid = runtime.client_id(context)
     config: ConfigRecord = msg.content[protocol.CONFIG]
-    algorithm = str(config.get(protocol.ALGORITHM, protocol.ALGO_PLAIN))
-    if algorithm not in ROUTINES:
-        raise ValueError(f"client algorithm {algorithm!r} is unknown to this client; it knows {', '.join(ROUTINES)}")
+    routine = ALGORITHMS.routine(str(config.get(protocol.ALGORITHM, "")), PLAIN)
     data, input_shape, n_classes = runtime.client_data(config, cid, context.node_config)
     job = Job(
         cid=cid,
@@ -71,7 +68,7 @@ def _job(msg: Message, context: Context) -> tuple[Job, Routine]:
         input_shape=input_shape,
         num_classes=n_classes,
     )
-    return job, ROUTINES[algorithm]
+    return job, routine
 
 
 @app.train()

@@ -11,6 +11,7 @@ import torch
 
 from clients.personal import Job, Routine
 from fedhyper import protocol
+from fedhyper.algorithms import register_client
 from fedhyper.training import train_local
 
 PERSONAL = "ditto-personal"  # Context.state key of the personal model v
@@ -42,4 +43,4 @@ def evaluation_weights(job: Job) -> dict[str, torch.Tensor]:
     return job.kept(PERSONAL) or job.full()
 
 
-ROUTINE = Routine(train, evaluation_weights)
+register_client("ditto", Routine(train, evaluation_weights))

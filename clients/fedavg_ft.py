@@ -11,6 +11,7 @@ import torch
 
 from clients.personal import Job, Routine, plain_train
 from fedhyper import protocol
+from fedhyper.algorithms import register_client
 from fedhyper.training import train_local
 
 
@@ -22,4 +23,4 @@ def evaluation_weights(job: Job) -> dict[str, torch.Tensor]:
     return tuned
 
 
-ROUTINE = Routine(plain_train, evaluation_weights)
+register_client("fedavg_ft", Routine(plain_train, evaluation_weights))

@@ -10,6 +10,7 @@ import torch
 
 from clients.personal import Job, Routine, plain_evaluation_weights
 from fedhyper import protocol
+from fedhyper.algorithms import register_client
 from fedhyper.training import train_local
 
 
@@ -28,4 +29,4 @@ def train(job: Job) -> tuple[dict[str, torch.Tensor], float]:
     return job.shared(trained), loss
 
 
-ROUTINE = Routine(train, plain_evaluation_weights)
+register_client("fedprox", Routine(train, plain_evaluation_weights))

@@ -12,6 +12,7 @@ import torch
 from clients.personal import Job, Routine, plain_evaluation_weights
 from fedhyper import protocol
 from fedhyper.aggregate import without
+from fedhyper.algorithms import register_client
 from fedhyper.training import train_local
 
 
@@ -26,4 +27,4 @@ def train(job: Job) -> tuple[dict[str, torch.Tensor], float]:
     return job.shared(weights), loss
 
 
-ROUTINE = Routine(train, plain_evaluation_weights)
+register_client("fedrep", Routine(train, plain_evaluation_weights))

@@ -3,9 +3,10 @@
 Scott, Zakerinia, Lampert. "PeFLL: Personalized Federated Learning by Learning to Learn".
 ICLR 2024. https://arxiv.org/abs/2306.05515
 
-Two query handlers (registered in ``clients/app.py``): ``query.descriptor`` returns the client's
-descriptor v_i = mean ψ(x, y) over its training examples; ``query.descriptor_grad`` receives the
-same ψ and dL/dv_i and returns ψ's gradient from this client's examples. Neither trains the target
+Two query handlers (registered below; ``clients/app.py`` serves every registered query):
+``query.descriptor`` returns the client's descriptor v_i = mean ψ(x, y) over its training examples;
+``query.descriptor_grad`` receives the same ψ and dL/dv_i and returns ψ's gradient from this
+client's examples. Neither trains the target
 model, and the client keeps nothing: ψ and the descriptor are recomputed from what arrives.
 """
 
@@ -19,6 +20,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
 from clients import runtime
 from fedhyper import protocol
+from fedhyper.algorithms import register_client
 from fedhyper.data import ClientData
 from fedhyper.descriptor import DescriptorNet, describe, descriptor_vjp
 
@@ -63,3 +65,9 @@ def descriptor_grad(msg: Message, context: Context) -> Message:
     grad_v = protocol.record_to_weights(msg.content.array_records[protocol.DESCRIPTOR_GRAD])[protocol.DESCRIPTOR_GRAD]
     grads = descriptor_vjp(psi, data.x_train, data.y_train, grad_v.to(runtime.device()), seed=seed)
     return _reply(msg, cid, {protocol.ARRAYS: protocol.weights_to_record(grads)}, len(data.y_train), start)
+
+
+# PeFLL's clients train as plain clients do; they answer the two queries besides.
+register_client(
+    "pefll", queries={protocol.DESCRIPTOR_ACTION: descriptor, protocol.DESCRIPTOR_GRAD_ACTION: descriptor_grad}
+)

@@ -15,6 +15,7 @@ from torch import nn
 
 from clients.personal import Job, Routine
 from fedhyper import protocol
+from fedhyper.algorithms import register_client
 from fedhyper.models import apply
 from fedhyper.training import batches, train_local
 
@@ -49,4 +50,4 @@ def evaluation_weights(job: Job) -> dict[str, torch.Tensor]:
     return tuned
 
 
-ROUTINE = Routine(train, evaluation_weights)
+register_client("perfedavg", Routine(train, evaluation_weights))

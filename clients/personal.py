@@ -50,7 +50,7 @@ class Job:
 
     @property
     def algorithm(self) -> str:
-        return str(self.config.get(protocol.ALGORITHM, protocol.ALGO_PLAIN))
+        return str(self.config.get(protocol.ALGORITHM, ""))
 
     def kept(self, key: str) -> dict[str, torch.Tensor] | None:
         """Tensors this client stored under ``key`` in an earlier round, or None."""

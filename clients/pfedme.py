@@ -12,6 +12,7 @@ from torch import nn
 
 from clients.personal import Job, Routine
 from fedhyper import protocol
+from fedhyper.algorithms import register_client
 from fedhyper.models import apply
 from fedhyper.training import batches
 
@@ -50,4 +51,4 @@ def evaluation_weights(job: Job) -> dict[str, torch.Tensor]:
     return job.kept(PERSONAL) or job.full()
 
 
-ROUTINE = Routine(train, evaluation_weights)
+register_client("pfedme", Routine(train, evaluation_weights))

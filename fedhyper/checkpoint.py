@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 FORMAT = "fedhyper-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: one entry per piece of the round loop (strategy, schedule, faults, replies, ...)
 FILENAME = "checkpoint.pt"
 
 

@@ -28,21 +28,12 @@ FAULT_SLEEP = "fault-sleep"  # seconds a "timeout" fault sleeps
 # Evaluate each client's test split as well as its validation split; a tuning trial sends False,
 # so that no choice made while tuning ever reads a test example.
 EVAL_TEST = "eval-test"
-ALGORITHM = "algorithm"  # the client-side routine that trains and evaluates (one of CLIENT_ALGORITHMS)
+# The algorithm (``strategy=<name>``): its clients run the routine registered under that name in
+# fedhyper.algorithms, or the plain one (train everything, send back what was received, keep the rest).
+ALGORITHM = "algorithm"
 DATA_PREFIX = "data"
 MODEL_PREFIX = "model"
 LOCAL_PREFIX = "local"
-
-# Client-side routines: what a client does with what it receives. Whatever part of the model the
-# server does not send, the client keeps to itself across rounds (FedPer's head, LG-FedAvg's body).
-ALGO_PLAIN = "plain"  # train everything jointly, send back what was received (pFedHN, FedAvg, FedPer, ...)
-ALGO_FEDAVG_FT = "fedavg_ft"  # plain training; fine-tune a copy before evaluating it
-ALGO_FEDPROX = "fedprox"  # plain training with a proximal pull towards the received weights
-ALGO_FEDREP = "fedrep"  # train the kept head first, then the received body
-ALGO_DITTO = "ditto"  # train the received global model, and a kept personal model pulled towards it
-ALGO_PERFEDAVG = "perfedavg"  # first-order MAML steps; one adaptation step before evaluating
-ALGO_PFEDME = "pfedme"  # Moreau-envelope personal model per batch; the local model follows it
-CLIENT_ALGORITHMS = (ALGO_PLAIN, ALGO_FEDAVG_FT, ALGO_FEDPROX, ALGO_FEDREP, ALGO_DITTO, ALGO_PERFEDAVG, ALGO_PFEDME)
 
 # Settings of the client-side routines (server -> client, beside the local.* training config).
 PROX_MU = "algo.mu"  # strength of a proximal pull: FedProx's mu, Ditto's and pFedMe's lambda

@@ -1,4 +1,7 @@
-"""The run's record: per-round metrics as JSON lines, progress lines, and summary.json."""
+"""The run's record as it is written: per-round rows as JSON lines, progress lines, and summary.json.
+
+Names of files and metrics come from ``fedhyper.record``; the summary is a ``record.Summary``.
+"""
 
 from __future__ import annotations
 
@@ -8,40 +11,52 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fedhyper import record
+from fedhyper.record import Summary
+from fedhyper.tracking import OFF, RunTracking
+
 log = logging.getLogger("fedhyper")
 
 
 class RunReporter:
     """Writes ``metrics.jsonl`` as rounds finish and ``summary.json`` at the end."""
 
-    def __init__(self, run_dir: Path, strategy: str, num_clients: int, num_rounds: int, fresh: bool = True) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        strategy: str,
+        num_clients: int,
+        num_rounds: int,
+        fresh: bool = True,
+        tracking: RunTracking = OFF,  # also hands rows and summary to TensorBoard or MLflow (fedhyper.tracking)
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.strategy, self.num_clients, self.num_rounds = strategy, num_clients, num_rounds
-        self.metrics_path = self.run_dir / "metrics.jsonl"
-        self.clients_path = self.run_dir / "clients.jsonl"  # one row per client reply
+        self.metrics_path = self.run_dir / record.METRICS_FILE
+        self.clients_path = self.run_dir / record.CLIENTS_FILE  # one row per client reply
         if fresh:  # a resumed record keeps its files until load_state_dict trims them
             self.metrics_path.write_text("")
             self.clients_path.write_text("")
         self.start = time.monotonic()
         self.history: list[dict[str, Any]] = []
+        self.tracking = tracking
 
     def record(self, server_round: int, values: dict[str, Any], clients: list[dict[str, Any]]) -> None:
         """Append one round's metrics and its clients' replies, and log a progress line."""
         elapsed = time.monotonic() - self.start
-        row = {"round": server_round, "elapsed_s": round(elapsed, 3), **values}
+        row = {record.ROUND: server_round, record.ELAPSED_S: round(elapsed, 3), **values}
         self.history.append(row)
         with self.metrics_path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         with self.clients_path.open("a") as fh:
-            fh.writelines(json.dumps({"round": server_round, **c}) + "\n" for c in clients)
+            fh.writelines(json.dumps({record.ROUND: server_round, **c}) + "\n" for c in clients)
+        self.tracking.record(self.history)
         parts = [f"round {server_round}/{self.num_rounds}"]
-        if "train_loss" in row:
-            parts.append(f"train loss {row['train_loss']:.4f}")
-        if "accuracy" in row:
-            parts.append(f"mean accuracy {row['accuracy']:.4f}")
-        if "val_accuracy" in row:
-            parts.append(f"validation {row['val_accuracy']:.4f}")
+        for key, label in ((record.TRAIN_LOSS, "train loss"), (record.ACCURACY, "mean accuracy"),
+                           (record.VAL_ACCURACY, "validation")):  # fmt: skip
+            if key in row:
+                parts.append(f"{label} {row[key]:.4f}")
         if server_round:
             eta = elapsed / server_round * (self.num_rounds - server_round)
             parts.append(f"{elapsed:.0f}s elapsed, ~{eta:.0f}s left")
@@ -49,7 +64,7 @@ class RunReporter:
 
     def evaluations(self) -> list[dict[str, Any]]:
         """The evaluated rounds' rows: test metrics, validation metrics, or both."""
-        return [row for row in self.history if "accuracy" in row or "val_accuracy" in row]
+        return [row for row in self.history if record.ACCURACY in row or record.VAL_ACCURACY in row]
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": list(self.history), "elapsed_s": time.monotonic() - self.start}
@@ -58,58 +73,61 @@ class RunReporter:
         """Continue a checkpointed record: rows after its last round are dropped from the files."""
         self.history = list(state["history"])
         self.start = time.monotonic() - state["elapsed_s"]
-        last = self.history[-1]["round"] if self.history else -1
+        last = self.history[-1][record.ROUND] if self.history else -1
         self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
         old = self.clients_path.read_text().splitlines(True) if self.clients_path.exists() else []
-        self.clients_path.write_text("".join(line for line in old if json.loads(line)["round"] <= last))
+        self.clients_path.write_text("".join(line for line in old if json.loads(line)[record.ROUND] <= last))
 
     def seconds_to_accuracy(self, targets: tuple[float, ...] = (0.9, 0.95, 0.96)) -> dict[str, float | None]:
         """For each target, the elapsed time at the first evaluation that reached it."""
         evals = self.evaluations()
-        return {f"{t:.2f}": next((r["elapsed_s"] for r in evals if r.get("accuracy", -1) >= t), None) for t in targets}
+        return {
+            f"{t:.2f}": next((r[record.ELAPSED_S] for r in evals if r.get(record.ACCURACY, -1) >= t), None)
+            for t in targets
+        }
 
     def finish(
         self, per_client_accuracy: dict[int, float], widths: dict[int, float] | None = None, **extra: Any
-    ) -> dict[str, Any]:
+    ) -> Summary:
         """Write summary.json from the history and the last per-client accuracies.
 
         ``widths`` (client id -> width multiplier) adds ``accuracy_by_width``, the mean accuracy
-        of each width's clients, when the clients run more than one width.
+        of each width's clients, when the clients run more than one width. ``extra`` sets the
+        summary's other fields (a name ``Summary`` lacks is a TypeError).
         """
         evals = self.evaluations()
         if widths and len({widths[c] for c in per_client_accuracy}) > 1:
             extra = {"accuracy_by_width": accuracy_by_width(per_client_accuracy, widths), **extra}
-        tested = [r for r in evals if "accuracy" in r]
-        best = max(tested, key=lambda r: r["accuracy"], default=None)
-        summary = {
-            "strategy": self.strategy,
-            "num_clients": self.num_clients,
-            "rounds": max((r["round"] for r in self.history), default=0),
-            "final_accuracy": tested[-1]["accuracy"] if tested else None,
-            "best_accuracy": best["accuracy"] if best else None,
-            "best_round": best["round"] if best else None,
-            # every client's test examples together (the pFedHN paper's and PFLlib's accuracy)
-            "final_accuracy_pooled": tested[-1].get("accuracy_pooled") if tested else None,
-            "best_accuracy_pooled": max((r["accuracy_pooled"] for r in tested if "accuracy_pooled" in r), default=None),
-            # mean over clients of each client's accuracy on its own validation split: what tuning reads
-            "val_accuracy": last_value(evals, "val_accuracy"),
-            "best_val_accuracy": max((r["val_accuracy"] for r in evals if "val_accuracy" in r), default=None),
-            "val_accuracy_pooled": last_value(evals, "val_accuracy_pooled"),
-            "per_client_accuracy": [per_client_accuracy[c] for c in sorted(per_client_accuracy)],
-            "wall_time_s": round(time.monotonic() - self.start, 3),
-            "seconds_to_accuracy": self.seconds_to_accuracy(),
-            "initial_accuracy": evals[0].get("accuracy") if evals and evals[0]["round"] == 0 else None,
+        tested = [r for r in evals if record.ACCURACY in r]
+        best = max(tested, key=lambda r: r[record.ACCURACY], default=None)
+        summary = Summary(
+            strategy=self.strategy,
+            num_clients=self.num_clients,
+            rounds=max((r[record.ROUND] for r in self.history), default=0),
+            final_accuracy=tested[-1][record.ACCURACY] if tested else None,
+            best_accuracy=best[record.ACCURACY] if best else None,
+            best_round=best[record.ROUND] if best else None,
+            final_accuracy_pooled=tested[-1].get(record.ACCURACY_POOLED) if tested else None,
+            best_accuracy_pooled=best_value(tested, record.ACCURACY_POOLED),
+            val_accuracy=last_value(evals, record.VAL_ACCURACY),
+            best_val_accuracy=best_value(evals, record.VAL_ACCURACY),
+            val_accuracy_pooled=last_value(evals, record.VAL_ACCURACY_POOLED),
+            per_client_accuracy=[per_client_accuracy[c] for c in sorted(per_client_accuracy)],
+            wall_time_s=round(time.monotonic() - self.start, 3),
+            seconds_to_accuracy=self.seconds_to_accuracy(),
+            initial_accuracy=evals[0].get(record.ACCURACY) if evals and evals[0][record.ROUND] == 0 else None,
             **extra,
-        }
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        )
+        summary.write(self.run_dir)
+        self.tracking.finish(summary)
         log.info(
             "done: %s on %d clients, %d rounds, final accuracy %s, best %s, %.0fs",
             self.strategy,
             self.num_clients,
-            summary["rounds"],
-            _fmt(summary["final_accuracy"]),
-            _fmt(summary["best_accuracy"]),
-            summary["wall_time_s"],
+            summary.rounds,
+            _fmt(summary.final_accuracy),
+            _fmt(summary.best_accuracy),
+            summary.wall_time_s,
         )
         return summary
 
@@ -117,6 +135,11 @@ class RunReporter:
 def last_value(rows: list[dict[str, Any]], key: str) -> Any:
     """``key`` of the last row that has it, or None."""
     return next((r[key] for r in reversed(rows) if key in r), None)
+
+
+def best_value(rows: list[dict[str, Any]], key: str) -> Any:
+    """The largest ``key`` of the rows that have it, or None."""
+    return max((r[key] for r in rows if key in r), default=None)
 
 
 def accuracy_by_width(per_client_accuracy: dict[int, float], widths: dict[int, float]) -> dict[str, float]:

@@ -1,12 +1,16 @@
-"""Server-side strategies, registered by name; ``strategy=<name>`` selects one."""
+"""Server-side strategies, one module each; ``strategy=<name>`` selects one.
+
+Each module registers itself in ``fedhyper.algorithms`` (``register_server(<Algo>Config, build)``,
+the name is its config's ``name``); importing the module is what adds it. A strategy whose clients
+run more than plain training also has ``clients/<name>.py``, registered under the same name.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from strategies import (
+from fedhyper.algorithms import ALGORITHMS, ServerSide
+from strategies import (  # noqa: F401  (each registers itself)
     ditto,
     fedavg,
     fedavg_ft,
@@ -15,6 +19,7 @@ from strategies import (
     fedrep,
     lg_fedavg,
     local,
+    pefll,
     perfedavg,
     pfedhn,
     pfedhn_pc,
@@ -24,42 +29,14 @@ from strategies import (
 from strategies.base import PersonalizedStrategy
 from strategies.directory import ClientDirectory
 
-
-@dataclass(frozen=True)
-class StrategyEntry:
-    name: str
-    config_cls: type
-    build: Callable[[Any, ClientDirectory], PersonalizedStrategy]
+REGISTRY: dict[str, ServerSide] = ALGORITHMS.servers  # name -> config class and builder
 
 
-REGISTRY: dict[str, StrategyEntry] = {}
+def get(name: str) -> ServerSide:
+    """The registered strategy ``name``; ValueError naming the known ones otherwise."""
+    return ALGORITHMS.server(name)
 
 
-def register(entry: StrategyEntry) -> None:
-    if entry.name in REGISTRY:
-        raise ValueError(f"strategy {entry.name!r} is registered twice")
-    REGISTRY[entry.name] = entry
-
-
-def get(name: str) -> StrategyEntry:
-    if name not in REGISTRY:
-        raise ValueError(f"strategy={name!r} is unknown; choose one of {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]
-
-
-for _entry in (
-    StrategyEntry("local", local.LocalConfig, local.build),
-    StrategyEntry("fedavg", fedavg.FedAvgConfig, fedavg.build),
-    StrategyEntry("fedavg_ft", fedavg_ft.FedAvgFTConfig, fedavg_ft.build),
-    StrategyEntry("fedprox", fedprox.FedProxConfig, fedprox.build),
-    StrategyEntry("fedper", fedper.FedPerConfig, fedper.build),
-    StrategyEntry("fedrep", fedrep.FedRepConfig, fedrep.build),
-    StrategyEntry("lg_fedavg", lg_fedavg.LGFedAvgConfig, lg_fedavg.build),
-    StrategyEntry("ditto", ditto.DittoConfig, ditto.build),
-    StrategyEntry("perfedavg", perfedavg.PerFedAvgConfig, perfedavg.build),
-    StrategyEntry("pfedme", pfedme.PFedMeConfig, pfedme.build),
-    StrategyEntry("pfedla", pfedla.PFedLAConfig, pfedla.build),
-    StrategyEntry("pfedhn", pfedhn.PFedHNConfig, pfedhn.build),
-    StrategyEntry("pfedhn_pc", pfedhn_pc.PFedHNPCConfig, pfedhn_pc.build),
-):
-    register(_entry)
+def build(cfg: Any, directory: ClientDirectory) -> PersonalizedStrategy:
+    """The strategy ``cfg.strategy.name`` for the clients of ``directory``."""
+    return get(cfg.strategy.name).build(cfg, directory)

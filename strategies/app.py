@@ -1,4 +1,4 @@
-"""The ServerApp: discover the clients, run the configured strategy, record the run."""
+"""The ServerApp: discover the clients, compose the round loop around the configured strategy, record the run."""
 
 from __future__ import annotations
 
@@ -10,21 +10,23 @@ from flwr.serverapp import Grid, ServerApp
 from omegaconf import OmegaConf
 
 import strategies
-from fedhyper import checkpoint, protocol
+from fedhyper import checkpoint, protocol, record, tracking
 from fedhyper.config import ExperimentConfig
 from fedhyper.device import select_device
 from fedhyper.models import client_width
+from fedhyper.record import Summary
 from fedhyper.reporting import RunReporter
-from simulations import sweep
 from strategies import experiment
 from strategies.base import PersonalizedStrategy
 from strategies.directory import ClientDirectory
+from strategies.evaluation import Evaluations
+from strategies.figures import EmbeddingFigure
+from strategies.loop import Checkpointer, ReportRounds, RoundLoop
+from strategies.replies import ReplySorter
+from strategies.schedule import FaultOrders, Schedule
 
 log = logging.getLogger("fedhyper")
 app = ServerApp()
-# Inside Flower's simulation process, hand messages to the clients in one pass over the store every
-# 5 ms instead of Flower's per-node sweeps 0.1 s apart; elsewhere this does nothing.
-sweep.install()
 
 
 def client_config(cfg: ExperimentConfig) -> ConfigRecord:
@@ -72,66 +74,50 @@ def _connect(grid: Grid, exp: experiment.Experiment) -> tuple[ConfigRecord, Pers
         grid.pull_interval = cfg.sim.poll_interval
     common = client_config(cfg)
     exp.run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(OmegaConf.structured(cfg), exp.run_dir / "config.yaml")
+    OmegaConf.save(OmegaConf.structured(cfg), exp.run_dir / record.CONFIG_FILE)
     directory = ClientDirectory()
     directory.discover(grid, common, expected=cfg.data.num_clients, timeout=cfg.sim.round_timeout)
     unknown = [c for c in directory.client_ids if c >= cfg.data.num_clients]
     if unknown or not len(directory):
         raise ValueError(f"nodes report client ids {unknown or 'none'} for data.num_clients={cfg.data.num_clients}")
-    return common, strategies.get(cfg.strategy.name).build(cfg, directory)
+    return common, strategies.build(cfg, directory)
 
 
-def run(grid: Grid, exp: experiment.Experiment) -> dict:
-    """Discover the clients, run (or continue) the strategy, checkpoint and record the run."""
+def run(grid: Grid, exp: experiment.Experiment) -> Summary:
+    """Discover the clients, run (or continue) the strategy's rounds, checkpoint and record the run."""
     cfg = exp.cfg
     common, strategy = _connect(grid, exp)
-    reporter = RunReporter(
-        exp.run_dir, cfg.strategy.name, len(strategy.directory), strategy.total_rounds, fresh=not exp.resume
+    schedule = Schedule(cfg, strategy.directory.client_ids, strategy.adapts_novel_clients)
+    loop = RoundLoop(
+        strategy,
+        schedule,
+        FaultOrders(cfg.faults, cfg.seed, sleep=cfg.sim.round_timeout + 2.0),
+        ReplySorter(strategy.directory),
+        Evaluations(schedule.novel_ids),
+        grid,
+        common,
+        cfg.sim,
     )
-    checkpoint_file = exp.run_dir / checkpoint.FILENAME
-    if exp.resume:
-        state = checkpoint.load_checkpoint(checkpoint_file)
-        strategy.load_state_dict(state["strategy"])
-        reporter.load_state_dict(state["reporter"])
-        torch.set_rng_state(state["torch_rng"])
-        strategy.round_offset = state["round"]
-        log.info("resuming after round %d from %s", state["round"], checkpoint_file)
-    else:
-        strategy.evaluate(grid, 0, ConfigRecord(dict(common)), cfg.sim.round_timeout)
-        reporter.record(0, strategy.round_metrics, strategy.client_metrics)
-
-    def after_round(server_round: int) -> None:
-        done = strategy.round_offset + server_round
-        reporter.record(done, strategy.round_metrics, strategy.client_metrics)
-        if cfg.sim.checkpoint_every and (done % cfg.sim.checkpoint_every == 0 or done == strategy.total_rounds):
-            checkpoint.save_checkpoint(
-                checkpoint_file,
-                {
-                    "round": done,
-                    "strategy": strategy.state_dict(),
-                    "reporter": reporter.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                },
-            )
-
+    reporter = RunReporter(exp.run_dir, cfg.strategy.name, len(strategy.directory), schedule.total_rounds,
+                           fresh=not exp.resume, tracking=tracking.open_run(cfg, exp.run_dir))  # fmt: skip
+    parts = {"strategy": strategy, "schedule": schedule, "faults": loop.faults, "replies": loop.replies,
+             "evaluations": loop.evaluations, "reporter": reporter}  # fmt: skip
+    checkpointer = Checkpointer(
+        exp.run_dir / checkpoint.FILENAME, cfg.sim.checkpoint_every, schedule.total_rounds, parts
+    )
+    figure = EmbeddingFigure(strategy, schedule.novel_ids, exp.run_dir, cfg.data, cfg.seed)
+    loop.callbacks = [ReportRounds(reporter), checkpointer, figure]
+    first_round = checkpointer.restore() + 1 if exp.resume else 0
     if not cfg.sim.flower_logs:
         logging.getLogger("flwr").setLevel(logging.WARNING)
-    strategy.run_rounds(
-        grid,
-        strategy.total_rounds - strategy.round_offset,
-        ConfigRecord(dict(common)),
-        cfg.sim.round_timeout,
-        after_round,
-    )
-    strategy.write_figures(exp.run_dir, cfg.data, cfg.seed)
+    loop.run(first_round)
     last = reporter.evaluations()[-1] if reporter.evaluations() else {}
-    novel = {k: last[k] for k in ("novel_accuracy", "generalization_gap") if k in last}
+    novel = {k: last[k] for k in (record.NOVEL_ACCURACY, record.GENERALIZATION_GAP) if k in last}
     return reporter.finish(
-        strategy.accuracy,
+        loop.evaluations.accuracy,
         **strategy.summary_extras(),
-        **({"novel_clients": strategy.novel_ids, **novel} if strategy.novel_ids else {}),
-        widths={cid: client_width(cfg.model, cid) for cid in strategy.accuracy},
-        rejected_replies=dict(strategy.replies.rejected),
+        **({"novel_clients": schedule.novel_ids, **novel} if schedule.novel_ids else {}),
+        widths={cid: client_width(cfg.model, cid) for cid in loop.evaluations.accuracy},
+        rejected_replies=dict(loop.replies.rejected),
         server_device=str(select_device(cfg.device)),
-        message_sweep="fedhyper" if sweep.in_use.is_set() else "flower",
     )

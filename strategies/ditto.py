@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from fedhyper import protocol
+from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
 from fedhyper.search import LOCAL_LR, Range, SearchSpace
 from fedhyper.training import LocalTrainConfig
@@ -38,4 +39,7 @@ class Ditto(SharedModelStrategy):
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> Ditto:
     settings = {protocol.PROX_MU: cfg.strategy.lam, protocol.PERSONAL_STEPS: cfg.strategy.personal_steps}
-    return Ditto(cfg, directory, shared_weights(cfg, "all"), protocol.ALGO_DITTO, settings)
+    return Ditto(cfg, directory, shared_weights(cfg, "all"), settings)
+
+
+register_server(DittoConfig, build)

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 import strategies
 from fedhyper.config import ExperimentConfig
+from fedhyper.hypernet import HyperNetConfig
 
 # Keys of the Flower run config ([tool.flwr.app.config] in pyproject.toml).
 RUN_CONFIG_FILE = "config-file"
@@ -40,7 +41,22 @@ def typed(raw: Any) -> ExperimentConfig:
     name = OmegaConf.select(raw, "strategy.name", default=DEFAULT_STRATEGY)
     entry = strategies.get(name)
     schema = OmegaConf.structured(ExperimentConfig(strategy=entry.config_cls()))
-    return OmegaConf.to_object(OmegaConf.merge(schema, raw))  # type: ignore[return-value]
+    cfg: ExperimentConfig = OmegaConf.to_object(OmegaConf.merge(schema, raw))  # type: ignore[assignment]
+    return with_hnet_input(cfg)
+
+
+def with_hnet_input(cfg: ExperimentConfig) -> ExperimentConfig:
+    """A strategy whose hypernetwork reads one input (PeFLL: ``hnet_input = "data"``) sets it.
+
+    The default input is replaced; another one given explicitly is a ValueError.
+    """
+    required = getattr(cfg.strategy, "hnet_input", None)
+    if required is None or cfg.hnet.input == required:
+        return cfg
+    if cfg.hnet.input != HyperNetConfig().input:
+        raise ValueError(f"strategy={cfg.strategy.name} needs hnet.input={required}; drop hnet.input={cfg.hnet.input}")
+    cfg.hnet.input = required
+    return cfg
 
 
 def load(run_config: dict[str, Any]) -> Experiment:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
 from strategies.directory import ClientDirectory
 from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_weights
@@ -26,3 +27,6 @@ class FedAvg(SharedModelStrategy):
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> FedAvg:
     return FedAvg(cfg, directory, shared_weights(cfg, "all"))
+
+
+register_server(FedAvgConfig, build)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from fedhyper import protocol
+from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
 from fedhyper.search import LOCAL_LR, Range, SearchSpace
 from strategies.directory import ClientDirectory
@@ -35,4 +36,7 @@ class FedAvgFT(SharedModelStrategy):
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> FedAvgFT:
     settings = {protocol.ADAPT_STEPS: cfg.strategy.finetune_steps}
-    return FedAvgFT(cfg, directory, shared_weights(cfg, "all"), protocol.ALGO_FEDAVG_FT, settings)
+    return FedAvgFT(cfg, directory, shared_weights(cfg, "all"), settings)
+
+
+register_server(FedAvgFTConfig, build)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
 from strategies.directory import ClientDirectory
 from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_weights
@@ -24,3 +25,6 @@ class FedPer(SharedModelStrategy):
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> FedPer:
     return FedPer(cfg, directory, shared_weights(cfg, "body"))
+
+
+register_server(FedPerConfig, build)

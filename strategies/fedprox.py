@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from fedhyper import protocol
+from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
 from fedhyper.search import LOCAL_LR, Range, SearchSpace
 from strategies.directory import ClientDirectory
@@ -35,4 +36,7 @@ class FedProx(SharedModelStrategy):
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> FedProx:
     settings = {protocol.PROX_MU: cfg.strategy.mu}
-    return FedProx(cfg, directory, shared_weights(cfg, "all"), protocol.ALGO_FEDPROX, settings)
+    return FedProx(cfg, directory, shared_weights(cfg, "all"), settings)
+
+
+register_server(FedProxConfig, build)

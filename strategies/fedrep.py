@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from fedhyper import protocol
+from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
 from fedhyper.search import LOCAL_LR, Range, SearchSpace
 from fedhyper.training import LocalTrainConfig
@@ -39,4 +40,7 @@ class FedRep(SharedModelStrategy):
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> FedRep:
     settings = {protocol.HEAD_STEPS: cfg.strategy.head_steps}
-    return FedRep(cfg, directory, shared_weights(cfg, "body"), protocol.ALGO_FEDREP, settings)
+    return FedRep(cfg, directory, shared_weights(cfg, "body"), settings)
+
+
+register_server(FedRepConfig, build)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
 from strategies.directory import ClientDirectory
 from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_weights
@@ -26,3 +27,6 @@ class LGFedAvg(SharedModelStrategy):
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> LGFedAvg:
     return LGFedAvg(cfg, directory, shared_weights(cfg, "head"))
+
+
+register_server(LGFedAvgConfig, build)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
 from strategies.directory import ClientDirectory
 from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_weights
@@ -28,3 +29,6 @@ class Local(SharedModelStrategy):
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> Local:
     return Local(cfg, directory, shared_weights(cfg, "none"))
+
+
+register_server(LocalConfig, build)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from fedhyper import protocol
+from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
 from fedhyper.search import LOCAL_LR, Range, SearchSpace
 from strategies.directory import ClientDirectory
@@ -38,4 +39,7 @@ class PerFedAvg(SharedModelStrategy):
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> PerFedAvg:
     settings = {protocol.INNER_LR: cfg.strategy.alpha, protocol.ADAPT_STEPS: cfg.strategy.adapt_steps}
-    return PerFedAvg(cfg, directory, shared_weights(cfg, "all"), protocol.ALGO_PERFEDAVG, settings)
+    return PerFedAvg(cfg, directory, shared_weights(cfg, "all"), settings)
+
+
+register_server(PerFedAvgConfig, build)

@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 import torch
 from flwr.app import ArrayRecord
 
-from fedhyper import protocol
+from fedhyper import protocol, record
+from fedhyper.algorithms import ALGORITHMS, register_server
 from fedhyper.config import ExperimentConfig
 from fedhyper.data import dataset_info
 from fedhyper.device import select_device
@@ -28,8 +29,10 @@ from fedhyper.outer import HyperNetTrainer, OuterConfig
 from fedhyper.search import LOCAL_LR, Choice, Range, SearchSpace
 from fedhyper.training import LocalTrainConfig
 from fedhyper.widths import ClientWidths
-from strategies.base import PersonalizedStrategy, stacked_replies, train_summary
+from strategies.base import PersonalizedStrategy, RoundPlan, stacked_replies
 from strategies.directory import ClientDirectory
+from strategies.evaluation import train_summary
+from strategies.exchange import Exchange
 from strategies.replies import Reply
 
 
@@ -52,27 +55,33 @@ class PFedHNConfig:
         self.local.validate()
 
 
+@dataclass
+class HyperRoundPlan(RoundPlan):
+    """A pFedHN round: what was sent, and the noise each trainer's weights were generated with (input=noise)."""
+
+    noise: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
 class PFedHN(PersonalizedStrategy):
     """The hypernetwork lives here; clients only ever see their own generated weights."""
+
+    adapts_novel_clients = True  # novel clients' embeddings are fitted with Φ frozen (pFedHN, section 5.3)
 
     def __init__(self, cfg: ExperimentConfig, directory: ClientDirectory, trainer: HyperNetTrainer) -> None:
         super().__init__(cfg, directory)
         self.trainer = trainer
-        self._noise: dict[int, torch.Tensor] = {}  # input=noise: each trainer's draw this round
         self.widths = ClientWidths(cfg.model, *dataset_info(cfg.data.name), trainer.hnet.target_shapes)
-
-    adapts_novel_clients = True  # novel clients' embeddings are fitted with Φ frozen (pFedHN, section 5.3)
 
     def _generate(self, client_ids: list[int], noise: torch.Tensor | None = None) -> dict[int, dict]:
         """Each client's generated weights, cut to its width (``fedhyper.widths``)."""
         return self.widths.split(client_ids, self.trainer.generate(client_ids, noise))
 
-    def train_payloads(self, client_ids: list[int]) -> dict[int, ArrayRecord]:
+    def configure_train(self, server_round: int, client_ids: list[int], calls: Exchange) -> HyperRoundPlan:
         noise = self.trainer.sample_noise(len(client_ids))  # input=noise: one draw per client, kept for the step
-        self._noise = {} if noise is None else dict(zip(client_ids, noise, strict=True))
-        return {cid: protocol.weights_to_record(w) for cid, w in self._generate(client_ids, noise).items()}
+        sent = {cid: protocol.weights_to_record(w) for cid, w in self._generate(client_ids, noise).items()}
+        return HyperRoundPlan(sent, {} if noise is None else dict(zip(client_ids, noise, strict=True)))
 
-    def eval_payloads(self, client_ids: list[int]) -> dict[int, ArrayRecord]:
+    def configure_evaluate(self, server_round: int, client_ids: list[int], calls: Exchange) -> dict[int, ArrayRecord]:
         """Each client's model; with input=noise, an ensemble of ``hnet.noise_samples`` models each."""
         if self.trainer.hnet.cfg.input != "noise":
             return {cid: protocol.weights_to_record(w) for cid, w in self._generate(client_ids).items()}
@@ -81,24 +90,34 @@ class PFedHN(PersonalizedStrategy):
                    for k in range(self.trainer.hnet.cfg.noise_samples)]  # fmt: skip
         return {cid: protocol.weights_to_record(protocol.pack_members([m[cid] for m in members])) for cid in client_ids}
 
-    def apply_train(self, server_round: int, replies: dict[int, Reply]) -> dict[str, float]:
+    def trained_weights(
+        self, replies: dict[int, Reply], extra: torch.Tensor | None = None
+    ) -> tuple[list[int], dict[str, torch.Tensor]]:
+        """The replies' client ids in order and their trained weights batched, full width: name -> [B, *shape].
+
+        Narrow replies sit inside what the hypernetwork generates again: Δ_i = 0 outside a client's slice.
+        """
+        ids = sorted(replies)
+        if not self.widths.varied:
+            return ids, stacked_replies(replies, ids)
+        generated = self.trainer.generate(ids, extra)
+        return ids, self.widths.join(ids, {c: replies[c].weights for c in ids}, generated)
+
+    def aggregate_train(
+        self, server_round: int, plan: HyperRoundPlan, replies: dict[int, Reply], calls: Exchange
+    ) -> dict[str, float]:
         """One outer step of Φ and the embeddings from the round's trained weights.
 
         After training (novel clients' rounds) only the novel clients' embeddings move.
         """
-        ids = sorted(replies)
-        noise = torch.stack([self._noise[c] for c in ids]) if self._noise else None
-        if self.widths.varied:  # narrow replies inside what the step generates again: Δ_i = 0 outside a slice
-            generated = self.trainer.generate(ids, noise)
-            trained = self.widths.join(ids, {c: replies[c].weights for c in ids}, generated)
-        else:
-            trained = stacked_replies(replies, ids)
+        noise = torch.stack([plan.noise[c] for c in sorted(replies)]) if plan.noise else None
+        ids, trained = self.trained_weights(replies, noise)
         counts = [replies[c].num_examples for c in ids]
-        if self.in_novel_phase(server_round):
+        if server_round > self.num_rounds:
             self.trainer.fit_embeddings(ids, trained, counts, noise)
             return train_summary(replies)
         grad_norm = self.trainer.step(ids, trained, counts, noise)
-        return {**train_summary(replies), "grad_norm": grad_norm}
+        return {**train_summary(replies), record.GRAD_NORM: grad_norm}
 
     def summary_extras(self) -> dict[str, Any]:
         counts = self.trainer.hnet.num_parameters()
@@ -111,17 +130,13 @@ class PFedHN(PersonalizedStrategy):
 
     def client_vectors(self) -> dict[int, torch.Tensor] | None:
         """What the hypernetwork knows each client by, for plots: its row of the embedding table."""
-        table = self.trainer.hnet.embeddings.weight.detach().cpu()
+        table = self.trainer.hnet.conditioner.table.weight.detach().cpu()
         return {cid: table[cid] for cid in self.directory.client_ids}
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            **super().state_dict(),
-            "trainer": self.trainer.state_dict(),
-        }
+        return {"trainer": self.trainer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
         self.trainer.load_state_dict(state["trainer"])
 
 
@@ -136,9 +151,14 @@ def build_trainer(cfg: ExperimentConfig, exclude: tuple[str, ...] = ()) -> Hyper
 
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> PFedHN:
-    """A pFedHN strategy for ``cfg``, its hypernetwork on the configured device (PeFLL for hnet.input=data)."""
-    if cfg.hnet.input == "data":
-        from strategies import pefll  # it subclasses PFedHN: imported here, not at the top
+    """A pFedHN strategy for ``cfg``, its hypernetwork on the configured device.
 
-        return pefll.build(cfg, directory)
+    With ``hnet.input=data`` the hypernetwork reads descriptors of the clients' data: that is PeFLL,
+    found through the registry (``strategies.pefll`` builds on this module, not the other way).
+    """
+    if cfg.hnet.input == "data":
+        return ALGORITHMS.server("pefll").build(cfg, directory)
     return PFedHN(cfg, directory, build_trainer(cfg))
+
+
+register_server(PFedHNConfig, build)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
 from fedhyper.data import dataset_info
 from fedhyper.models import build_model, head_names
@@ -35,3 +36,6 @@ def build(cfg: ExperimentConfig, directory: ClientDirectory) -> PFedHN:
     if cfg.hnet.input == "data":  # PeFLL's hypernetwork over the body
         return pefll.build(cfg, directory, exclude=head)
     return PFedHNPC(cfg, directory, build_trainer(cfg, exclude=head))
+
+
+register_server(PFedHNPCConfig, build)

@@ -20,14 +20,17 @@ from typing import Any, ClassVar
 import torch
 from flwr.app import ArrayRecord
 
+from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
 from fedhyper.data import dataset_info
 from fedhyper.layerwise import LayerwiseHyperNets, layer_index, personalise
 from fedhyper.models import initial_weights
 from fedhyper.search import LOCAL_LR, Range, SearchSpace
 from fedhyper.training import LocalTrainConfig
-from strategies.base import PersonalizedStrategy, per_client_records, stacked_replies, train_summary
+from strategies.base import PersonalizedStrategy, RoundPlan, per_client_records, stacked_replies
 from strategies.directory import ClientDirectory
+from strategies.evaluation import train_summary
+from strategies.exchange import Exchange
 from strategies.replies import Reply
 
 
@@ -62,14 +65,16 @@ class PFedLA(PersonalizedStrategy):
     def _personalised(self, client_ids: list[int]) -> dict[str, torch.Tensor]:
         return personalise(self.hnets(torch.as_tensor(client_ids)), self.models, self.layer_of)
 
-    def _payload(self, client_ids: list[int]) -> dict[int, ArrayRecord]:
+    def configure_evaluate(self, server_round: int, client_ids: list[int], calls: Exchange) -> dict[int, ArrayRecord]:
         with torch.no_grad():
             return per_client_records(client_ids, self._personalised(client_ids))
 
-    train_payloads = _payload
-    eval_payloads = _payload
+    def configure_train(self, server_round: int, client_ids: list[int], calls: Exchange) -> RoundPlan:
+        return RoundPlan(self.configure_evaluate(server_round, client_ids, calls))
 
-    def apply_train(self, server_round: int, replies: dict[int, Reply]) -> dict[str, float]:
+    def aggregate_train(
+        self, server_round: int, plan: RoundPlan, replies: dict[int, Reply], calls: Exchange
+    ) -> dict[str, float]:
         ids = sorted(replies)
         trained = stacked_replies(replies, ids)
         mixed = self._personalised(ids)  # with the graph back to the hypernetworks
@@ -90,14 +95,12 @@ class PFedLA(PersonalizedStrategy):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            **super().state_dict(),
             "models": self.models,
             "hnets": self.hnets.state_dict(),
             "optimizer": self.optimizer.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
         self.models = dict(state["models"])
         self.hnets.load_state_dict(state["hnets"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -109,3 +112,6 @@ def build(cfg: ExperimentConfig, directory: ClientDirectory) -> PFedLA:
     models = {n: w.unsqueeze(0).repeat(cfg.data.num_clients, *([1] * w.dim())) for n, w in init.items()}
     torch.manual_seed(cfg.seed)
     return PFedLA(cfg, directory, models)
+
+
+register_server(PFedLAConfig, build)

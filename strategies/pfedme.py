@@ -14,6 +14,7 @@ from typing import ClassVar
 import torch
 
 from fedhyper import protocol
+from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
 from fedhyper.search import LOCAL_LR, Range, SearchSpace
 from fedhyper.training import LocalTrainConfig
@@ -66,4 +67,7 @@ class PFedMe(SharedModelStrategy):
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> PFedMe:
     s = cfg.strategy
     settings = {protocol.PROX_MU: s.lam, protocol.INNER_LR: s.personal_lr, protocol.INNER_STEPS: s.inner_steps}
-    return PFedMe(cfg, directory, shared_weights(cfg, "all"), protocol.ALGO_PFEDME, settings, beta=s.beta)
+    return PFedMe(cfg, directory, shared_weights(cfg, "all"), settings, beta=s.beta)
+
+
+register_server(PFedMeConfig, build)

@@ -2,7 +2,7 @@
 
 FedAvg and its personalised descendants differ in two things only: which tensors the
 server shares (all of them, the body, the head, or none) and what a client does with
-them (``protocol.ALGORITHM``). ``SharedModelStrategy`` holds the shared tensors, sends
+them (its client routine, ``clients/<name>.py``). ``SharedModelStrategy`` holds the shared tensors, sends
 the same copy to every client and replaces it by the example-weighted mean of the
 clients' trained copies. What a client keeps stays on the client.
 """
@@ -23,8 +23,10 @@ from fedhyper.data import dataset_info
 from fedhyper.models import build_model, head_names, initial_weights
 from fedhyper.search import LOCAL_LR, SearchSpace
 from fedhyper.training import LocalTrainConfig
-from strategies.base import PersonalizedStrategy, train_summary
+from strategies.base import PersonalizedStrategy, RoundPlan
 from strategies.directory import ClientDirectory
+from strategies.evaluation import train_summary
+from strategies.exchange import Exchange
 from strategies.replies import Reply
 
 SHARES = ("all", "body", "head", "none")
@@ -54,41 +56,43 @@ class SharedModelStrategy(PersonalizedStrategy):
         cfg: ExperimentConfig,
         directory: ClientDirectory,
         weights: dict[str, torch.Tensor],
-        algorithm: str = protocol.ALGO_PLAIN,
         settings: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(cfg, directory)
         self.weights = dict(weights)  # the shared tensors, name -> tensor
-        self.algorithm = algorithm
-        self.settings = dict(settings or {})
+        self.settings = dict(settings or {})  # the client routine's (clients/<name>.py)
         self._record: ArrayRecord | None = None  # the shared tensors as sent, built once per change
 
     def client_settings(self) -> dict[str, Any]:
-        return {protocol.ALGORITHM: self.algorithm, **self.settings}
+        return dict(self.settings)
 
     def _payload(self, client_ids: list[int]) -> dict[int, ArrayRecord]:
         if self._record is None:
             self._record = protocol.weights_to_record(self.weights)
         return dict.fromkeys(client_ids, self._record)
 
-    train_payloads = _payload
-    eval_payloads = _payload
+    def configure_train(self, server_round: int, client_ids: list[int], calls: Exchange) -> RoundPlan:
+        return RoundPlan(self._payload(client_ids))
+
+    def configure_evaluate(self, server_round: int, client_ids: list[int], calls: Exchange) -> dict[int, ArrayRecord]:
+        return self._payload(client_ids)
 
     def aggregate(self, replies: dict[int, Reply]) -> dict[str, torch.Tensor]:
         """The new shared tensors from a round's replies: their example-weighted mean."""
         ids = sorted(replies)
         return weighted_mean([replies[c].weights for c in ids], [replies[c].num_examples for c in ids])
 
-    def apply_train(self, server_round: int, replies: dict[int, Reply]) -> dict[str, float]:
+    def aggregate_train(
+        self, server_round: int, plan: RoundPlan, replies: dict[int, Reply], calls: Exchange
+    ) -> dict[str, float]:
         if self.weights:
             self.weights, self._record = self.aggregate(replies), None
         return train_summary(replies)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "weights": self.weights}
+        return {"weights": self.weights}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
         self.weights, self._record = dict(state["weights"]), None
 
 

@@ -1,0 +1,150 @@
+"""The round loop: train the sampled clients, evaluate when due, then hand the round to the callbacks.
+
+Rounds are absolute: round 0 evaluates before training, rounds 1..total train, and a resumed
+run starts at the round after its checkpoint's, so every round number means the same in a
+resumed run as in an uninterrupted one. The pieces around the algorithm are small objects the
+loop is given: the ``Schedule`` (who takes part), ``FaultOrders`` (who is told to fail), the
+``Exchange`` of each phase (messaging, reply checks, traffic), ``Evaluations`` (the accuracy
+sums), and callbacks run after each round and once at the end (the record, checkpoints, figures).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from flwr.app import ConfigRecord, MessageType
+from flwr.serverapp import Grid
+
+from fedhyper import checkpoint, protocol
+from fedhyper.config import SimConfig
+from fedhyper.reporting import RunReporter
+from strategies.base import PersonalizedStrategy
+from strategies.evaluation import Evaluations
+from strategies.exchange import Exchange, RoundMetrics
+from strategies.replies import Reply, ReplySorter, evaluation_check, train_check
+from strategies.schedule import FaultOrders, Schedule
+
+log = logging.getLogger("fedhyper")
+
+
+class Callback(Protocol):
+    def after_round(self, server_round: int, metrics: RoundMetrics) -> None: ...
+
+    def after_run(self) -> None: ...
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state: Any) -> None: ...
+
+
+def chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass
+class RoundLoop:
+    """Runs an algorithm's rounds on a grid; the pieces it composes are its fields."""
+
+    strategy: PersonalizedStrategy
+    schedule: Schedule
+    faults: FaultOrders
+    replies: ReplySorter
+    evaluations: Evaluations
+    grid: Grid
+    config: ConfigRecord  # what every client needs (data, model, local training); the round is added
+    sim: SimConfig
+    callbacks: list[Callback] = field(default_factory=list)
+    # Clients whose weights are generated at once for evaluation: the server holds at most this
+    # many models, however many clients it evaluates (Flower's loop would send them all at once).
+    eval_chunk: int = 256
+
+    def run(self, first_round: int = 0) -> None:
+        """Rounds ``first_round`` .. ``schedule.total_rounds``; round 0 only evaluates."""
+        log.info("%s: %d clients, %d per round, evaluation every %d rounds", type(self.strategy).__name__,
+                 len(self.strategy.directory), self.sim.clients_per_round, self.sim.eval_every)  # fmt: skip
+        for server_round in range(first_round, self.schedule.total_rounds + 1):
+            metrics = RoundMetrics()
+            if server_round > 0:
+                self.train(server_round, metrics)
+            evaluated = self.schedule.evaluated_clients(server_round)
+            if evaluated:
+                metrics.values.update(self.evaluate(server_round, evaluated, metrics))
+            for callback in self.callbacks:
+                callback.after_round(server_round, metrics)
+        for callback in self.callbacks:
+            callback.after_run()
+
+    def exchange(self, server_round: int, phase: str, metrics: RoundMetrics, orders: dict | None = None) -> Exchange:
+        config = ConfigRecord({**self.config, protocol.ALGORITHM: self.strategy.name,
+                               **self.strategy.client_settings(), protocol.SERVER_ROUND: server_round})  # fmt: skip
+        return Exchange(self.grid, self.strategy.directory, self.replies, self.sim.round_timeout,
+                        server_round, phase, config, metrics, orders)  # fmt: skip
+
+    def train(self, server_round: int, metrics: RoundMetrics) -> None:
+        """Send the sampled clients their weights; apply the valid replies unless fewer than ``sim.min_replies``."""
+        client_ids = self.schedule.sample(server_round)
+        calls = self.exchange(server_round, MessageType.TRAIN, metrics, self.faults.orders(client_ids))
+        plan = self.strategy.configure_train(server_round, client_ids, calls)
+        contents = {cid: {protocol.ARRAYS: arrays} for cid, arrays in plan.sent.items()}
+        replies = calls.ask(MessageType.TRAIN, contents, train_check(plan.sent, self.sim.max_update_norm))
+        if len(replies) < self.sim.min_replies:
+            log.warning("round %d: %d valid replies < sim.min_replies=%d; nothing changes",
+                        server_round, len(replies), self.sim.min_replies)  # fmt: skip
+            return
+        metrics.values.update(self.strategy.aggregate_train(server_round, plan, replies, calls))
+
+    def evaluate(self, server_round: int, client_ids: list[int], metrics: RoundMetrics) -> dict[str, float]:
+        """Evaluate ``client_ids`` ``eval_chunk`` at a time; a chunk's replies return before the next is built."""
+        calls = self.exchange(server_round, MessageType.EVALUATE, metrics)
+        valid: dict[int, Reply] = {}
+        for ids in chunks(client_ids, self.eval_chunk):
+            payloads = self.strategy.configure_evaluate(server_round, ids, calls)
+            contents = {cid: {protocol.ARRAYS: arrays} for cid, arrays in payloads.items()}
+            valid.update(calls.ask(MessageType.EVALUATE, contents, evaluation_check))
+        return self.evaluations.summarise(valid)
+
+
+class ReportRounds:
+    """Appends each round to the run's record (metrics.jsonl, clients.jsonl)."""
+
+    def __init__(self, reporter: RunReporter) -> None:
+        self.reporter = reporter
+
+    def after_round(self, server_round: int, metrics: RoundMetrics) -> None:
+        self.reporter.record(server_round, metrics.values, metrics.clients)
+
+    def after_run(self) -> None:
+        pass
+
+
+class Checkpointer:
+    """Writes checkpoint.pt every ``every`` rounds and after the last; ``restore`` continues from it."""
+
+    def __init__(self, path: Path, every: int, last_round: int, parts: dict[str, Stateful]) -> None:
+        self.path, self.every, self.last_round, self.parts = Path(path), every, last_round, parts
+
+    def after_round(self, server_round: int, metrics: RoundMetrics) -> None:
+        due = server_round % self.every == 0 or server_round == self.last_round if self.every else False
+        if server_round > 0 and due:
+            state = {name: part.state_dict() for name, part in self.parts.items()}
+            checkpoint.save_checkpoint(self.path, {"round": server_round, **state, "torch_rng": torch.get_rng_state()})
+
+    def after_run(self) -> None:
+        pass
+
+    def restore(self) -> int:
+        """Load every part's state and torch's generator from the checkpoint; return its round."""
+        state = checkpoint.load_checkpoint(self.path)
+        for name, part in self.parts.items():
+            part.load_state_dict(state[name])
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resuming after round %d from %s", state["round"], self.path)
+        return int(state["round"])
