@@ -13,6 +13,7 @@ from typing import Any
 from fedhyper.data import DataConfig
 from fedhyper.hypernet import HyperNetConfig
 from fedhyper.models import ModelConfig
+from fedhyper.tracking import TrackingConfig
 
 
 @dataclass
@@ -114,6 +115,7 @@ class ExperimentConfig:
     hnet: HyperNetConfig = field(default_factory=HyperNetConfig)  # the hypernetwork of pFedHN and pFedHN-PC
     sim: SimConfig = field(default_factory=SimConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)  # TensorBoard or MLflow (fedhyper.tracking)
     seed: int = 0
     # Clients held out of training and personalised afterwards (pFedHN: their embeddings are
     # fitted with the hypernetwork frozen for sim.novel_rounds rounds); summary.json reports their
@@ -127,6 +129,7 @@ class ExperimentConfig:
         self.data.validate()
         self.sim.validate(self.data.num_clients)
         self.faults.validate()
+        self.tracking.validate()
         self.hnet.validate()
         trained = self.data.num_clients - self.novel_clients
         if not 0 <= self.novel_clients < self.data.num_clients:
