@@ -20,12 +20,14 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from fedhyper import checkpoint
+from fedhyper import checkpoint, tracking
 from fedhyper.config import ExperimentConfig
 from fedhyper.data import fmnist
 from fedhyper.device import select_device
+from simulations import multirun
 from simulations.config import register_configs
 from simulations.launch import SimulationSpec, run_app
 from strategies import experiment
@@ -36,12 +38,12 @@ register_configs()
 
 
 def check_group_choices(argv: list[str]) -> None:
-    """Refuse an unknown ``strategy=`` / ``data=`` / ``model=`` before Hydra composes anything."""
+    """Refuse an unknown ``strategy=`` / ``data=`` / ``model=`` / ``tracking=`` before Hydra composes anything."""
     store = ConfigStore.instance()
     overrides = OverridesParser.create().parse_overrides([a for a in argv if "=" in a and not a.startswith("-")])
     for o in overrides:
         group = o.key_or_group
-        if group in ("strategy", "data", "model") and not o.is_delete():
+        if group in ("strategy", "data", "model", "tracking") and not o.is_delete():
             known = sorted(name.removesuffix(".yaml") for name in store.list(group))
             if str(o.value()) not in known:
                 raise ValueError(f"{group}={o.value()!r} is unknown; choose one of {', '.join(known)}")
@@ -50,7 +52,7 @@ def check_group_choices(argv: list[str]) -> None:
 def precheck(argv: list[str], config_name: str = "config") -> DictConfig:
     """Compose the config once before Hydra's own run, turning any error into one line; return it."""
     check_group_choices(argv)
-    overrides = [a for a in argv if "=" in a and not a.startswith(("-", "hydra.", "+hydra."))]
+    overrides = [a for a in argv if "=" in a and not a.startswith(("-", "hydra.", "+hydra.", "hydra/"))]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         try:
             return compose(config_name=config_name, overrides=overrides)
@@ -97,6 +99,7 @@ def prepare(raw: DictConfig, run_dir: Path) -> tuple[Path, SimulationSpec, dict[
         raw = OmegaConf.load(run_dir / "config.yaml")
         checkpoint.load_checkpoint(run_dir / checkpoint.FILENAME)
     cfg = validated(raw)
+    cfg.tracking = tracking.with_store(cfg.tracking, tracking.OUTPUTS)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / "config.yaml"
     OmegaConf.save(OmegaConf.structured(cfg), config_file)
@@ -116,13 +119,20 @@ def prepare(raw: DictConfig, run_dir: Path) -> tuple[Path, SimulationSpec, dict[
     return run_dir, spec, run_config
 
 
-@hydra.main(version_base=None, config_path="conf", config_name="config")
-def main(raw: DictConfig) -> None:
+class RunFailed(Exception):
+    """A run that could not start (``code`` 2: a bad option) or did not finish (1)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def simulate(raw: DictConfig, run_dir: Path) -> dict:
+    """Check the config, run the simulation in ``run_dir`` and return its summary; RunFailed otherwise."""
     try:
-        run_dir, spec, run_config = prepare(raw, Path(HydraConfig.get().runtime.output_dir).resolve())
+        run_dir, spec, run_config = prepare(raw, run_dir)
     except (ValueError, FileNotFoundError) as err:
-        print(f"config error: {err}", file=sys.stderr)
-        sys.exit(2)
+        raise RunFailed(f"config error: {err}", 2) from err
     # SIGTERM (a scheduler, `kill`) cleans up like Ctrl-C does; SIGINT is set too because a
     # process started from a shell's background job inherits it ignored.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -134,18 +144,52 @@ def main(raw: DictConfig) -> None:
         sys.exit(130)
     summary_file = run_dir / "summary.json"
     if code != 0 or not summary_file.exists():
-        print(f"the run failed (flwr exit code {code}); logs in {run_dir}", file=sys.stderr)
-        sys.exit(1)
-    summary = json.loads(summary_file.read_text())
+        raise RunFailed(f"the run failed (flwr exit code {code}); logs in {run_dir}", 1)
+    return json.loads(summary_file.read_text())
+
+
+@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")  # absolute: works when imported too
+def main(raw: DictConfig) -> float:
+    """One simulation, or one job of a ``--multirun`` sweep; returns its validation accuracy.
+
+    Hydra's sweepers (``hydra/sweeper=optuna``) optimise the returned value. In a sweep, a job
+    that fails is reported, returns NaN (a failed trial to Optuna) and the sweep goes on.
+    """
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir).resolve()
+    try:
+        summary = simulate(raw, run_dir)
+    except RunFailed as err:
+        print(err, file=sys.stderr)
+        if hc.mode != RunMode.MULTIRUN:
+            sys.exit(err.code)
+        multirun.FAILED.add(f"job {hc.job.num} ({' '.join(hc.overrides.task)})", str(err))
+        return float("nan")
     shown = {k: v for k, v in summary.items() if k != "per_client_accuracy"}
     print("summary:", json.dumps(shown, indent=2))
     print(f"outputs in {run_dir}")
+    val = summary.get("val_accuracy")
+    return float("nan") if val is None else float(val)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``fedhyper-run`` and ``python -m simulations.run``: a bad option is one line (status 2) before Hydra starts.
+
+    With ``--multirun`` every value of every sweep is checked first; the command exits 1 when a job failed.
+    """
+    argv = sys.argv[1:]
     try:
-        precheck(sys.argv[1:])
+        for point in multirun.sweep_points(argv) if multirun.is_multirun(argv) else [argv]:
+            precheck(point)
     except ValueError as err:
         print(f"config error: {err}", file=sys.stderr)
         sys.exit(2)
+    sys.argv[1:] = multirun.with_sweeper_defaults(argv)
     main()
+    if multirun.FAILED.lines:
+        print(multirun.FAILED.report(), file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    cli()
