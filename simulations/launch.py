@@ -3,32 +3,50 @@
 Flower 1.42 simulations start with ``flwr run`` against a SuperLink. A bare ``flwr run``
 would leave a detached local SuperLink behind and, by default, ``uv sync`` the app's
 dependencies (a multi-GB CUDA torch); so the launcher starts its own SuperLink in
-simulation mode with runtime installs disabled, submits the run with ``--stream``, and
-stops every process of the run (all carry the run's FLWR_HOME) when it ends, fails or is
-interrupted; a watchdog process does the same if the launcher itself is killed.
+simulation mode with runtime installs disabled and submits the run with ``--stream``.
+Flower's simulation process is ours to start: the SuperExec finds ``flwr-simulation`` first
+in this launch's own folder, where it runs ``simulations.flwr_simulation`` (Flower's entry
+point with fedhyper's message sweep). Every process of a launch carries the launch's id
+(``FEDHYPER_LAUNCH_ID``); when the run ends, fails or is interrupted the launcher stops the
+processes carrying it, and a watchdog does the same if the launcher itself is killed. A
+second launch in the same run directory (a resume) has an id of its own and is never touched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedhyper.record import Summary
+from fedhyper.results import is_finished
 from simulations import sweep
+from simulations.flwr_run import port_open
+from simulations.flwr_simulation import FLOWER_ENTRY
+from simulations.processes import (  # noqa: F401  deploy.py, tests: run_processes, stop_run_processes
+    LAUNCH_ENV,
+    launch_marker,
+    new_launch_id,
+    reaper,
+    run_processes,
+    stop_marked,
+    stop_run_processes,
+)
 
 log = logging.getLogger("fedhyper")
 
 APP_DIR = Path(__file__).resolve().parents[1]  # the repository root holds pyproject.toml
 FEDERATION = "fedhyper-sim"
+SUPERLINK_LOG = "superlink.log"
+MESSAGE_SWEEP = "message_sweep"  # the file simulations.flwr_simulation writes once fedhyper's sweep starts
 
 
 def free_port() -> int:
@@ -47,10 +65,10 @@ def _bin(name: str) -> str:
 class SimulationSpec:
     run_dir: Path
     num_supernodes: int
+    sweep_interval: float  # sim.sweep_interval (simulations/sweep.py); 0: Flower's own sweep
     client_cpus: int = 1
     client_gpus: float = 0.0
     ray_address: str = "local"
-    sweep_interval: float = sweep.DEFAULT_INTERVAL  # simulations/sweep.py; 0: Flower's own
 
 
 # Ray passes a task's arguments and results up to this size inline with the call instead of
@@ -60,9 +78,23 @@ class SimulationSpec:
 RAY_INLINE_BYTES = 1 << 20
 
 
-def flower_env(flwr_home: Path, ray_address: str, sweep_interval: float = sweep.DEFAULT_INTERVAL) -> dict[str, str]:
+# Start-up settings, each unless already set (benchmarks/startup.py measures them together):
+START_UP = {
+    # SuperExec asks the SuperLink for a new task every second by default: a run waited 0-1 s to start.
+    "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2",
+    # Ray starts one worker a core for its first driver; Flower's actors need workers with its
+    # runtime environment, so those first ones only took CPU from the start-up on a small machine.
+    "RAY_prestart_worker_first_driver": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+
+
+def flower_env(flwr_home: Path, ray_address: str, launch_id: str | None = None) -> dict[str, str]:
+    """The environment of every process a launch starts; ``launch_id`` marks them as this launch's."""
     env = dict(os.environ)
     env.setdefault("RAY_max_direct_call_object_size", str(RAY_INLINE_BYTES))
+    for name, value in START_UP.items():
+        env.setdefault(name, value)
     env.update(
         FLWR_HOME=str(flwr_home),
         FLWR_TELEMETRY_ENABLED="0",
@@ -71,91 +103,31 @@ def flower_env(flwr_home: Path, ray_address: str, sweep_interval: float = sweep.
         # Ray attaches to any head already running on this machine unless told otherwise.
         RAY_ADDRESS=ray_address,
         PYTHONUNBUFFERED="1",
-        FEDHYPER_SWEEP_INTERVAL=str(sweep_interval),  # read where the ServerApp loads: simulations/sweep.py
         # Flower starts its own helpers (flower-superexec, flwr-serverapp) by name.
         PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     )
+    if launch_id is not None:
+        env[LAUNCH_ENV] = launch_id
     return env
 
 
-def _parents() -> dict[int, int]:
-    """pid -> parent pid of every live process (Linux /proc)."""
-    parents = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                stat = (proc / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])  # the name may hold ") "
-    return parents
+def simulation_entry(launch_dir: Path, sweep_interval: float, record: Path) -> Path:
+    """A ``flwr-simulation`` in ``launch_dir`` running ``simulations.flwr_simulation``; put the folder first on PATH."""
+    launch_dir.mkdir(parents=True, exist_ok=True)
+    entry = launch_dir / FLOWER_ENTRY
+    ours = [sys.executable, "-m", "simulations.flwr_simulation", "--sweep-interval", str(sweep_interval),
+            "--record", str(record)]  # fmt: skip
+    entry.write_text(f'#!/bin/sh\nexec {shlex.join(ours)} -- "$@"\n')
+    entry.chmod(0o755)
+    return entry
 
 
-def run_processes(flwr_home: Path) -> list[int]:
-    """Live processes of a run: those carrying its FLWR_HOME, and all their descendants.
-
-    Flower detaches some of its processes (SuperExec, the simulation with its Ray cluster)
-    into sessions of their own, so neither process groups nor the SuperLink's shutdown reach
-    them all; the environment does, and Ray's agents (which drop it) are its descendants.
-    """
-    marker = f"FLWR_HOME={flwr_home}".encode()
-    parents = _parents()
-    found: set[int] = set()
-    for pid in parents:
-        if pid != os.getpid():
-            try:
-                if marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-                    found.add(pid)
-            except OSError:  # gone, or not ours to read
-                continue
-    children: dict[int, list[int]] = {}
-    for pid, parent in parents.items():
-        children.setdefault(parent, []).append(pid)
-    stack = list(found)
-    while stack:
-        for child in children.get(stack.pop(), []):
-            if child not in found:
-                found.add(child)
-                stack.append(child)
-    return sorted(found)
-
-
-def stop_run_processes(flwr_home: Path, grace: float = 10.0) -> None:
-    """SIGTERM every process of the run, then SIGKILL those still there after ``grace`` s."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        pids = run_processes(flwr_home)
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait
-        while run_processes(flwr_home) and time.monotonic() < deadline:
-            time.sleep(0.2)
-
-
-@contextmanager
-def reaper(flwr_home: Path) -> Iterator[None]:
-    """A watchdog that stops the run's processes once this launcher is gone, however it went.
-
-    It waits for EOF on a pipe whose writing end only this process holds: a normal exit,
-    an exception and a SIGKILL all close it.
-    """
-    env = {k: v for k, v in os.environ.items() if k != "FLWR_HOME"}  # the reaper must not match itself
-    watchdog = subprocess.Popen(
-        [sys.executable, "-m", "simulations.reaper", str(flwr_home)],
-        stdin=subprocess.PIPE,
-        env=env,
-        cwd=APP_DIR,
-        start_new_session=True,
-    )
-    try:
-        yield
-    finally:
-        watchdog.stdin.close()
-        watchdog.wait()
+def record_message_sweep(run_dir: Path, record: Path) -> None:
+    """Set the summary's ``message_sweep``: fedhyper's where its sweep wrote ``record``, else Flower's."""
+    if is_finished(run_dir):
+        summary = Summary.read(run_dir)
+        summary.message_sweep = record.read_text().strip() if record.is_file() else sweep.FLOWER
+        summary.write(run_dir)
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float, log_file: Path) -> None:
@@ -163,31 +135,26 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float, log_file: 
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the SuperLink exited with code {proc.returncode}; see {log_file}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
+        if port_open(port):
+            return
+        time.sleep(0.05)
     raise RuntimeError(f"the SuperLink did not listen on port {port} within {timeout:.0f}s; see {log_file}")
 
 
-def start_superlink(flwr_home: Path, env: dict[str, str]) -> subprocess.Popen:
-    """A SuperLink in simulation mode on a free local port, with a federation pointing at it."""
-    port = free_port()
+def start_superlink(flwr_home: Path, env: dict[str, str], port: int) -> subprocess.Popen:
+    """A SuperLink in simulation mode on ``port``, with a federation pointing at it; it listens seconds later."""
     flwr_home.mkdir(parents=True, exist_ok=True)
     (flwr_home / "config.toml").write_text(
         f'[superlink]\ndefault = "{FEDERATION}"\n\n[superlink.{FEDERATION}]\n'
         f'address = "127.0.0.1:{port}"\ninsecure = true\n'
     )
-    log_file = flwr_home / "superlink.log"
+    # Its state in memory (Flower's default): a launch resumed into this folder shares no database file with the last.
     cmd = [
         _bin("flower-superlink"), "--simulation", "--insecure", "--isolation", "subprocess",
         "--host", "127.0.0.1", "--port", str(port), "--disable-runtime-dependency-installation",
-        "--database", str(flwr_home / "state.db"),
     ]  # fmt: skip
-    with log_file.open("w") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    _wait_for_port(port, proc, timeout=60.0, log_file=log_file)
-    return proc
+    with (flwr_home / SUPERLINK_LOG).open("w") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _toml(value: str | bool | int | float) -> str:
@@ -199,21 +166,33 @@ def _toml(value: str | bool | int | float) -> str:
 def run_app(spec: SimulationSpec, run_config: dict[str, str | bool]) -> int:
     """Start a SuperLink, ``flwr run`` the app with ``run_config``, stream its logs; return flwr's exit code."""
     flwr_home = spec.run_dir / ".flwr"
-    env = flower_env(flwr_home, spec.ray_address, spec.sweep_interval)
+    launch_id = new_launch_id()
+    launch_dir = flwr_home / "launches" / launch_id  # this launch's flwr-simulation and its record
+    record = launch_dir / MESSAGE_SWEEP
+    env = flower_env(flwr_home, spec.ray_address, launch_id)
+    env["PATH"] = os.pathsep.join([str(simulation_entry(launch_dir, spec.sweep_interval, record).parent), env["PATH"]])
     federation_config = (
         f"num-supernodes={spec.num_supernodes} client-resources-num-cpus={spec.client_cpus} "
         f"client-resources-num-gpus={float(spec.client_gpus)}"
     )
     run_cfg = " ".join(f"{k}={_toml(v)}" for k, v in run_config.items())
     started: list[subprocess.Popen] = []
-    with reaper(flwr_home):
+    port = free_port()
+    with reaper(launch_marker(launch_id)):
         try:
-            started.append(start_superlink(flwr_home, env))
-            cmd = [_bin("flwr"), "run", str(APP_DIR), FEDERATION, "--stream",
-                   "--run-config", run_cfg, "--federation-config", federation_config]  # fmt: skip
+            started.append(start_superlink(flwr_home, env, port))
+            # The CLI imports Flower while the SuperLink starts, and sends the run once it listens.
+            cmd = [sys.executable, "-m", "simulations.flwr_run", str(port), "--", "run", str(APP_DIR), FEDERATION,
+                   "--stream", "--run-config", run_cfg, "--federation-config", federation_config]  # fmt: skip
             started.append(subprocess.Popen(cmd, env=env, start_new_session=True))
-            return started[-1].wait()
+            _wait_for_port(port, started[0], timeout=60.0, log_file=flwr_home / SUPERLINK_LOG)
+            code = started[-1].wait()
         finally:
-            stop_run_processes(flwr_home)  # one way out for every ending: done, failed, interrupted
+            stop_marked(launch_marker(launch_id))  # one way out for every ending: done, failed, interrupted
             for proc in started:
                 proc.wait()
+    record_message_sweep(spec.run_dir, record)
+    shutil.rmtree(launch_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the launches folder, unless another launch is using it
+        launch_dir.parent.rmdir()
+    return code

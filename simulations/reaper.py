@@ -1,16 +1,16 @@
-"""Watchdog of one run: ``python -m simulations.reaper <FLWR_HOME>``.
+"""Watchdog of one launch: ``python -m simulations.reaper KEY=VALUE``.
 
 Reads its standard input until EOF, which comes when the launcher that holds the other end
-exits or is killed, then stops every process carrying that FLWR_HOME.
+exits or is killed, then stops every process whose environment holds ``KEY=VALUE``
+(``simulations.processes``: a launch's id, or an FLWR_HOME folder).
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from simulations.launch import stop_run_processes
+from simulations.processes import stop_marked
 
 if __name__ == "__main__":
     sys.stdin.buffer.read()
-    stop_run_processes(Path(sys.argv[1]))
+    stop_marked(sys.argv[1])

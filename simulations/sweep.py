@@ -7,49 +7,41 @@ node's next message, and each such ask scans every stored message. A message the
 process, that is a tenth of the round), and a sweep costs nodes x stored messages: at 10,000
 nodes with an evaluation's messages in the store, seconds a sweep.
 
-``pending_sweep`` hands over the same messages by the same rules (at most one per node per
+``PendingSweep`` hands over the same messages by the same rules (at most one per node per
 sweep, expired ones dropped first, each marked delivered) in one pass over the store, every
-``FEDHYPER_SWEEP_INTERVAL`` seconds (default 0.005; ``0`` keeps Flower's own sweep).
-``install`` puts it in place of Flower's when the ServerApp is imported inside Flower's
-simulation process, which imports the engine before it loads the app and starts its sweep
-thread only after Ray is up. It relies on the in-memory store's layout in Flower 1.42
-(``message_ins_store``, ``lock``, ``_check_stored_messages``); with any other Flower version, a
-store of another kind, or an app loaded after the sweep started, Flower's sweep runs unchanged.
+``sim.sweep_interval`` seconds. Only the process that runs Flower's simulation installs it:
+``simulations.flwr_simulation``, the entry point the launcher starts in place of Flower's
+``flwr-simulation``. It relies on the in-memory store's layout in Flower 1.42
+(``message_ins_store``, ``lock``, ``_check_stored_messages``); with any other Flower version
+nothing is installed, and with a store of another type Flower's own sweep runs.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
-import os
-import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from queue import Queue
 from typing import Any
 
 import flwr
-from flwr.supercore.date import now
 
 log = logging.getLogger("fedhyper")
 
 ENGINE_MODULE = "flwr.server.superlink.fleet.vce.vce_api"
-ENV_INTERVAL = "FEDHYPER_SWEEP_INTERVAL"
-DEFAULT_INTERVAL = 0.005
+STORE_MODULE = "flwr.server.superlink.linkstate.in_memory_linkstate"
 SUPPORTED_FLWR = ("1.42.",)
-
-in_use = threading.Event()  # set once this sweep has started in this process
-_flower_sweep = None  # Flower's own function, kept by install() for stores this sweep cannot read
-
-
-def interval() -> float:
-    """Seconds between sweeps from ``FEDHYPER_SWEEP_INTERVAL``; 0 means Flower's own sweep."""
-    value = float(os.environ.get(ENV_INTERVAL, DEFAULT_INTERVAL))
-    if value < 0:
-        raise ValueError(f"{ENV_INTERVAL}={value} must be >= 0 (0: Flower's own sweep)")
-    return value
+STORE_LAYOUT = ("lock", "message_ins_store", "_check_stored_messages")  # what take_pending reads
+# summary.json's message_sweep: who handed messages to the simulated clients.
+FEDHYPER, FLOWER = "fedhyper", "flower"
 
 
 def take_pending(state: Any, nodes: set[int]) -> list[Any]:
     """The next undelivered message of each node in ``nodes``, marked delivered; expired ones dropped."""
+    from flwr.supercore.date import now  # Flower's clock, as its own store stamps deliveries
+
     with state.lock:
         state._check_stored_messages(set(state.message_ins_store))  # Flower's own expiry rules
         taken: dict[int, Any] = {}
@@ -63,35 +55,48 @@ def take_pending(state: Any, nodes: set[int]) -> list[Any]:
     return list(taken.values())
 
 
-def pending_sweep(state: Any, queue: Queue, nodes_mapping: dict[int, int], f_stop: threading.Event) -> None:
-    """Drop-in for ``vce_api.add_messages_to_queue``: one pass over the store every ``interval()`` s."""
-    if not _store_has_layout(state):
-        log.warning("message store %s is not Flower 1.42's in-memory one: Flower's own sweep runs", type(state))
-        return _flower_sweep(state, queue, nodes_mapping, f_stop)
-    in_use.set()
-    nodes, wait = set(nodes_mapping), interval()
-    while not f_stop.is_set():
-        for msg in take_pending(state, nodes):
-            queue.put(msg)
-        f_stop.wait(wait)
-    return None
+@dataclass
+class PendingSweep:
+    """Drop-in for ``vce_api.add_messages_to_queue``: one pass over the store every ``interval`` s.
+
+    ``on_start`` runs once this sweep (not Flower's) starts handing messages over.
+    """
+
+    interval: float
+    store_type: type  # the store whose layout take_pending reads
+    flower_sweep: Callable[..., None]  # Flower's own function, for any other store
+    on_start: Callable[[], None]
+
+    def __call__(self, state: Any, queue: Queue, nodes_mapping: dict[int, int], f_stop: threading.Event) -> None:
+        if not (isinstance(state, self.store_type) and all(hasattr(state, a) for a in STORE_LAYOUT)):
+            log.warning("message store %s is not Flower 1.42's in-memory one: Flower's own sweep runs", type(state))
+            return self.flower_sweep(state, queue, nodes_mapping, f_stop)
+        self.on_start()
+        nodes = set(nodes_mapping)
+        while not f_stop.is_set():
+            for msg in take_pending(state, nodes):
+                queue.put(msg)
+            f_stop.wait(self.interval)
+        return None
 
 
-def _store_has_layout(state: Any) -> bool:
-    return all(hasattr(state, name) for name in ("lock", "message_ins_store", "_check_stored_messages"))
+def install(interval: float, on_start: Callable[[], None] = lambda: None) -> PendingSweep | None:
+    """Put a ``PendingSweep`` in place of Flower's sweep in this process; None where Flower's stays.
 
-
-def install() -> bool:
-    """Put ``pending_sweep`` in place of Flower's sweep; True when it is in place (or already was)."""
-    global _flower_sweep
-    engine = sys.modules.get(ENGINE_MODULE)  # imported by Flower's simulation process only
-    if engine is None or interval() == 0 or not flwr.__version__.startswith(SUPPORTED_FLWR):
-        return False
+    Flower's stays with ``interval`` 0, with a Flower other than 1.42, or when its engine lacks
+    the function or its store the layout this sweep reads.
+    """
+    if interval < 0:
+        raise ValueError(f"sim.sweep_interval={interval} must be >= 0 (0: Flower's own sweep)")
+    if interval == 0 or not flwr.__version__.startswith(SUPPORTED_FLWR):
+        return None
+    engine = importlib.import_module(ENGINE_MODULE)
+    store_type = getattr(importlib.import_module(STORE_MODULE), "InMemoryLinkState", None)
     current = getattr(engine, "add_messages_to_queue", None)
-    if current is pending_sweep:
-        return True
-    if current is None:
-        return False
-    _flower_sweep = current
-    engine.add_messages_to_queue = pending_sweep
-    return True
+    if current is None or not hasattr(store_type, "_check_stored_messages"):
+        log.warning("Flower %s's engine is not laid out as 1.42's: its own sweep runs", flwr.__version__)
+        return None
+    if isinstance(current, PendingSweep):
+        raise RuntimeError("fedhyper's message sweep is installed already in this process")
+    engine.add_messages_to_queue = PendingSweep(interval, store_type, current, on_start)
+    return engine.add_messages_to_queue

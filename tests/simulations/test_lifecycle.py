@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from simulations.launch import run_processes
+from simulations.processes import LAUNCH_ENV, launch_processes, run_processes
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = [
@@ -65,27 +65,44 @@ def test_ctrl_c_or_sigterm_stops_every_process_the_run_started(tmp_path):
         assert wait_until_gone(run_dir) == []
 
 
-def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_path):
+def launch_ids(run_dir: Path) -> set[str]:
+    """The launch ids that the live processes of ``run_dir`` carry."""
+    ids = set()
+    for pid in processes_of(run_dir):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ids |= {e.split(b"=", 1)[1].decode() for e in env if e.startswith(f"{LAUNCH_ENV}=".encode())}
+    return ids
+
+
+def test_a_killed_run_resumed_at_once_in_its_folder_ends_as_an_uninterrupted_one(tmp_path):
     whole_dir, split_dir = tmp_path / "whole", tmp_path / "split"
     rounds = ["sim.num_rounds=24", "sim.checkpoint_every=4"]  # long enough to be killed mid-way
     whole = start(whole_dir, *rounds)  # side by side with the one to be killed: their results must not differ
     split = start(split_dir, *rounds)
     wait_for_rounds(split_dir, 9, split)
+    (killed,) = launch_ids(split_dir)
     split.send_signal(signal.SIGKILL)
     split.wait()
-    _, err = whole.communicate(timeout=600)
-    assert whole.returncode == 0, err[-2000:]
-    assert wait_until_gone(split_dir) == []  # the engine followed its launcher down
-    assert not (split_dir / "summary.json").exists()
-
+    # Resumed at once, while the killed launch's watchdog is still stopping its processes in the same folder.
     resumed = subprocess.run(
-        [sys.executable, "-m", "simulations.run", f"resume={split_dir}"], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-m", "simulations.run", f"resume={split_dir}", f"hydra.run.dir={split_dir}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
+    _, err = whole.communicate(timeout=600)
+
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert whole.returncode == 0, err[-2000:]
+    assert launch_processes(killed) == []  # the engine followed its launcher down
     a = json.loads((whole_dir / "summary.json").read_text())
     b = json.loads((split_dir / "summary.json").read_text())
     assert b["per_client_accuracy"] == a["per_client_accuracy"]
     assert b["final_accuracy"] == a["final_accuracy"] and b["rounds"] == 24
+    assert a["message_sweep"] == b["message_sweep"] == "fedhyper"  # the launcher's wrapper installed it
     losses = [json.loads(line).get("train_loss") for line in (split_dir / "metrics.jsonl").read_text().splitlines()]
     assert losses == [
         json.loads(line).get("train_loss") for line in (whole_dir / "metrics.jsonl").read_text().splitlines()

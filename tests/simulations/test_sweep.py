@@ -1,6 +1,9 @@
-"""fedhyper's message sweep hands simulated clients what Flower's own sweep would."""
+"""fedhyper's message sweep hands simulated clients what Flower's own sweep would, installed by the launcher only."""
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from queue import Queue
 
 import pytest
@@ -18,6 +21,10 @@ from flwr.superlink.federation import NoOpFederationManager
 from flwr.superlink.grid import InMemoryGrid
 
 from simulations import sweep
+from simulations.flwr_simulation import parse
+
+REPO = Path(__file__).resolve().parents[2]
+FLOWERS = vce_api.add_messages_to_queue  # nothing installs a sweep in the test process: no test runs the wrapper here
 
 
 class OneSweep(threading.Event):
@@ -58,25 +65,56 @@ def handed_over(sweep_fn, destinations):
     return first, undelivered
 
 
+@pytest.fixture
+def installed(monkeypatch):
+    """Install into this process's engine; Flower's function is put back afterwards."""
+    monkeypatch.setattr(vce_api, "add_messages_to_queue", FLOWERS)
+    started = []
+    yield lambda interval: sweep.install(interval, on_start=lambda: started.append(True)), started
+
+
 @pytest.mark.parametrize("destinations", [[0, 2, 5], [1, 1, 3, 4, 4, 4], []])
-def test_one_sweep_hands_over_one_message_per_node_as_flowers_does(destinations):
-    flower = handed_over(sweep._flower_sweep or vce_api.add_messages_to_queue, destinations)
-    ours = handed_over(sweep.pending_sweep, destinations)
+def test_one_sweep_hands_over_one_message_per_node_as_flowers_does(installed, destinations):
+    install, started = installed
+    ours = install(0.005)
 
-    assert ours == flower
+    result = handed_over(vce_api.add_messages_to_queue, destinations)
+
+    assert ours is vce_api.add_messages_to_queue and ours.flower_sweep is FLOWERS
+    assert started == [True]  # it ran, not Flower's in its place
+    assert result == handed_over(FLOWERS, destinations)
     # Each node's first message now (by push order), the rest in later sweeps.
-    assert ours[0] == sorted(destinations.index(d) for d in set(destinations))
+    assert result[0] == sorted(destinations.index(d) for d in set(destinations))
 
 
-def test_install_needs_flowers_engine_and_a_nonzero_interval(monkeypatch):
-    # Importing the ServerApp in this test process (other tests do) may have installed the sweep
-    # already: start from Flower's own function, and restore whatever was there afterwards.
-    flowers = sweep._flower_sweep or vce_api.add_messages_to_queue
-    monkeypatch.setattr(vce_api, "add_messages_to_queue", flowers)
-    monkeypatch.setattr(sweep, "_flower_sweep", None)
+def test_a_zero_interval_keeps_flowers_sweep_and_a_store_of_another_type_runs_flowers(installed):
+    install, started = installed
+    assert install(0) is None and vce_api.add_messages_to_queue is FLOWERS
+    with pytest.raises(ValueError, match="sim.sweep_interval"):
+        install(-1)
 
-    monkeypatch.setenv(sweep.ENV_INTERVAL, "0")
-    assert not sweep.install() and vce_api.add_messages_to_queue is flowers
-    monkeypatch.setenv(sweep.ENV_INTERVAL, "0.005")
-    assert sweep.install() and vce_api.add_messages_to_queue is sweep.pending_sweep
-    assert sweep._flower_sweep is flowers
+    ours = install(0.005)
+    seen = []
+    ours.flower_sweep = lambda *args: seen.append(args[0])
+    ours(object(), Queue(), {}, OneSweep())
+
+    assert len(seen) == 1 and started == []  # Flower's sweep got the foreign store; ours never started
+
+
+def test_the_wrapper_splits_its_options_from_flowers():
+    args, flowers = parse(["--sweep-interval", "0.01", "--record", "/r/f", "--", "--insecure", "--token", "t"])
+
+    assert args.sweep_interval == 0.01 and args.record == Path("/r/f")
+    assert flowers == ["--insecure", "--token", "t"]
+
+
+def test_importing_the_server_app_installs_nothing_and_imports_no_simulations_module():
+    # A fresh interpreter: what a deployment's ServerApp process sees, whatever this session imported.
+    probe = (
+        "import sys, strategies.app; from flwr.server.superlink.fleet.vce import vce_api; "
+        "print(vce_api.add_messages_to_queue.__module__, sorted(m for m in sys.modules if m.startswith('simulations')))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split(maxsplit=1) == [vce_api.__name__, "[]\n"]

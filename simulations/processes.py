@@ -1,0 +1,131 @@
+"""Which processes belong to a launch, and stopping them, however the launcher ended.
+
+A launch marks every process it starts with an entry of their environment: its own id
+(``FEDHYPER_LAUNCH_ID=<uuid>``), which no other launch shares, not even one resumed into the
+same run directory at once. Flower detaches some of its processes (SuperExec, the simulation
+with its Ray cluster) into sessions of their own, so neither process groups nor the
+SuperLink's shutdown reach them all; the environment does, and Ray's agents (which drop it)
+are descendants of a marked process. ``run_processes(flwr_home)`` finds processes by their
+``FLWR_HOME`` instead: for observers (tests) and for starters that set no launch id.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+LAUNCH_ENV = "FEDHYPER_LAUNCH_ID"
+APP_DIR = Path(__file__).resolve().parents[1]  # where ``python -m simulations.reaper`` resolves
+
+
+def new_launch_id() -> str:
+    return uuid.uuid4().hex
+
+
+def launch_marker(launch_id: str) -> str:
+    """The environment entry every process of launch ``launch_id`` carries."""
+    return f"{LAUNCH_ENV}={launch_id}"
+
+
+def folder_marker(flwr_home: Path) -> str:
+    return f"FLWR_HOME={flwr_home}"
+
+
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every live process (Linux /proc)."""
+    parents = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])  # the name may hold ") "
+    return parents
+
+
+def marked_processes(marker: str) -> list[int]:
+    """Live processes whose environment holds ``marker`` (``KEY=VALUE``), and all their descendants."""
+    entry = marker.encode()
+    parents = _parents()
+    found: set[int] = set()
+    for pid in parents:
+        if pid != os.getpid():
+            try:
+                if entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    found.add(pid)
+            except OSError:  # gone, or not ours to read
+                continue
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    stack = list(found)
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return sorted(found)
+
+
+def run_processes(flwr_home: Path) -> list[int]:
+    """Live processes carrying ``FLWR_HOME=flwr_home`` (of any launch), and their descendants."""
+    return marked_processes(folder_marker(flwr_home))
+
+
+def launch_processes(launch_id: str) -> list[int]:
+    """Live processes of launch ``launch_id``, and their descendants."""
+    return marked_processes(launch_marker(launch_id))
+
+
+def stop_marked(marker: str, grace: float = 10.0) -> None:
+    """SIGTERM every process carrying ``marker``, then SIGKILL those still there after ``grace`` s."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        pids = marked_processes(marker)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while marked_processes(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def stop_run_processes(flwr_home: Path, grace: float = 10.0) -> None:
+    """Stop every process carrying ``FLWR_HOME=flwr_home``, whichever launch started it."""
+    stop_marked(folder_marker(flwr_home), grace)
+
+
+@contextmanager
+def reaper(target: str | Path) -> Iterator[None]:
+    """A watchdog that stops ``target``'s processes once this process is gone, however it went.
+
+    ``target`` is a marker (``launch_marker(id)``), or an FLWR_HOME folder: the processes carrying
+    it, of any launch. The watchdog waits for EOF on a pipe whose writing end only this process
+    holds: a normal exit, an exception and a SIGKILL all close it.
+    """
+    marker = folder_marker(target) if isinstance(target, Path) else target
+    key = marker.split("=", 1)[0]
+    env = {k: v for k, v in os.environ.items() if k != key}  # the watchdog must not match itself
+    watchdog = subprocess.Popen(
+        [sys.executable, "-m", "simulations.reaper", marker],
+        stdin=subprocess.PIPE,
+        env=env,
+        cwd=APP_DIR,
+        start_new_session=True,
+    )
+    try:
+        yield
+    finally:
+        watchdog.stdin.close()
+        watchdog.wait()
