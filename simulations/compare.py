@@ -30,7 +30,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 import strategies
-from fedhyper import checkpoint, plots, results
+from fedhyper import checkpoint, plots, results, tracking
 from fedhyper.config import ExperimentConfig
 from simulations import tuning
 from simulations.config import ENGINES, CompareConfig, register_configs
@@ -116,6 +116,8 @@ def load_compare(argv: list[str]) -> tuple[CompareConfig, list[str]]:
 
 
 def config_digest(config: dict[str, Any], engine: str) -> str:
+    """Names a run by what decides its results: tracking it or not is the same run."""
+    config = {k: v for k, v in config.items() if k != "tracking"}
     return hashlib.sha256(json.dumps({"config": config, "engine": engine}, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -129,6 +131,7 @@ def compose_run(
     """One run's overrides, in the order documented by ``CompareConfig`` (then ``tuned``), and its checked config."""
     later = [*common, *cc.strategy_overrides.get(name, []), *tuned]
     overrides = [*cc.setting_overrides[setting], *cc.variant_overrides[variant], *later, f"strategy={name}"]
+    overrides += tracking.grid_overrides(cc.tracking, cc.out_dir, setting, variant)
     where = f"strategy {results.run_label(name, variant)}, setting {setting}"
     try:
         cfg = experiment.typed(precheck(overrides))
@@ -228,6 +231,7 @@ def start_engine(cc: CompareConfig, pending: list[PlannedRun]) -> InProcessEngin
 
 def execute(cc: CompareConfig, pending: list[PlannedRun]) -> int:
     """Run the pending runs, reporting progress; returns how many failed. Ctrl-C stops every run."""
+    tracking.prepare_grid(cc.tracking, cc.out_dir)  # one MLflow store and experiment before runs write side by side
     engine = start_engine(cc, pending)
     progress = GridProgress(pending=len(pending), parallel=engine.parallel)  # before any run writes its log
     futures = {}
@@ -316,5 +320,10 @@ def main(argv: list[str]) -> int:
     return 1 if failed else 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``fedhyper-compare`` and ``python -m simulations.compare``."""
     sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    cli()

@@ -12,6 +12,7 @@ from fedhyper.data import DataConfig
 from fedhyper.hnet_layers import OUTPUTS
 from fedhyper.hypernet import INPUTS
 from fedhyper.models import ModelConfig
+from fedhyper.tracking import BACKENDS, TrackingConfig
 
 # Named data settings for simulations.compare: overrides applied before the command line's.
 DATA_SETTINGS: dict[str, list[str]] = {
@@ -75,3 +76,5 @@ def register_configs() -> None:
     cs.store(group="data", name="fmnist", node=DataConfig(name="fmnist"))
     cs.store(group="model", name="cnn", node=ModelConfig(name="cnn"))
     cs.store(group="model", name="mlp", node=ModelConfig(name="mlp"))
+    for backend in BACKENDS:
+        cs.store(group="tracking", name=backend, node=TrackingConfig(backend=backend))

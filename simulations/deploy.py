@@ -29,7 +29,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from fedhyper import protocol
+from fedhyper import protocol, tracking
 from simulations import certs
 from simulations.launch import (
     APP_DIR,
@@ -153,6 +153,7 @@ def write_config(overrides: list[str], num_nodes: int, run_dir: Path) -> Path:
     cfg = experiment.typed(raw)
     cfg.resume = None
     cfg.validate()
+    cfg.tracking = tracking.with_store(cfg.tracking, tracking.OUTPUTS)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / "config.yaml"
     OmegaConf.save(OmegaConf.structured(cfg), config_file)

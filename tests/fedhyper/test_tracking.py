@@ -155,3 +155,26 @@ def test_run_names_follow_the_report_labels():
     grid = {"strategy": "pfedhn", "seed": "2", "setting": "dirichlet", "variant": "hyperfan_in"}
     assert tracking.run_name(grid) == "pfedhn/hyperfan_in dirichlet seed2"
     assert tracking.run_name({**grid, "variant": "base"}) == "pfedhn dirichlet seed2"
+
+
+def test_an_mlflow_run_started_again_from_round_0_replaces_its_earlier_record(tmp_path):
+    pytest.importorskip("mlflow")
+    from fedhyper.tracking.mlflow_tracker import MlflowTracker
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tags = {"strategy": "fedavg", "seed": "0"}
+    first = MlflowTracker(uri, "again", tmp_path, "fedavg seed0")
+    first.start({"sim.num_rounds": "3"}, tags, resume_step=0)
+    first.log_metrics(0, {"accuracy": 0.1})
+    first.log_metrics(1, {"accuracy": 0.2})  # then the process died, with no checkpoint to resume from
+
+    second = MlflowTracker(uri, "again", tmp_path, "fedavg seed0")
+    lacks = second.start({"sim.num_rounds": "3"}, tags, resume_step=0)
+    second.log_metrics(0, {"accuracy": 0.3})
+    second.close()
+
+    client = second.client
+    runs = client.search_runs([client.get_experiment_by_name("again").experiment_id])
+    assert lacks == 0 and [r.info.run_id for r in runs] == [second.run_id] != [first.run_id]
+    assert [(m.step, m.value) for m in client.get_metric_history(second.run_id, "accuracy")] == [(0, 0.3)]
+    assert client.get_run(first.run_id).info.lifecycle_stage == "deleted"
