@@ -7,7 +7,6 @@ directories without ``summary.json`` so that the next command runs them again.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fedhyper import results
+from fedhyper.record import Summary
 from simulations import inprocess
 from simulations.launch import APP_DIR
 
@@ -60,7 +60,7 @@ class FlowerEngine:
     def submit(self, run_dir: Path, config: dict[str, Any], overrides: list[str], resume: bool) -> Future:
         return self.executor.submit(self._run, run_dir, overrides, resume)
 
-    def _run(self, run_dir: Path, overrides: list[str], resume: bool) -> dict[str, Any]:
+    def _run(self, run_dir: Path, overrides: list[str], resume: bool) -> Summary:
         args = [f"resume={run_dir}"] if resume else overrides
         cmd = [sys.executable, "-m", "simulations.run", *args, f"hydra.run.dir={run_dir}"]
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -71,7 +71,7 @@ class FlowerEngine:
             code = self.running.wait()
         if code != 0 or not results.is_finished(run_dir):
             raise RuntimeError(f"simulations.run exited with status {code}")
-        return json.loads((run_dir / results.SUMMARY_FILE).read_text())
+        return Summary.read(run_dir)
 
     def close(self) -> None:
         self.executor.shutdown()

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from clients.app import app as client_app
 from fedhyper import protocol
 from fedhyper.config import ExperimentConfig
+from fedhyper.record import Summary
 from strategies import experiment
 from strategies.app import run as server_run
 
@@ -77,7 +78,7 @@ class InProcessGrid:
         return replies
 
 
-def run_experiment(cfg: ExperimentConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+def run_experiment(cfg: ExperimentConfig, run_dir: Path, resume: bool = False) -> Summary:
     """Run one experiment in this process and return its summary; its log goes to ``run_dir/run.log``.
 
     The run's per-round lines go to the log file only, so that a grid of runs prints one
@@ -105,6 +106,6 @@ def worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def run_resolved(config: dict[str, Any], run_dir: str, resume: bool = False) -> dict[str, Any]:
+def run_resolved(config: dict[str, Any], run_dir: str, resume: bool = False) -> Summary:
     """Run a resolved experiment config (a plain dict, as a worker process receives it); return its summary."""
     return run_experiment(experiment.typed(OmegaConf.create(config)), Path(run_dir), resume)

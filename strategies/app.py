@@ -83,21 +83,20 @@ def _connect(grid: Grid, exp: experiment.Experiment) -> tuple[ConfigRecord, Pers
     return common, strategies.build(cfg, directory)
 
 
+def round_loop(cfg: ExperimentConfig, strategy: PersonalizedStrategy, grid: Grid, common: ConfigRecord) -> RoundLoop:
+    """The round loop around ``strategy``: its schedule, fault orders, reply checks and evaluations."""
+    schedule = Schedule(cfg, strategy.directory.client_ids, strategy.adapts_novel_clients)
+    faults = FaultOrders(cfg.faults, cfg.seed, sleep=cfg.sim.round_timeout + 2.0)
+    evaluations = Evaluations(schedule.novel_ids)
+    return RoundLoop(strategy, schedule, faults, ReplySorter(strategy.directory), evaluations, grid, common, cfg.sim)
+
+
 def run(grid: Grid, exp: experiment.Experiment) -> Summary:
     """Discover the clients, run (or continue) the strategy's rounds, checkpoint and record the run."""
     cfg = exp.cfg
     common, strategy = _connect(grid, exp)
-    schedule = Schedule(cfg, strategy.directory.client_ids, strategy.adapts_novel_clients)
-    loop = RoundLoop(
-        strategy,
-        schedule,
-        FaultOrders(cfg.faults, cfg.seed, sleep=cfg.sim.round_timeout + 2.0),
-        ReplySorter(strategy.directory),
-        Evaluations(schedule.novel_ids),
-        grid,
-        common,
-        cfg.sim,
-    )
+    loop = round_loop(cfg, strategy, grid, common)
+    schedule = loop.schedule
     reporter = RunReporter(exp.run_dir, cfg.strategy.name, len(strategy.directory), schedule.total_rounds,
                            fresh=not exp.resume, tracking=tracking.open_run(cfg, exp.run_dir))  # fmt: skip
     parts = {"strategy": strategy, "schedule": schedule, "faults": loop.faults, "replies": loop.replies,

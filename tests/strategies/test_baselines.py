@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from flwr.app import ArrayRecord, ConfigRecord
 from torch import nn
 
 from clients import runtime
@@ -13,6 +12,7 @@ from fedhyper.models import apply
 from strategies import experiment, get
 from strategies.app import client_config, run
 from strategies.directory import ClientDirectory
+from strategies.exchange import RoundMetrics
 
 
 def configured(name: str, num_clients: int = 3, subset: int = 600) -> ExperimentConfig:
@@ -27,14 +27,11 @@ def full_batch_sgd(cfg: ExperimentConfig, steps: int) -> None:
     local.steps, local.batch_size, local.lr, local.momentum, local.weight_decay = steps, 10_000, 0.05, 0.0, 0.0
 
 
-def fedavg_rounds(cfg: ExperimentConfig, grid, rounds: int) -> dict[str, torch.Tensor]:
-    directory = ClientDirectory()
-    directory.discover(grid, client_config(cfg), expected=cfg.data.num_clients, timeout=5)
-    strategy = get("fedavg").build(cfg, directory)
+def fedavg_rounds(cfg: ExperimentConfig, loop_on, rounds: int) -> dict[str, torch.Tensor]:
+    loop = loop_on(cfg)
     for r in range(1, rounds + 1):
-        messages = strategy.configure_train(r, ArrayRecord(), ConfigRecord(dict(client_config(cfg))), grid)
-        strategy.aggregate_train(r, grid.send_and_receive(messages))
-    return strategy.weights
+        loop.train(r, RoundMetrics())
+    return loop.strategy.weights
 
 
 def centralised_sgd(cfg: ExperimentConfig, x: torch.Tensor, y: torch.Tensor, steps: int) -> dict[str, torch.Tensor]:
@@ -49,7 +46,7 @@ def centralised_sgd(cfg: ExperimentConfig, x: torch.Tensor, y: torch.Tensor, ste
     return {n: p.detach() for n, p in params.items()}
 
 
-def test_fedavg_with_identical_clients_matches_centralised_sgd_on_the_pooled_data(in_process_grid, monkeypatch):
+def test_fedavg_with_identical_clients_matches_centralised_sgd_on_the_pooled_data(loop_on, monkeypatch):
     cfg = configured("fedavg")
     full_batch_sgd(cfg, steps=4)
     real = runtime.client_data
@@ -59,7 +56,7 @@ def test_fedavg_with_identical_clients_matches_centralised_sgd_on_the_pooled_dat
     data, _, _ = real(client_config(cfg), 0)
     pooled_x, pooled_y = data.x_train.repeat(3, 1, 1, 1), data.y_train.repeat(3)
 
-    federated = fedavg_rounds(cfg, in_process_grid(3), rounds=3)
+    federated = fedavg_rounds(cfg, loop_on, rounds=3)
     central = centralised_sgd(cfg, pooled_x, pooled_y, steps=12)
 
     moved = sum(
@@ -70,14 +67,14 @@ def test_fedavg_with_identical_clients_matches_centralised_sgd_on_the_pooled_dat
         torch.testing.assert_close(w, central[name], atol=2e-5, rtol=1e-4)
 
 
-def test_fedavg_with_one_full_batch_step_is_sgd_on_the_pooled_data_of_different_clients(in_process_grid):
+def test_fedavg_with_one_full_batch_step_is_sgd_on_the_pooled_data_of_different_clients(loop_on):
     cfg = configured("fedavg")
     full_batch_sgd(cfg, steps=1)
     parts = [runtime.client_data(client_config(cfg), c)[0] for c in range(3)]
     pooled_x = torch.cat([p.x_train for p in parts])
     pooled_y = torch.cat([p.y_train for p in parts])
 
-    federated = fedavg_rounds(cfg, in_process_grid(3), rounds=3)
+    federated = fedavg_rounds(cfg, loop_on, rounds=3)
     central = centralised_sgd(cfg, pooled_x, pooled_y, steps=3)
 
     for name, w in federated.items():
@@ -116,7 +113,7 @@ def test_local_training_sends_no_tensors_either_way(in_process_grid, tmp_path):
     summary = run(grid, experiment.Experiment(cfg, tmp_path, fixed_num_clients=True))
 
     assert not any(arrays_in(m) for m in grid.sent) and not any(arrays_in(r) for r in replies)
-    assert summary["final_accuracy"] > summary["initial_accuracy"]
+    assert summary.final_accuracy > summary.initial_accuracy
 
 
 def test_ditto_keeps_its_personal_model_on_the_client_and_evaluates_it(in_process_grid, tmp_path):

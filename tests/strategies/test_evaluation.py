@@ -11,7 +11,7 @@ from fedhyper.config import ExperimentConfig
 from fedhyper.data import federated
 from simulations.inprocess import run_experiment
 from strategies import get
-from strategies.base import evaluation_summary
+from strategies.evaluation import evaluation_summary
 from strategies.replies import Reply
 
 
@@ -53,10 +53,10 @@ def test_a_run_records_pooled_and_validation_accuracy_in_its_rows_and_summary(tm
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     last = rows[-1]
     assert {"accuracy", "accuracy_pooled", "val_accuracy", "val_accuracy_pooled"} <= set(last)
-    assert summary["final_accuracy_pooled"] == last["accuracy_pooled"]
-    assert summary["best_accuracy_pooled"] == max(r["accuracy_pooled"] for r in rows)
-    assert summary["val_accuracy"] == last["val_accuracy"]
-    assert 0.0 <= summary["val_accuracy"] <= 1.0
+    assert summary.final_accuracy_pooled == last["accuracy_pooled"]
+    assert summary.best_accuracy_pooled == max(r["accuracy_pooled"] for r in rows)
+    assert summary.val_accuracy == last["val_accuracy"]
+    assert 0.0 <= summary.val_accuracy <= 1.0
 
 
 def test_with_eval_test_off_no_test_example_is_read(tmp_path, monkeypatch):
@@ -73,9 +73,9 @@ def test_with_eval_test_off_no_test_example_is_read(tmp_path, monkeypatch):
     cfg.sim.eval_test = False
     summary = run_experiment(cfg, tmp_path)
 
-    assert summary["final_accuracy"] is None and summary["final_accuracy_pooled"] is None
-    assert summary["val_accuracy"] is not None
-    assert summary["rejected_replies"] == {}
+    assert summary.final_accuracy is None and summary.final_accuracy_pooled is None
+    assert summary.val_accuracy is not None
+    assert summary.rejected_replies == {}
     cfg.sim.eval_test = True  # the same poison with the test split read: the clients fail
     failed = run_experiment(cfg, tmp_path / "read")
-    assert failed["rejected_replies"].get("error", 0) > 0
+    assert failed.rejected_replies.get("error", 0) > 0

@@ -25,21 +25,22 @@ def tiny(**hnet) -> ExperimentConfig:
     "hnet",
     [
         {"output": "chunked"},
+        {"output": "component"},
         {"body": "attention", "output": "chunked"},
         {"init": "hyperfan_in"},
         {"spectral_norm": True},
     ],
-    ids=["chunked", "attention", "hyperfan_in", "spectral_norm"],
+    ids=["chunked", "component", "attention", "hyperfan_in", "spectral_norm"],
 )
 def test_each_design_trains_and_reports_its_size(tmp_path, hnet):
     summary = run_experiment(tiny(**hnet), tmp_path)
 
-    assert summary["final_accuracy"] > summary["initial_accuracy"] + 0.05
-    assert summary["target_parameters"] == sum(
+    assert summary.final_accuracy > summary.initial_accuracy + 0.05
+    assert summary.target_parameters == sum(
         p.numel() for p in build_model(ModelConfig(), (1, 28, 28), 10).parameters()
     )
     if hnet.get("output") == "chunked":
-        assert summary["hnet_target_ratio"] < 10
+        assert summary.hnet_target_ratio < 10
     assert (tmp_path / "embeddings.png").stat().st_size > 10_000
 
 
@@ -48,7 +49,7 @@ def test_noise_input_evaluates_an_ensemble_and_reports_uncertainty(tmp_path):
 
     summary = run_experiment(cfg, tmp_path)
 
-    assert summary["final_accuracy"] > summary["initial_accuracy"] + 0.05
+    assert summary.final_accuracy > summary.initial_accuracy + 0.05
     last = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
     assert 0 < last["predictive_entropy"] < torch.log(torch.tensor(10.0))
     assert last["mutual_information"] > 0  # the members disagree
@@ -63,14 +64,14 @@ def test_novel_clients_are_held_out_then_fitted_and_reported(tmp_path):
 
     summary = run_experiment(cfg, tmp_path)
 
-    novel = summary["novel_clients"]
-    assert len(novel) == 2 and summary["rounds"] == 12 + 4
+    novel = summary.novel_clients
+    assert len(novel) == 2 and summary.rounds == 12 + 4
     rows = [json.loads(line) for line in (tmp_path / "clients.jsonl").read_text().splitlines()]
     trained_in = {r["client-id"] for r in rows if r["kind"] == "train" and r["round"] <= 12}
     fitted_in = {r["client-id"] for r in rows if r["kind"] == "train" and r["round"] > 12}
     assert trained_in.isdisjoint(novel) and fitted_in <= set(novel) and fitted_in
-    assert summary["generalization_gap"] == pytest.approx(summary["final_accuracy"] - summary["novel_accuracy"])
-    assert 0.0 < summary["novel_accuracy"] <= 1.0
+    assert summary.generalization_gap == pytest.approx(summary.final_accuracy - summary.novel_accuracy)
+    assert 0.0 < summary.novel_accuracy <= 1.0
 
 
 def test_fitting_novel_embeddings_leaves_the_hypernetwork_and_other_clients_alone():
@@ -88,9 +89,9 @@ def test_fitting_novel_embeddings_leaves_the_hypernetwork_and_other_clients_alon
 
     after = dict(hnet.named_parameters())
     for name, value in before.items():
-        if name != "embeddings.weight":
+        if name != "conditioner.table.weight":
             torch.testing.assert_close(after[name], value)
-    table, old = after["embeddings.weight"], before["embeddings.weight"]
+    table, old = after["conditioner.table.weight"], before["conditioner.table.weight"]
     torch.testing.assert_close(table[[0, 1, 2, 4]], old[[0, 1, 2, 4]])
     assert not torch.allclose(table[3], old[3])
 

@@ -3,15 +3,19 @@
 import json
 import math
 
+import pytest
 import torch
-from flwr.app import ArrayRecord, ConfigRecord
+from flwr.app import ArrayRecord, MessageType
+from omegaconf import OmegaConf
 
+import strategies
 from fedhyper import protocol
 from fedhyper.config import ExperimentConfig
 from strategies import experiment, pfedhn, pfedhn_pc
-from strategies.app import client_config, run
+from strategies.app import run
 from strategies.directory import ClientDirectory
-from strategies.pefll import PeFLL
+from strategies.exchange import RoundMetrics
+from strategies.pefll import PeFLL, PeFLLConfig
 
 
 def tiny_config(num_clients: int = 4, rounds: int = 3, subset: int = 2000) -> ExperimentConfig:
@@ -36,7 +40,7 @@ def test_input_data_builds_pefll_for_pfedhn_and_pfedhn_pc():
     full, body = pfedhn.build(cfg, directory), pfedhn_pc.build(cfg, directory)
 
     assert isinstance(full, PeFLL) and isinstance(body, PeFLL)
-    assert full.trainer.hnet.embeddings is None
+    assert not full.trainer.hnet.conditioner.private
     assert set(body.trainer.hnet.target_shapes) < set(full.trainer.hnet.target_shapes)  # the head stays home
     assert full.psi.out.out_features == cfg.hnet.resolved_embedding_dim(cfg.data.num_clients)
 
@@ -60,7 +64,7 @@ def test_psi_and_its_optimizer_are_checkpointed():
     )
 
 
-def test_a_client_whose_descriptor_is_not_finite_sits_the_round_out(in_process_grid):
+def test_a_client_whose_descriptor_is_not_finite_sits_the_round_out(loop_on):
     cfg = tiny_config()
     cfg.sim.clients_per_round = 4
     dim = cfg.hnet.resolved_embedding_dim(cfg.data.num_clients)
@@ -71,17 +75,30 @@ def test_a_client_whose_descriptor_is_not_finite_sits_the_round_out(in_process_g
                 reply.content[protocol.DESCRIPTOR] = ArrayRecord({protocol.DESCRIPTOR: torch.full((dim,), math.nan)})
         return reply
 
-    grid = in_process_grid(cfg.data.num_clients, on_reply=poison)
+    loop = loop_on(cfg, on_reply=poison)
+    metrics = RoundMetrics()
+
+    loop.train(1, metrics)
+
+    trained = [m for m in loop.grid.sent if m.metadata.message_type == MessageType.TRAIN]
+    assert sorted(loop.strategy.directory.client_of(m.metadata.dst_node_id) for m in trained) == [1, 2, 3]
+    assert loop.replies.rejected == {"nonfinite": 1}  # no timeout counted for client 0 as well
+    assert metrics.values["train_descriptor_rejected"] == 1 and metrics.values["train_rejected"] == 0
+    assert metrics.values["train_clients"] == metrics.values["psi_clients"] == 3
+
+
+def test_strategy_pefll_is_registered_with_its_own_config_and_reads_client_data():
+    cfg = experiment.typed(OmegaConf.create({"strategy": {"name": "pefll"}, "data": {"num_clients": 4}}))
     directory = ClientDirectory()
-    directory.discover(grid, client_config(cfg), expected=4, timeout=5)
-    strategy = pfedhn.build(cfg, directory)
+    for cid in range(cfg.data.num_clients):
+        directory.register(cid, 100 + cid, 10)
 
-    messages = list(strategy.configure_train(1, ArrayRecord(), ConfigRecord(dict(client_config(cfg))), grid))
+    strategy = strategies.build(cfg, directory)
 
-    assert sorted(directory.client_of(m.metadata.dst_node_id) for m in messages) == [1, 2, 3]
-    assert strategy._asked == [1, 2, 3]  # no timeout will be counted for client 0 as well
-    assert strategy.replies.rejected == {"nonfinite": 1}
-    assert strategy.round_metrics["train_descriptor_rejected"] == 1
+    assert isinstance(cfg.strategy, PeFLLConfig) and cfg.hnet.input == "data"
+    assert isinstance(strategy, PeFLL) and strategy.name == "pefll"
+    with pytest.raises(ValueError, match="strategy=pefll needs hnet.input=data"):
+        experiment.typed(OmegaConf.create({"strategy": {"name": "pefll"}, "hnet": {"input": "noise"}}))
 
 
 def test_a_run_improves_trains_psi_and_serves_novel_clients_without_training(in_process_grid, tmp_path):
@@ -91,7 +108,7 @@ def test_a_run_improves_trains_psi_and_serves_novel_clients_without_training(in_
 
     summary = run(grid, experiment.Experiment(cfg, tmp_path, fixed_num_clients=True))
 
-    assert summary["final_accuracy"] > summary["initial_accuracy"] + 0.1, summary
+    assert summary.final_accuracy > summary.initial_accuracy + 0.1, summary
     assert (tmp_path / "embeddings.png").stat().st_size > 10_000  # the clients' descriptors, projected
     client_of = {node: ctx.node_config[protocol.NODE_PARTITION_ID] for node, ctx in grid.contexts.items()}
     # ψ moved: the ψ the first round's descriptors came from is not the last round's.
@@ -101,15 +118,15 @@ def test_a_run_improves_trains_psi_and_serves_novel_clients_without_training(in_
     assert not torch.allclose(first_psi["features.weight"], last_psi["features.weight"])
     assert len(sent(grid, protocol.DESCRIPTOR_GRAD_QUERY)) == cfg.sim.num_rounds * cfg.sim.clients_per_round
     # The novel clients never trained, yet each was sent a model of its own.
-    novel = summary["novel_clients"]
-    assert summary["rounds"] == cfg.sim.num_rounds  # no rounds of their own after training
+    novel = summary.novel_clients
+    assert summary.rounds == cfg.sim.num_rounds  # no rounds of their own after training
     training = sent(grid, "train") + sent(grid, protocol.DESCRIPTOR_GRAD_QUERY)
     trained = {client_of[m.metadata.dst_node_id] for m in training}
     assert len(novel) == 2 and not trained & set(novel)
     last_eval = {client_of[m.metadata.dst_node_id]: m for m in sent(grid, "evaluate")}
     a, b = (protocol.record_to_weights(last_eval[c].content[protocol.ARRAYS]) for c in novel)
     assert not torch.allclose(a["fc1.weight"], b["fc1.weight"])
-    assert 0 <= summary["novel_accuracy"] <= 1
+    assert 0 <= summary.novel_accuracy <= 1
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert all(r["psi_clients"] == cfg.sim.clients_per_round for r in rows if r["round"] > 0)
     assert all(r["train_descriptor_bytes_sent"] > 0 and r["train_descriptor_grad_bytes_received"] > 0 for r in rows[1:])

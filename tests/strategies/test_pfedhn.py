@@ -2,13 +2,15 @@ import json
 
 import pytest
 import torch
-from flwr.app import ArrayRecord, ConfigRecord
+from flwr.app import MessageType
 
 from fedhyper import protocol
 from fedhyper.config import ExperimentConfig
 from strategies import experiment, pfedhn
 from strategies.app import client_config, run
 from strategies.directory import ClientDirectory
+from strategies.exchange import RoundMetrics
+from strategies.loop import RoundLoop
 
 
 def tiny_config(num_clients: int = 4, rounds: int = 3, subset: int = 2000) -> ExperimentConfig:
@@ -36,33 +38,39 @@ def test_directory_maps_stable_client_ids_to_transport_node_ids(directory_and_gr
         assert grid.contexts[directory.node(cid)].node_config["partition-id"] == cid
 
 
-def test_configure_train_sends_each_sampled_client_its_own_weights(directory_and_grid):
-    cfg, directory, grid = directory_and_grid
-    strategy = pfedhn.build(cfg, directory)
+def test_a_train_round_sends_each_sampled_client_its_own_weights(loop_on):
+    loop = loop_on(tiny_config())
 
-    messages = list(strategy.configure_train(1, ArrayRecord(), ConfigRecord(dict(client_config(cfg))), grid))
+    loop.train(1, RoundMetrics())
 
-    assert len(messages) == cfg.sim.clients_per_round
+    messages = [m for m in loop.grid.sent if m.metadata.message_type == MessageType.TRAIN]
+    assert len(messages) == loop.sim.clients_per_round
     nodes = [m.metadata.dst_node_id for m in messages]
     assert len(set(nodes)) == len(nodes)
     first, second = (protocol.record_to_weights(m.content[protocol.ARRAYS]) for m in messages)
     assert set(first) == set(second)
     assert not torch.allclose(first["fc1.weight"], second["fc1.weight"])
+    assert {m.content[protocol.CONFIG][protocol.SERVER_ROUND] for m in messages} == {1}
 
 
-def test_a_reply_naming_another_nodes_client_is_left_out_and_counted(directory_and_grid):
-    cfg, directory, grid = directory_and_grid
-    strategy = pfedhn.build(cfg, directory)
-    config = ConfigRecord({**client_config(cfg), **protocol.encode(protocol.LOCAL_PREFIX, cfg.strategy.local)})
-    replies = grid.send_and_receive(strategy.configure_train(1, ArrayRecord(), config, grid))
-    forged = replies[0]
-    real = int(forged.content[protocol.METRICS][protocol.CLIENT_ID])
-    forged.content[protocol.METRICS][protocol.CLIENT_ID] = next(c for c in directory.client_ids if c != real)
+def test_a_reply_naming_another_nodes_client_is_left_out_and_counted(loop_on):
+    forged = []
 
-    strategy.aggregate_train(1, replies)
+    def forge(reply):
+        if reply.metadata.message_type == MessageType.TRAIN and not forged:
+            real = int(reply.content[protocol.METRICS][protocol.CLIENT_ID])
+            reply.content[protocol.METRICS][protocol.CLIENT_ID] = (real + 1) % 4
+            forged.append(real)
+        return reply
 
-    assert strategy.replies.rejected == {"foreign": 1}
-    assert strategy.round_metrics["train_clients"] == len(replies) - 1
+    loop = loop_on(tiny_config(), on_reply=forge)
+    metrics = RoundMetrics()
+
+    loop.train(1, metrics)
+
+    assert loop.replies.rejected == {"foreign": 1}
+    assert metrics.values["train_clients"] == loop.sim.clients_per_round - 1
+    assert metrics.values["train_rejected"] == 1
 
 
 def test_in_process_run_improves_accuracy_and_writes_the_record(in_process_grid, tmp_path):
@@ -72,7 +80,7 @@ def test_in_process_run_improves_accuracy_and_writes_the_record(in_process_grid,
 
     summary = run(grid, experiment.Experiment(cfg, tmp_path, fixed_num_clients=True))
 
-    assert summary["final_accuracy"] > summary["initial_accuracy"] + 0.2
+    assert summary.final_accuracy > summary.initial_accuracy + 0.2
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["strategy"] == "pfedhn" and on_disk["num_clients"] == 4 and on_disk["rounds"] == 12
     assert len(on_disk["per_client_accuracy"]) == 4
@@ -92,31 +100,25 @@ def test_evaluation_asks_the_same_seeded_sample_when_eval_clients_is_set(in_proc
     per_round = [evaluated[i : i + 3] for i in range(0, len(evaluated), 3)]
     assert len(evaluated) == 3 * 3  # rounds 0, 1 and 2, three clients each
     assert per_round[0] == per_round[1] == per_round[2]
-    assert len(summary["per_client_accuracy"]) == 3
+    assert len(summary.per_client_accuracy) == 3
 
 
-def test_an_evaluation_goes_out_in_chunks_and_gives_what_one_batch_gives(directory_and_grid):
+def test_an_evaluation_goes_out_in_chunks_and_gives_what_one_batch_gives(loop_on):
     """With eval_chunk=3, seven clients are asked in batches of 3, 3, 1: the server never holds more models."""
-    from strategies.base import PersonalizedStrategy
-
-    cfg, _, _ = directory_and_grid
-    cfg.data.num_clients = 7
+    cfg = tiny_config(num_clients=7)
     results = {}
-    for chunk in (3, PersonalizedStrategy.eval_chunk):
-        grid = directory_and_grid[2].__class__(7)
+    for chunk in (3, RoundLoop.eval_chunk):
+        loop = loop_on(cfg)
         batches = []
-        send = grid.send_and_receive
-        grid.send_and_receive = lambda msgs, timeout=None, send=send, seen=batches: seen.append(len(msgs)) or send(msgs)
-        directory = ClientDirectory()
-        directory.discover(grid, client_config(cfg), expected=7, timeout=5)
-        strategy = pfedhn.build(cfg, directory)
-        strategy.eval_chunk = chunk
-        batches.clear()
-        results[chunk] = dict(strategy.evaluate(grid, 0, client_config(cfg), timeout=5))
+        send = loop.grid.send_and_receive
+        loop.grid.send_and_receive = lambda m, timeout=None, send=send, seen=batches: seen.append(len(m)) or send(m)
+        loop.eval_chunk = chunk
+        metrics = RoundMetrics()
+        results[chunk] = loop.evaluate(0, loop.schedule.evaluated_clients(0), metrics)
         results[chunk]["batches"] = batches
-        results[chunk]["received"] = strategy.round_metrics["evaluate_bytes_sent"]
+        results[chunk]["sent"] = metrics.values["evaluate_bytes_sent"]
 
-    chunked, whole = results[3], results[PersonalizedStrategy.eval_chunk]
+    chunked, whole = results[3], results[RoundLoop.eval_chunk]
     assert chunked.pop("batches") == [3, 3, 1] and whole.pop("batches") == [7]
     # The same models up to float rounding (generated 3 or 7 at once), the same bytes and clients.
     assert chunked == pytest.approx(whole, rel=1e-6)

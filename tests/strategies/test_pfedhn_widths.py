@@ -2,15 +2,15 @@
 
 import pytest
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, MessageType
+from flwr.app import ArrayRecord, MessageType
 
 from clients.personal import PRIVATE
 from fedhyper import protocol
 from fedhyper.config import ExperimentConfig
 from fedhyper.models import ModelConfig, client_width
-from strategies import experiment, get, pfedhn
-from strategies.app import client_config, run
-from strategies.directory import ClientDirectory
+from strategies import experiment, get
+from strategies.app import run
+from strategies.exchange import RoundMetrics
 
 WIDTHS = [0.5, 1.0]  # clients 0 and 2 at half width, 1 and 3 at full width
 
@@ -47,38 +47,35 @@ def test_a_pfedhn_run_with_two_widths_sends_narrow_clients_smaller_models_and_le
         assert all(protocol.record_to_weights(r)["fc3.weight"].shape[0] == 10 for r in records)
     half, full = sent[0][0].count_bytes(), sent[1][0].count_bytes()
     assert half < 0.4 * full  # a half-width model holds about a quarter of the weights
-    assert summary["rejected_replies"] == {}
-    assert summary["final_accuracy"] > summary["initial_accuracy"] + 0.2, summary
-    assert set(summary["accuracy_by_width"]) == {"0.5", "1.0"}
-    by_client = summary["per_client_accuracy"]
-    assert summary["accuracy_by_width"]["0.5"] == pytest.approx((by_client[0] + by_client[2]) / 2)
+    assert summary.rejected_replies == {}
+    assert summary.final_accuracy > summary.initial_accuracy + 0.2, summary
+    assert set(summary.accuracy_by_width) == {"0.5", "1.0"}
+    by_client = summary.per_client_accuracy
+    assert summary.accuracy_by_width["0.5"] == pytest.approx((by_client[0] + by_client[2]) / 2)
 
 
-def test_the_server_steps_from_replies_embedded_in_this_rounds_generated_weights(in_process_grid):
+def test_the_server_steps_from_replies_embedded_in_this_rounds_generated_weights(loop_on):
     # Outside a narrow client's slice the trained tensor must be exactly what the hypernet
     # generates at the step, so that Δ_i = 0 there and those outputs get no gradient from it.
     cfg = tiny()
     cfg.sim.clients_per_round = 4
-    grid = in_process_grid(cfg.data.num_clients)
-    directory = ClientDirectory()
-    directory.discover(grid, client_config(cfg), expected=4, timeout=5)
-    strategy = pfedhn.build(cfg, directory)
-    trainer, seen = strategy.trainer, []
+    replies = []
+    loop = loop_on(cfg, on_reply=lambda r: replies.append(r) or r)
+    trainer, seen = loop.strategy.trainer, []
 
     def spy(ids, trained, num_examples, *args, **kwargs):
         seen.append((list(ids), trained, trainer.generate(ids, *args, **kwargs)))
         return step(ids, trained, num_examples, *args, **kwargs)
 
     step, trainer.step = trainer.step, spy
-    config = ConfigRecord(dict(client_config(cfg)))
-    replies = grid.send_and_receive(strategy.configure_train(1, ArrayRecord(), config, grid))
-    strategy.aggregate_train(1, replies)
+    loop.train(1, RoundMetrics())
 
     ((ids, trained, generated),) = seen
     assert ids == [0, 1, 2, 3]
     reply = {
         int(r.content[protocol.METRICS][protocol.CLIENT_ID]): protocol.record_to_weights(r.content[protocol.ARRAYS])
         for r in replies
+        if r.metadata.message_type == MessageType.TRAIN
     }
     w, fresh = trained["fc1.weight"], generated["fc1.weight"]  # [4, 120, 512]
     assert torch.equal(w[0, :60, :256], reply[0]["fc1.weight"])
@@ -94,7 +91,7 @@ def test_pfedhn_pc_keeps_each_clients_head_at_its_width(in_process_grid, tmp_pat
 
     summary = run(grid, experiment.Experiment(cfg, tmp_path, fixed_num_clients=True))
 
-    assert summary["rejected_replies"] == {}
+    assert summary.rejected_replies == {}
     for context in grid.contexts.values():
         cid = context.node_config[protocol.NODE_PARTITION_ID]
         head = protocol.record_to_weights(context.state.array_records[PRIVATE])

@@ -2,9 +2,11 @@
 
 import pytest
 
+from fedhyper.algorithms import ALGORITHMS, Registry
 from fedhyper.config import ExperimentConfig
 from strategies import REGISTRY, experiment, get
 from strategies.app import run
+from strategies.fedprox import FedProxConfig
 
 NAMES = sorted(REGISTRY)
 
@@ -14,13 +16,13 @@ def tiny(name: str) -> ExperimentConfig:
     cfg.data.num_clients, cfg.data.subset = 4, 3000
     cfg.sim.num_rounds, cfg.sim.clients_per_round, cfg.sim.eval_every = 4, 4, 4
     cfg.strategy.local.steps = 25
-    return cfg
+    return experiment.with_hnet_input(cfg)  # PeFLL's hypernetwork reads client data
 
 
 def test_the_registry_holds_every_public_name():
     assert set(NAMES) == {
         "local", "fedavg", "fedavg_ft", "fedprox", "fedper", "fedrep", "lg_fedavg",
-        "ditto", "perfedavg", "pfedme", "pfedla", "pfedhn", "pfedhn_pc",
+        "ditto", "perfedavg", "pfedme", "pfedla", "pfedhn", "pfedhn_pc", "pefll",
     }  # fmt: skip
 
 
@@ -36,6 +38,29 @@ def test_every_strategy_improves_on_its_round_zero_accuracy(name, in_process_gri
 
     summary = run(grid, experiment.Experiment(cfg, tmp_path, fixed_num_clients=True))
 
-    assert summary["strategy"] == name
-    assert summary["rounds"] == cfg.sim.num_rounds
-    assert summary["final_accuracy"] > summary["initial_accuracy"] + 0.05, summary
+    assert summary.strategy == name
+    assert summary.rounds == cfg.sim.num_rounds
+    assert summary.final_accuracy > summary.initial_accuracy + 0.05, summary
+
+
+def test_one_registration_serves_both_sides_and_refuses_a_second():
+    import clients.app  # noqa: F401  (the client side registers on import)
+    from clients.personal import PLAIN
+
+    registry = Registry()
+    registry.register_server(FedProxConfig, lambda cfg, directory: "server")
+    registry.register_client("fedprox", routine="fedprox routine", queries={"probe": print})
+
+    assert registry.server("fedprox").build(None, None) == "server"
+    assert registry.routine("fedprox", PLAIN) == "fedprox routine"
+    assert registry.routine("fedavg", PLAIN) is PLAIN  # no client side: plain training
+    assert registry.queries() == {"probe": print}
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register_server(FedProxConfig, lambda cfg, directory: None)
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register_client("fedprox")
+    with pytest.raises(ValueError, match="handled by another"):
+        registry.register_client("other", queries={"probe": print})
+    # Every client side the ClientApp registered belongs to a strategy the ServerApp knows.
+    assert set(ALGORITHMS.clients) <= set(ALGORITHMS.servers)
+    assert ALGORITHMS.routine("fedprox", PLAIN) is not PLAIN and ALGORITHMS.routine("pfedhn", PLAIN) is PLAIN

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from fedhyper import checkpoint
+from fedhyper import checkpoint, protocol
 from fedhyper.config import ExperimentConfig
 from strategies import experiment, pfedhn
 from strategies.app import run
@@ -42,10 +42,14 @@ def test_resumed_run_equals_uninterrupted_run(in_process_grid, tmp_path):
 
     # A new process would see new transport node ids; clients are matched by their ids.
     again = experiment.Experiment(config(), tmp_path / "split", True, resume=True)
-    resumed = run(in_process_grid(4, node_offset=5000), again)
+    resumed_grid = in_process_grid(4, node_offset=5000)
+    resumed = run(resumed_grid, again)
 
-    assert resumed["per_client_accuracy"] == whole["per_client_accuracy"]
-    assert resumed["final_accuracy"] == whole["final_accuracy"]
+    # Rounds are absolute: the resumed run trains rounds 5 and 6, and tells its clients so.
+    trained = [m for m in resumed_grid.sent if m.metadata.message_type == "train"]
+    assert sorted({m.content[protocol.CONFIG][protocol.SERVER_ROUND] for m in trained}) == [5, 6]
+    assert resumed.per_client_accuracy == whole.per_client_accuracy
+    assert resumed.final_accuracy == whole.final_accuracy
     rows = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == list(range(7))
     whole_rows = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
