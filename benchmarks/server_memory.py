@@ -46,7 +46,7 @@ def measure(num_clients: int, per_round: int, rounds: int, max_dim: int | None) 
     )
     return {
         "clients": num_clients,
-        "embedding_dim": hnet.embeddings.embedding_dim,
+        "embedding_dim": hnet.conditioner.table.embedding_dim,
         "peak_rss_mb": peak_rss_mb(),
         "floor_rss_mb": floor,
         "state_mb": state / 2**20,

@@ -45,9 +45,9 @@ def outer_optimizer(hnet: HyperNetwork, cfg: OuterConfig) -> torch.optim.Optimiz
 class HyperNetTrainer:
     """Generates a round's weights in one forward and applies the clients' deltas in one backward.
 
-    With ``hnet.input=noise`` each call draws (or is given) one noise vector per client from the
-    trainer's own seeded generator; with ``hnet.input=data`` the caller passes the clients'
-    descriptors instead of their ids' embeddings.
+    A conditioner that needs a per-call input (``extra``) is given it: noise for ``hnet.input=noise``,
+    drawn by ``sample_noise`` from the trainer's own seeded generator, or the clients' descriptors
+    for ``hnet.input=data``, which the caller passes.
     """
 
     def __init__(self, hnet: HyperNetwork, cfg: OuterConfig, seed: int = 0) -> None:
@@ -61,20 +61,16 @@ class HyperNetTrainer:
         # weights regenerated in step() differ from those sent; it runs once per step instead.
         self.hnet.eval()
 
-    def sample_noise(self, *shape: int) -> torch.Tensor | None:
-        """Noise of ``shape`` + [noise_dim] for input=noise, from the trainer's generator; else None."""
-        if self.hnet.cfg.input != "noise":
-            return None
-        return torch.randn(*shape, self.hnet.cfg.noise_dim, generator=self.noise_rng).to(self.device)
+    def sample_noise(self, batch: int) -> torch.Tensor | None:
+        """The conditioner's random per-call input for ``batch`` clients, from the trainer's generator; else None."""
+        noise = self.hnet.conditioner.sample(batch, self.noise_rng)
+        return None if noise is None else noise.to(self.device)
 
     @torch.no_grad()
-    def generate(
-        self, client_ids: list[int], noise: torch.Tensor | None = None, descriptors: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
+    def generate(self, client_ids: list[int], extra: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Detached weights for ``client_ids``: name -> [B, *shape]."""
-        if descriptors is not None:
-            return self.hnet.generate(descriptors.to(self.device))
-        return self.hnet(torch.as_tensor(client_ids, device=self.device), noise)
+        extra = None if extra is None else extra.to(self.device)
+        return self.hnet(torch.as_tensor(client_ids, device=self.device), extra)
 
     @torch.no_grad()
     def generate_ensemble(self, client_ids: list[int], samples: int) -> dict[str, torch.Tensor]:
@@ -88,29 +84,29 @@ class HyperNetTrainer:
         client_ids: list[int],
         trained: dict[str, torch.Tensor],
         num_examples: list[int],
-        noise: torch.Tensor | None = None,
-        descriptors: torch.Tensor | None = None,
+        extra: torch.Tensor | None = None,
     ) -> float:
         """One outer step from the clients' trained weights; returns Φ's gradient norm.
 
-        ``noise`` [B, noise_dim] must be what the clients' weights were generated with. Given
-        ``descriptors`` [B, d] that require grad, their ``.grad`` receives each client's own
-        gradient (to go back to the clients that computed them).
+        ``extra`` [B, extra_dim] must be the per-call input the clients' weights were generated
+        with. Without a private table the conditioner's leaf is ``extra`` itself (descriptors):
+        given one that requires grad, its ``.grad`` receives each client's own gradient (to go
+        back to the clients that computed it).
         """
         ids = torch.as_tensor(client_ids, device=self.device)
-        if descriptors is None:
-            leaf = self.hnet.embeddings(ids)  # [B, emb_dim]
-            condition = self.hnet.with_noise(leaf, noise)
-        else:
-            leaf = condition = descriptors.detach().to(self.device).requires_grad_(True)
-        shared = self.hnet.shared_parameters()
+        conditioner = self.hnet.conditioner
+        given = None if extra is None else extra.detach().to(self.device)
+        leaf = conditioner.leaf(ids, given)  # [B, d]
+        if not conditioner.private:
+            leaf = leaf.detach().requires_grad_(True)
+        condition, shared = conditioner.condition(leaf, given), self.hnet.shared_parameters()
         shared_grads, leaf_grads = self._backprop(condition, leaf, trained, num_examples, shared)
         for p, g in zip(shared, shared_grads, strict=True):
             p.grad = g
-        if descriptors is None:
+        if conditioner.private:
             self._set_embedding_grad(ids, leaf_grads)
-        elif descriptors.requires_grad:
-            descriptors.grad = leaf_grads.to(descriptors.device)
+        elif extra is not None and extra.requires_grad:
+            extra.grad = leaf_grads.to(extra.device)
         norm = torch.nn.utils.clip_grad_norm_(shared, self.cfg.grad_clip or float("inf"))
         self.optimizer.step()
         if self.hnet.cfg.spectral_norm:
@@ -133,15 +129,14 @@ class HyperNetTrainer:
 
     def _set_embedding_grad(self, ids: torch.Tensor, leaf_grads: torch.Tensor) -> None:
         """The embedding table's gradient: each client's row gets its own, every other row zero."""
-        table = self.hnet.embeddings.weight
+        table = self.hnet.conditioner.table.weight
         table.grad = torch.zeros_like(table).index_add_(0, ids, leaf_grads)
 
     @torch.no_grad()
     def _power_iteration(self) -> None:
         """One power-iteration step of every spectrally normalised layer, after Φ moved."""
         self.hnet.train()
-        self.hnet.body(torch.zeros(1, self.hnet.body_input_dim, device=self.device))
-        self.hnet.output(torch.zeros(1, self.hnet.output_slots_count, self.hnet.cfg.hidden_dim, device=self.device))
+        self.hnet.generate(torch.zeros(1, self.hnet.conditioner.dim, device=self.device))
         self.hnet.eval()
 
     def fit_embeddings(
@@ -149,15 +144,19 @@ class HyperNetTrainer:
         client_ids: list[int],
         trained: dict[str, torch.Tensor],
         num_examples: list[int],
-        noise: torch.Tensor | None = None,
+        extra: torch.Tensor | None = None,
     ) -> None:
         """Move only these clients' embeddings towards their trained weights, Φ frozen (pFedHN, 5.3).
 
         A separate optimiser: the main one's momentum would keep moving the trained clients' rows.
         """
+        conditioner = self.hnet.conditioner
+        if not conditioner.private:
+            raise ValueError(f"hnet.input={self.hnet.cfg.input} has no per-client embeddings to fit")
         ids = torch.as_tensor(client_ids, device=self.device)
-        leaf = self.hnet.embeddings(ids).detach().requires_grad_(True)
-        _, leaf_grads = self._backprop(self.hnet.with_noise(leaf, noise), leaf, trained, num_examples, [])
+        extra = None if extra is None else extra.to(self.device)
+        leaf = conditioner.leaf(ids, extra).detach().requires_grad_(True)
+        _, leaf_grads = self._backprop(conditioner.condition(leaf, extra), leaf, trained, num_examples, [])
         self._set_embedding_grad(ids, leaf_grads)
         self._embedding_optimizer().step()
         self.hnet.zero_grad(set_to_none=True)

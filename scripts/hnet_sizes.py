@@ -1,6 +1,8 @@
 """Parameter counts of every hypernetwork design on a target model, as a Markdown table.
 
 python -m scripts.hnet_sizes [--clients 100] [--model cnn]
+
+Every registered input × output × body (``fedhyper.hnet.config``), with the default init.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ import itertools
 
 from fedhyper.data import dataset_info
 from fedhyper.descriptor import DescriptorNet
-from fedhyper.hnet_layers import BODIES, OUTPUTS
-from fedhyper.hypernet import INPUTS, HyperNetConfig, HyperNetwork
+from fedhyper.hnet.config import BODIES, INPUTS, OUTPUTS
+from fedhyper.hypernet import HyperNetConfig, HyperNetwork
 from fedhyper.models import ModelConfig, build_model, target_shapes
 
 
@@ -28,13 +30,13 @@ def main() -> None:
     print("| input | output | body | Φ (shared) | per-client part | Φ / target |")
     print("|---|---|---|---|---|---|")
     for inp, out, body in itertools.product(INPUTS, OUTPUTS, BODIES):
-        cfg = HyperNetConfig(input=inp, output=out, body=body)
-        counts = HyperNetwork(shapes, args.clients, cfg).num_parameters()
-        if inp == "data":  # no table: the descriptor network ψ, which the server owns and the clients run
-            psi = DescriptorNet(channels * height * width, n_classes, cfg.resolved_embedding_dim(args.clients))
-            per_client = f"ψ: {sum(p.numel() for p in psi.parameters()):,}"
-        else:
+        hnet = HyperNetwork(shapes, args.clients, HyperNetConfig(input=inp, output=out, body=body))
+        counts = hnet.num_parameters()
+        if hnet.conditioner.private:
             per_client = f"table: {counts['hnet_embeddings']:,}"
+        else:  # the descriptor network ψ, which the server owns and the clients run
+            psi = DescriptorNet(channels * height * width, n_classes, hnet.conditioner.extra_dim)
+            per_client = f"ψ: {sum(p.numel() for p in psi.parameters()):,}"
         print(
             f"| `{inp}` | `{out}` | `{body}` | {counts['hnet_shared']:,} | {per_client} "
             f"| {counts['hnet_shared'] / counts['target']:.1f} |"

@@ -9,8 +9,7 @@ from hydra.core.config_store import ConfigStore
 import strategies
 from fedhyper.config import ExperimentConfig
 from fedhyper.data import DataConfig
-from fedhyper.hnet_layers import OUTPUTS
-from fedhyper.hypernet import INPUTS
+from fedhyper.hnet.config import INPUTS, OUTPUTS
 from fedhyper.models import ModelConfig
 from fedhyper.tracking import BACKENDS, TrackingConfig
 
@@ -21,7 +20,7 @@ DATA_SETTINGS: dict[str, list[str]] = {
     "dirichlet": ["data.partition=dirichlet", "data.alpha=0.3", "data.num_clients=100"],
 }
 # Named variants of a strategy's configuration for simulations.compare: the hypernetwork's design
-# choices (fedhyper.hypernet), one input × one output each, then body and initialisation.
+# choices (fedhyper.hnet.config's registries), one input × one output each, then body and initialisation.
 VARIANTS: dict[str, list[str]] = {
     "base": [],  # the experiment's defaults: runs are labelled by the strategy alone
     **{f"{i}-{o}": [f"hnet.input={i}", f"hnet.output={o}"] for i in INPUTS for o in OUTPUTS},

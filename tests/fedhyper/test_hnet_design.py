@@ -5,7 +5,8 @@ import itertools
 import pytest
 import torch
 
-from fedhyper.hyperfan import target_variances
+from fedhyper.hnet.config import BODIES, INPUTS, OUTPUTS
+from fedhyper.hnet.inits import target_variances
 from fedhyper.hypernet import HyperNetConfig, HyperNetwork
 from fedhyper.models import ModelConfig, apply, build_model, target_shapes
 from fedhyper.outer import HyperNetTrainer, OuterConfig
@@ -21,16 +22,12 @@ def hnet_for(model, num_clients=6, **options) -> HyperNetwork:
 
 
 def condition(hnet: HyperNetwork, ids: list[int]) -> torch.Tensor:
-    if hnet.cfg.input == "data":
-        return torch.randn(len(ids), hnet.body_input_dim)
-    noise = torch.randn(len(ids), hnet.cfg.noise_dim) if hnet.cfg.input == "noise" else None
-    return hnet.condition(torch.tensor(ids), noise)
+    """The conditions of clients ``ids``, with a random per-call input (noise, descriptors) where one is needed."""
+    extra_dim = hnet.conditioner.extra_dim
+    return hnet.conditioner(torch.tensor(ids), torch.randn(len(ids), extra_dim) if extra_dim else None)
 
 
-@pytest.mark.parametrize(
-    ("inp", "out", "body"),
-    list(itertools.product(["embedding", "data", "noise"], ["per_tensor", "chunked", "flat"], ["mlp", "attention"])),
-)
+@pytest.mark.parametrize(("inp", "out", "body"), list(itertools.product(INPUTS, OUTPUTS, BODIES)))
 def test_every_design_generates_a_working_target_for_each_client(inp, out, body):
     hnet = hnet_for(SMALL, input=inp, output=out, body=body, attention_heads=2)
 
@@ -48,7 +45,7 @@ def test_every_design_generates_a_working_target_for_each_client(inp, out, body)
 def test_chunked_size_follows_the_chunk_not_the_target():
     counts = {
         out: hnet_for(CNN, output=out, hidden_dim=100, n_hidden=3, chunk_size=4096).num_parameters()
-        for out in ("per_tensor", "flat", "chunked")
+        for out in ("per_tensor", "chunked")
     }
     target = counts["per_tensor"]["target"]
     assert target == sum(p.numel() for p in CNN.parameters())
@@ -66,9 +63,9 @@ def test_default_init_is_kept_bit_for_bit_from_pfedhn():
     torch.manual_seed(3)
     hnet = HyperNetwork(target_shapes(SMALL), 5, HyperNetConfig(hidden_dim=16))
     torch.manual_seed(3)
-    emb = torch.nn.Embedding(5, hnet.embeddings.embedding_dim)
+    emb = torch.nn.Embedding(5, hnet.conditioner.table.embedding_dim)
     first = torch.nn.Linear(emb.embedding_dim, 16)
-    torch.testing.assert_close(hnet.embeddings.weight, emb.weight)
+    torch.testing.assert_close(hnet.conditioner.table.weight, emb.weight)
     torch.testing.assert_close(hnet.body.mlp[0].weight, first.weight)
 
 
@@ -140,10 +137,10 @@ def test_descriptor_gradients_are_each_clients_own():
     hnet = hnet_for(SMALL, input="data", embedding_dim=4)
     trainer = HyperNetTrainer(hnet, OuterConfig(lr=0.0, momentum=0.0, weight_decay=0.0))
     descriptors = torch.randn(2, 4, requires_grad=True)
-    generated = trainer.generate([0, 1], descriptors=descriptors)
+    generated = trainer.generate([0, 1], descriptors)
     trained = {n: w + 0.1 * torch.randn_like(w) for n, w in generated.items()}
 
-    trainer.step([0, 1], trained, [10, 30], descriptors=descriptors)
+    trainer.step([0, 1], trained, [10, 30], descriptors)
 
     # Each client's own gradient: d/dv_i of -<Δ_i, h(v_i)>, unweighted by example counts.
     for b in range(2):
@@ -169,3 +166,63 @@ def test_spectral_norm_weights_sent_are_the_weights_the_step_differentiates():
     trainer.step([0, 1], {n: w + 0.01 for n, w in first.items()}, [3, 3])
     moved = trainer.generate([0, 1])
     assert not torch.allclose(moved["fc1.weight"], first["fc1.weight"])
+
+
+def _flat_weights(hnet: HyperNetwork, clients: int) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([w.flatten(1) for w in hnet(torch.arange(clients)).values()], dim=1)  # [clients, P]
+
+
+def test_the_outputs_are_different_functions():
+    hidden = 3
+    hnets = {out: hnet_for(SMALL, num_clients=40, output=out, hidden_dim=hidden) for out in OUTPUTS}
+    sizes = {out: h.num_parameters()["hnet_shared"] for out, h in hnets.items()}
+    ranks = {}
+    for out, hnet in hnets.items():
+        flat = _flat_weights(hnet, 40)
+        ranks[out] = int(torch.linalg.matrix_rank(flat - flat.mean(0)))
+
+    assert len(set(sizes.values())) == len(OUTPUTS), sizes
+    # per_tensor maps ONE feature vector of `hidden` numbers linearly to every weight: 40 clients'
+    # weights span at most `hidden` directions around their mean. Chunked and component read a
+    # different feature vector for each chunk or tensor, so theirs span more.
+    assert ranks["per_tensor"] <= hidden, ranks
+    assert min(r for out, r in ranks.items() if out != "per_tensor") > hidden, ranks
+
+
+def test_per_tensor_heads_with_the_mlp_body_are_one_flat_linear_map():
+    """Why there is no ``flat`` output: one head for all weights is the same model as a head per tensor."""
+    hnet = hnet_for(SMALL)
+    ids = torch.tensor([0, 2, 5])
+    flat = torch.nn.Linear(16, sum(hnet.sizes))
+    with torch.no_grad():
+        flat.weight.copy_(torch.cat([h.weight for h in hnet.output.heads]))
+        flat.bias.copy_(torch.cat([h.bias for h in hnet.output.heads]))
+        features = hnet.body.mlp(hnet.conditioner(ids))  # [B, hidden]: the one feature vector
+
+        torch.testing.assert_close(flat(features), _flat_weights(hnet, 6)[ids])
+
+
+def test_component_generates_every_tensor_from_one_shared_generator():
+    hnet = hnet_for(SMALL, output="component")
+    sizes = dict(zip(hnet.target_shapes, hnet.sizes, strict=True))
+    assert hnet.output.generator.out_features == max(sizes.values())  # as long as the largest tensor
+    ids = torch.tensor([1, 4])
+    with torch.no_grad():
+        distinct = hnet(ids)
+        hnet.body.slot_embeddings.copy_(hnet.body.slot_embeddings[0].expand_as(hnet.body.slot_embeddings))
+        same_component = hnet(ids)
+
+    k = min(sizes.values())
+    leading = {n: w.flatten(1)[:, :k] for n, w in same_component.items()}
+    first = leading["fc1.weight"]
+    # Told apart only by their embeddings: with one embedding for all, every tensor starts with the same numbers.
+    assert all(torch.equal(w, first) for w in leading.values())
+    assert not torch.allclose(distinct["fc2.weight"].flatten(1)[:, :k], distinct["fc1.weight"].flatten(1)[:, :k])
+
+
+def test_hyperfan_component_matches_on_average():
+    hnet = hnet_for(CNN, num_clients=64, init="hyperfan_in", output="component", hidden_dim=100)
+    flat = _flat_weights(hnet, 64)
+    wanted = target_variances(hnet.target_shapes, "in")
+    assert flat.var().item() == pytest.approx(wanted.mean().item(), rel=0.3)

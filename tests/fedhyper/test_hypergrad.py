@@ -15,7 +15,7 @@ def tiny_hnet(num_clients: int = 4) -> HyperNetwork:
 def test_delta_backprop_equals_the_explicit_jacobian_transpose_product():
     hnet = tiny_hnet()
     ids = torch.tensor([0, 2])
-    emb = hnet.embeddings(ids)
+    emb = hnet.conditioner(ids)
     generated = hnet.generate(emb)
     deltas = {n: torch.randn_like(t) for n, t in generated.items()}
     w = example_weights([30, 10])
@@ -76,11 +76,11 @@ def test_sum_doubles_the_shared_step_of_mean_for_two_clients_and_leaves_embeddin
 
     pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
     for n, p0 in start.items():
-        if n.startswith("embeddings."):
+        if n == "conditioner.table.weight":
             torch.testing.assert_close(pa[n], pb[n])
         else:
             torch.testing.assert_close(pa[n] - p0, 2 * (pb[n] - p0), rtol=1e-4, atol=1e-7)
-    assert not torch.equal(pa["embeddings.weight"], start["embeddings.weight"])
+    assert not torch.equal(pa["conditioner.table.weight"], start["conditioner.table.weight"])
 
 
 def test_an_outer_step_moves_generated_weights_towards_the_trained_ones():
@@ -100,5 +100,5 @@ def test_an_outer_step_moves_generated_weights_towards_the_trained_ones():
 
     assert distance() < 0.5 * start
     untouched = trainer.generate([0])
-    assert hnet.embeddings.weight.grad[0].abs().sum() == 0  # client 0 did not take part
+    assert hnet.conditioner.table.weight.grad[0].abs().sum() == 0  # client 0 did not take part
     assert untouched["w"].shape == (1, 3, 2)

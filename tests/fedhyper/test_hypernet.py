@@ -35,7 +35,7 @@ def test_embedding_dim_follows_pfedhn_rule_and_parameters_split():
     model = build_model(ModelConfig(name="mlp", hidden=8), (1, 4, 4), 3)
     hnet = HyperNetwork(target_shapes(model), num_clients=50, cfg=HyperNetConfig())
 
-    assert hnet.embeddings.embedding_dim == 13  # 1 + 50 / 4
+    assert hnet.conditioner.table.embedding_dim == 13  # 1 + 50 / 4
     shared = {id(p) for p in hnet.shared_parameters()}
     emb = {id(p) for p in hnet.embedding_parameters()}
     assert shared.isdisjoint(emb)

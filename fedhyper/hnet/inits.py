@@ -1,7 +1,6 @@
-"""Hyperfan initialisation: the hypernetwork starts by generating weights with the variance a
-standard initialisation gives the target network.
+"""The hypernetwork's initialisation (``hnet.init``): PyTorch's default, or hyperfan-in/out.
 
-Chang, Sacramento, Zenke. "Principled Weight Initialization for Hypernetworks". ICLR 2020.
+Hyperfan: Chang, Sacramento, Zenke. "Principled Weight Initialization for Hypernetworks". ICLR 2020.
 
 With PyTorch's default initialisation the generated weights' variance depends on the
 hypernetwork's widths, not on the target layer's fan: every target layer starts at the same
@@ -13,19 +12,23 @@ Var(H_j) = Var*(w_j) / (hidden · E[f²]) gives each weight its target variance 
 in both. Instead of the paper's closed form for E[f²], it is measured on the body at
 initialisation with conditions drawn as embeddings and noise start, N(0, 1).
 
-A chunked output shares one generator row among positions of different tensors; a row gets
-the mean target variance of the positions it writes, so chunks match on average only.
+The chunked and component outputs share one generator row among positions of different
+tensors; a row gets the mean target variance of the positions it writes, so they match on
+average only.
+
+An init is a function ``init(body, output, target_shapes, cond_dim)`` that changes the built
+parts in place; register a new one with ``@INITS.register(name)``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
-if TYPE_CHECKING:
-    from fedhyper.hypernet import HyperNetwork
+from fedhyper.hnet.config import INITS
+from fedhyper.hnet.outputs import Output
 
 FANS = ("in", "out")
 
@@ -47,15 +50,32 @@ def target_variances(target_shapes: dict[str, torch.Size], fan: str) -> torch.Te
 
 
 @torch.no_grad()
-def hyperfan_(hnet: HyperNetwork, fan: str, samples: int = 512) -> None:
-    """Re-initialise ``hnet``'s output layers in place for hyperfan-``fan``."""
-    variance = target_variances(hnet.target_shapes, fan)
-    condition = torch.randn(samples, hnet.body_input_dim)
-    feature_sq = hnet.body(condition).pow(2).mean(dim=(0, 2))  # E[f²] per slot: [S]
-    for linear, slots, positions in hnet.output.init_groups():
+def hyperfan_(
+    body: nn.Module, output: Output, target_shapes: dict[str, torch.Size], cond_dim: int, fan: str, samples: int = 512
+) -> None:
+    """Re-initialise ``output``'s layers in place for hyperfan-``fan``, measuring ``body``'s features."""
+    variance = target_variances(target_shapes, fan)
+    condition = torch.randn(samples, cond_dim)
+    feature_sq = body(condition).pow(2).mean(dim=(0, 2))  # E[f²] per slot: [S]
+    for linear, slots, positions in output.init_groups():
         valid = positions < len(variance)  # [rows, k]
         row_variance = (variance[positions.clamp(max=len(variance) - 1)] * valid).sum(1) / valid.sum(1)
         head_variance = row_variance / (linear.in_features * feature_sq[slots].mean())
         bound = (3 * head_variance).sqrt().unsqueeze(1)  # a uniform on [-b, b] has variance b² / 3
         linear.weight.copy_((2 * torch.rand_like(linear.weight) - 1) * bound)
         linear.bias.zero_()
+
+
+@INITS.register("default")
+def pytorch_default(body: nn.Module, output: Output, target_shapes: dict[str, torch.Size], cond_dim: int) -> None:
+    """PyTorch's own initialisation of every layer, as built: nothing to change."""
+
+
+@INITS.register("hyperfan_in")
+def hyperfan_in(body: nn.Module, output: Output, target_shapes: dict[str, torch.Size], cond_dim: int) -> None:
+    hyperfan_(body, output, target_shapes, cond_dim, fan="in")
+
+
+@INITS.register("hyperfan_out")
+def hyperfan_out(body: nn.Module, output: Output, target_shapes: dict[str, torch.Size], cond_dim: int) -> None:
+    hyperfan_(body, output, target_shapes, cond_dim, fan="out")
