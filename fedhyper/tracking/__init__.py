@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from fedhyper.results import METRICS_FILE, SUMMARY_FILE, run_label
+from fedhyper.record import CONFIG_FILE, METRICS_FILE, ROUND, SUMMARY_FILE
+from fedhyper.results import run_label
 
 if TYPE_CHECKING:
     from fedhyper.config import ExperimentConfig
@@ -33,8 +34,7 @@ STORE_FILE = "mlflow.db"  # the local MLflow store when tracking.uri is empty
 OUTPUTS = Path("outputs")  # the output folder of simulations.run and simulations.deploy (Hydra's default root)
 DEFAULT_EXPERIMENT = "fedhyper"  # the MLflow experiment of single runs
 SUMMARY_PREFIX = "summary/"  # summary.json's numbers, apart from the per-round metrics of the same name
-CONFIG_FILE = "config.yaml"  # written by the launchers and the ServerApp beside summary.json
-NOT_METRICS = ("round",)  # the step itself
+NOT_METRICS = (ROUND,)  # the step itself
 
 
 @dataclass
@@ -95,13 +95,13 @@ class RunTracking:
         if self.tracker is None:
             return
         with self._guard():
-            step = history[-1]["round"]
+            step = history[-1][ROUND]
             if not self.started:
                 lacks = self.tracker.start(self.params, self.tags, resume_step=step)
                 self.started = True
                 for row in history[:-1]:
-                    if row["round"] >= lacks:
-                        self.tracker.log_metrics(row["round"], round_metrics(row))
+                    if row[ROUND] >= lacks:
+                        self.tracker.log_metrics(row[ROUND], round_metrics(row))
             self.tracker.log_metrics(step, round_metrics(history[-1]))
 
     def finish(self, summary: Any) -> None:

@@ -153,6 +153,18 @@ def test_an_unreachable_tracking_server_is_one_warning_and_the_run_goes_on(tmp_p
     assert len(warnings) == 1 and "cannot be reached" in warnings[0]
 
 
+def test_tracking_none_imports_neither_backend(tmp_path):
+    code = (
+        "import sys; from simulations import compare, deploy, run; from fedhyper import tracking; "
+        "from fedhyper.config import ExperimentConfig; import strategies; "
+        "cfg = ExperimentConfig(strategy=strategies.get('fedavg').config_cls()); "
+        "t = tracking.open_run(cfg, sys.argv[1]); t.record([{'round': 0, 'accuracy': 0.5}]); t.finish({}); "
+        "print(t.tracker, sorted({m.split('.')[0] for m in sys.modules} & {'mlflow', 'tensorboard'}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert result.stdout == "None []\n", result.stderr[-2000:]
+
+
 def grid(out_dir: Path, backend: str, jobs: int) -> list[str]:
     return ["strategies=[pfedhn,fedavg]", "seeds=[0]", "engine=inprocess", f"jobs={jobs}", f"out_dir={out_dir}",
             f"tracking={backend}", "sim.num_rounds=2", *TINY]  # fmt: skip
