@@ -1,9 +1,10 @@
-"""Read finished runs back and compare them: one row a run, mean ± std over seeds, a Markdown report.
+"""Read finished runs back and compare them: one row a run, mean ± std over seeds.
 
-A run directory holds what ``fedhyper.reporting.RunReporter`` wrote: ``summary.json`` and
-``metrics.jsonl``. Everything here is computed from those two files, so a report can be
-rebuilt at any time from the run directories alone. Accuracies are fractions (0..1) on disk
-and percentages in the report.
+A run directory holds what ``fedhyper.reporting.RunReporter`` wrote: ``summary.json`` (a
+``record.Summary``) and ``metrics.jsonl``. Everything here is computed from those two files, so a
+comparison can be rebuilt at any time from the run directories alone. Accuracies are fractions
+(0..1). Markdown and plots of a comparison are the launcher's (``simulations/report.py``,
+``simulations/plots.py``).
 """
 
 from __future__ import annotations
@@ -12,15 +13,23 @@ import csv
 import json
 import math
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SUMMARY_FILE = "summary.json"
-METRICS_FILE = "metrics.jsonl"
-# Per-round traffic keys written by the strategies (``<kind>_bytes_<direction>``).
-TRAFFIC = ("train_bytes_sent", "train_bytes_received", "evaluate_bytes_sent", "evaluate_bytes_received")
+from fedhyper import record
+from fedhyper.record import METRICS_FILE, SUMMARY_FILE, Summary
+
+__all__ = ["METRICS_FILE", "SUMMARY_FILE"]  # also read here by the grid's progress, tuning and tracking
+
+# Per-round traffic keys written by the round loop (``<phase>_bytes_<direction>``).
+TRAFFIC = (
+    record.TRAIN_BYTES_SENT,
+    record.TRAIN_BYTES_RECEIVED,
+    record.EVALUATE_BYTES_SENT,
+    record.EVALUATE_BYTES_RECEIVED,
+)
 BASE_VARIANT = "base"  # a strategy's configuration as the experiment gives it
 
 
@@ -86,7 +95,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def traffic_per_round(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Each traffic key summed over the training rounds (round >= 1) and divided by their number."""
-    training = [r for r in rows if r["round"] >= 1]
+    training = [r for r in rows if r[record.ROUND] >= 1]
     if not training:
         return dict.fromkeys(TRAFFIC, 0.0)
     return {key: sum(float(r.get(key, 0)) for r in training) / len(training) for key in TRAFFIC}
@@ -94,13 +103,7 @@ def traffic_per_round(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 def first_reaching(rows: Sequence[dict[str, Any]], target: float) -> dict[str, Any] | None:
     """The first evaluated round whose mean accuracy is at least ``target``."""
-    return next((r for r in rows if r.get("accuracy") is not None and r["accuracy"] >= target), None)
-
-
-def _number(summary: dict[str, Any], key: str) -> float | None:
-    """``summary[key]`` if it is a number; None when the run did not write it."""
-    value = summary.get(key)
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return next((r for r in rows if r.get(record.ACCURACY) is not None and r[record.ACCURACY] >= target), None)
 
 
 def load_run(
@@ -108,35 +111,33 @@ def load_run(
 ) -> RunResult:
     """Read a finished run; ``target`` is the accuracy (0..1) whose first crossing is reported."""
     run_dir = Path(run_dir)
-    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    summary = Summary.read(run_dir)
     rows = read_metrics(run_dir)
     reached = first_reaching(rows, target)
-    traffic = traffic_per_round(rows)
-    hnet_parameters = _number(summary, "hnet_parameters")
     return RunResult(
-        strategy=summary["strategy"],
+        strategy=summary.strategy,
         variant=variant,
         setting=setting,
         seed=seed,
         engine=engine,
-        num_clients=summary["num_clients"],
-        rounds=summary["rounds"],
-        final_accuracy=summary["final_accuracy"],
-        best_accuracy=summary["best_accuracy"],
-        best_round=summary.get("best_round"),
-        final_accuracy_pooled=_number(summary, "final_accuracy_pooled"),
-        best_accuracy_pooled=_number(summary, "best_accuracy_pooled"),
-        val_accuracy=_number(summary, "val_accuracy"),
-        novel_accuracy=_number(summary, "novel_accuracy"),
-        generalization_gap=_number(summary, "generalization_gap"),
-        hnet_parameters=None if hnet_parameters is None else int(hnet_parameters),
-        rounds_to_target=reached["round"] if reached else None,
-        seconds_to_target=reached["elapsed_s"] if reached else None,
-        wall_time_s=summary["wall_time_s"],
-        **{f"{key}_per_round": value for key, value in traffic.items()},
+        num_clients=summary.num_clients,
+        rounds=summary.rounds,
+        final_accuracy=summary.final_accuracy,
+        best_accuracy=summary.best_accuracy,
+        best_round=summary.best_round,
+        final_accuracy_pooled=summary.final_accuracy_pooled,
+        best_accuracy_pooled=summary.best_accuracy_pooled,
+        val_accuracy=summary.val_accuracy,
+        novel_accuracy=summary.novel_accuracy,
+        generalization_gap=summary.generalization_gap,
+        hnet_parameters=summary.hnet_parameters,
+        rounds_to_target=reached[record.ROUND] if reached else None,
+        seconds_to_target=reached[record.ELAPSED_S] if reached else None,
+        wall_time_s=summary.wall_time_s,
+        **{f"{key}_per_round": value for key, value in traffic_per_round(rows).items()},
         run_dir=str(run_dir),
-        curve=[(r["round"], r["accuracy"]) for r in rows if r.get("accuracy") is not None],
-        per_client_accuracy=list(summary.get("per_client_accuracy", [])),
+        curve=[(r[record.ROUND], r[record.ACCURACY]) for r in rows if r.get(record.ACCURACY) is not None],
+        per_client_accuracy=list(summary.per_client_accuracy),
     )
 
 
@@ -206,111 +207,3 @@ def summarise(results: Iterable[RunResult]) -> list[GroupSummary]:
         first = runs[0]
         out.append(GroupSummary(setting, first.strategy, first.variant, [r.seed for r in runs], **columns))
     return out
-
-
-def _shown(s: Stat, fmt: Callable[[float], str]) -> str:
-    """``mean ± std``; the mean alone from one seed; a dash when nothing was measured."""
-    if s.mean is None:
-        return "–"
-    return fmt(s.mean) if s.std is None else f"{fmt(s.mean)} ± {fmt(s.std)}"
-
-
-def _pct(s: Stat) -> str:
-    return _shown(s, lambda v: f"{100 * v:.2f}")
-
-
-def _rounds(s: Stat) -> str:
-    if s.mean is None:
-        return f"not reached (0/{s.n})"
-    reached = "" if s.count == s.n else f" ({s.count}/{s.n})"
-    return _shown(s, lambda v: f"{v:.1f}") + reached
-
-
-def _seconds(s: Stat) -> str:
-    return _shown(s, lambda v: f"{v:.1f}")
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
-
-
-def _traffic(s: Stat) -> str:
-    return _shown(s, human_bytes)
-
-
-def _count(s: Stat) -> str:
-    return "–" if s.mean is None else str(round(s.mean))  # the same for every seed of a config
-
-
-# Columns that a table shows only when some of its runs wrote them: header, field, format.
-_OPTIONAL_COLUMNS: list[tuple[str, str, Callable[[Stat], str]]] = [
-    ("final pooled (%)", "final_accuracy_pooled", _pct),
-    ("validation (%)", "val_accuracy", _pct),
-    ("novel accuracy (%)", "novel_accuracy", _pct),
-    ("generalization gap (pp)", "generalization_gap", _pct),
-    ("hnet parameters", "hnet_parameters", _count),
-]
-
-
-def markdown_table(groups: Sequence[GroupSummary], target: float) -> str:
-    """One Markdown table: a row per strategy and variant, mean ± std across its seeds."""
-    optional = [c for c in _OPTIONAL_COLUMNS if any(getattr(g, c[1]).count for g in groups)]
-    head = [
-        "strategy" if all(g.variant == BASE_VARIANT for g in groups) else "strategy/variant",
-        "seeds",
-        "final accuracy (%)",
-        "best accuracy (%)",
-        *(name for name, _, _ in optional),
-        f"rounds to {100 * target:g}%",
-        "wall time (s)",
-        "sent / round",
-        "received / round",
-    ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for g in groups:
-        cells = [
-            run_label(g.strategy, g.variant),
-            str(len(g.seeds)),
-            _pct(g.final_accuracy),
-            _pct(g.best_accuracy),
-            *(fmt(getattr(g, key)) for _, key, fmt in optional),
-            _rounds(g.rounds_to_target),
-            _seconds(g.wall_time_s),
-            _traffic(g.train_bytes_sent_per_round),
-            _traffic(g.train_bytes_received_per_round),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def markdown_report(
-    results: Sequence[RunResult], target: float, settings: dict[str, list[str]], plots: dict[str, list[str]]
-) -> str:
-    """The whole report: per data setting its overrides, the table (a row per run label) and its plots (file names)."""
-    lines = [
-        "# Strategy comparison",
-        "",
-        "Mean ± sample std across seeds (the mean alone for one seed). Accuracy: mean over clients of "
-        "each client's personalised model on its own test split (final: last evaluation; best: best "
-        "evaluation); pooled: all clients' test examples together; validation: mean over clients on their "
-        "validation splits (what tuning reads). Rounds to target: the first evaluated round at or above it, "
-        "over the seeds that reached it. Traffic: training bytes sent to the clients and received from them, "
-        "averaged over rounds. "
-        "Where runs report them: novel accuracy, that of the clients held out of training (novel_clients) and "
-        "personalised afterwards, and the generalization gap from the trained clients' accuracy, in percentage points; "
-        "hnet parameters, the hypernetwork's size.",
-    ]
-    by_setting: dict[str, list[GroupSummary]] = {}
-    for g in summarise(results):
-        by_setting.setdefault(g.setting, []).append(g)
-    for setting, groups in by_setting.items():
-        engines = sorted({r.engine for r in results if r.setting == setting})
-        overrides = " ".join(settings.get(setting, [])) or "(none)"
-        lines += ["", f"## Setting `{setting}`", "", f"Overrides: `{overrides}`; engine: {', '.join(engines)}.", ""]
-        lines.append(markdown_table(groups, target))
-        lines += [""] + [f"![{name}]({name})" for name in plots.get(setting, [])]
-    return "\n".join(lines) + "\n"

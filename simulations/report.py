@@ -1,0 +1,118 @@
+"""The comparison's Markdown: a table per data setting (mean ± std over seeds) and the whole report.
+
+Reads ``fedhyper.results``'s grouped runs; accuracies are fractions there and percentages here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from fedhyper.results import BASE_VARIANT, GroupSummary, RunResult, Stat, run_label, summarise
+
+
+def _shown(s: Stat, fmt: Callable[[float], str]) -> str:
+    """``mean ± std``; the mean alone from one seed; a dash when nothing was measured."""
+    if s.mean is None:
+        return "–"
+    return fmt(s.mean) if s.std is None else f"{fmt(s.mean)} ± {fmt(s.std)}"
+
+
+def _pct(s: Stat) -> str:
+    return _shown(s, lambda v: f"{100 * v:.2f}")
+
+
+def _rounds(s: Stat) -> str:
+    if s.mean is None:
+        return f"not reached (0/{s.n})"
+    reached = "" if s.count == s.n else f" ({s.count}/{s.n})"
+    return _shown(s, lambda v: f"{v:.1f}") + reached
+
+
+def _seconds(s: Stat) -> str:
+    return _shown(s, lambda v: f"{v:.1f}")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def _traffic(s: Stat) -> str:
+    return _shown(s, human_bytes)
+
+
+def _count(s: Stat) -> str:
+    return "–" if s.mean is None else str(round(s.mean))  # the same for every seed of a config
+
+
+# Columns that a table shows only when some of its runs wrote them: header, field, format.
+_OPTIONAL_COLUMNS: list[tuple[str, str, Callable[[Stat], str]]] = [
+    ("final pooled (%)", "final_accuracy_pooled", _pct),
+    ("validation (%)", "val_accuracy", _pct),
+    ("novel accuracy (%)", "novel_accuracy", _pct),
+    ("generalization gap (pp)", "generalization_gap", _pct),
+    ("hnet parameters", "hnet_parameters", _count),
+]
+
+
+def markdown_table(groups: Sequence[GroupSummary], target: float) -> str:
+    """One Markdown table: a row per strategy and variant, mean ± std across its seeds."""
+    optional = [c for c in _OPTIONAL_COLUMNS if any(getattr(g, c[1]).count for g in groups)]
+    head = [
+        "strategy" if all(g.variant == BASE_VARIANT for g in groups) else "strategy/variant",
+        "seeds",
+        "final accuracy (%)",
+        "best accuracy (%)",
+        *(name for name, _, _ in optional),
+        f"rounds to {100 * target:g}%",
+        "wall time (s)",
+        "sent / round",
+        "received / round",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g in groups:
+        cells = [
+            run_label(g.strategy, g.variant),
+            str(len(g.seeds)),
+            _pct(g.final_accuracy),
+            _pct(g.best_accuracy),
+            *(fmt(getattr(g, key)) for _, key, fmt in optional),
+            _rounds(g.rounds_to_target),
+            _seconds(g.wall_time_s),
+            _traffic(g.train_bytes_sent_per_round),
+            _traffic(g.train_bytes_received_per_round),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_report(
+    results: Sequence[RunResult], target: float, settings: dict[str, list[str]], plots: dict[str, list[str]]
+) -> str:
+    """The whole report: per data setting its overrides, the table (a row per run label) and its plots (file names)."""
+    lines = [
+        "# Strategy comparison",
+        "",
+        "Mean ± sample std across seeds (the mean alone for one seed). Accuracy: mean over clients of "
+        "each client's personalised model on its own test split (final: last evaluation; best: best "
+        "evaluation); pooled: all clients' test examples together; validation: mean over clients on their "
+        "validation splits (what tuning reads). Rounds to target: the first evaluated round at or above it, "
+        "over the seeds that reached it. Traffic: training bytes sent to the clients and received from them, "
+        "averaged over rounds. "
+        "Where runs report them: novel accuracy, that of the clients held out of training (novel_clients) and "
+        "personalised afterwards, and the generalization gap from the trained clients' accuracy, in percentage points; "
+        "hnet parameters, the hypernetwork's size.",
+    ]
+    by_setting: dict[str, list[GroupSummary]] = {}
+    for g in summarise(results):
+        by_setting.setdefault(g.setting, []).append(g)
+    for setting, groups in by_setting.items():
+        engines = sorted({r.engine for r in results if r.setting == setting})
+        overrides = " ".join(settings.get(setting, [])) or "(none)"
+        lines += ["", f"## Setting `{setting}`", "", f"Overrides: `{overrides}`; engine: {', '.join(engines)}.", ""]
+        lines.append(markdown_table(groups, target))
+        lines += [""] + [f"![{name}]({name})" for name in plots.get(setting, [])]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,37 @@
+"""The comparison's presentation: its Markdown report and plots, from runs read back."""
+
+import pytest
+
+from fedhyper import results
+from simulations import plots, report
+from tests.fedhyper.test_results import fake_run, two_seeds  # noqa: F401  (a fixture)
+
+
+def test_a_table_shows_how_many_seeds_reached_the_target(tmp_path):
+    reached = fake_run(tmp_path / "a", "fedavg", [0.1, 0.95], [0.9], [1], [1])
+    never = fake_run(tmp_path / "b", "fedavg", [0.1, 0.5], [0.5], [1], [1])
+    runs = [results.load_run(d, "s", i, "flower", target=0.9) for i, d in enumerate((reached, never))]
+
+    assert "| 1.0 (1/2) |" in report.markdown_table(results.summarise(runs), target=0.9)  # one seed: no spread
+
+
+def test_the_report_has_a_row_a_strategy_its_overrides_and_plots(two_seeds):  # noqa: F811
+    text = report.markdown_report(two_seeds, 0.9, {"pfedhn": ["data.alpha=0.3"]}, {"pfedhn": ["acc.png"]})
+
+    assert "| pfedhn | 2 | 92.50 ± 3.54 | 93.50 ± 2.12 | 2.5 ± 0.7 |" in text
+    assert "150 B ± 71 B" in text  # train bytes sent per round: mean 150, std 70.7
+    assert "`data.alpha=0.3`" in text and "![acc.png](acc.png)" in text
+
+
+def test_plots_are_written_as_png(two_seeds, tmp_path):  # noqa: F811
+    names = plots.plot_setting(two_seeds, "pfedhn", tmp_path)
+
+    for name in names:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_curve_band_is_mean_min_max_over_seeds(two_seeds):  # noqa: F811
+    rounds, mean, low, high = plots.curve_band(two_seeds)
+
+    assert rounds.tolist() == [0, 1, 2, 3]
+    assert mean[1] == pytest.approx(0.55) and low[2] == pytest.approx(0.7) and high[3] == pytest.approx(0.95)
