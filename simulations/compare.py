@@ -3,10 +3,10 @@
 Runs every strategy × variant (a named configuration of it) × data setting × seed on the same
 partitions (a setting and a seed fix them) and the same evaluation (mean personalised test
 accuracy over clients), then writes ``results.csv``, ``report.md`` and plots into ``out_dir``
-(``fedhyper.results``, ``fedhyper.plots``). The engines (``simulations.engines``) run each run in
-a worker process or through ``python -m simulations.run``. Each run has its own directory under
-``out_dir/runs``, named by its resolved config and engine, so repeating a command skips the runs
-that finished, re-runs those that were interrupted (from their checkpoint when
+(``fedhyper.results``, ``simulations.report``, ``simulations.plots``). The engines
+(``simulations.engines``) run each run in a worker process or through ``python -m simulations.run``.
+Each run has its own directory under ``out_dir/runs``, named by its resolved config and engine,
+so repeating a command skips the runs that finished, re-runs those that were interrupted (from their checkpoint when
 ``sim.checkpoint_every`` wrote one) and never mixes runs of different configs. Every config is
 composed and checked before the first run starts: a bad option exits with status 2 and one line,
 as ``simulations.run`` does.
@@ -30,12 +30,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 import strategies
-from fedhyper import checkpoint, plots, results, tracking
+from fedhyper import checkpoint, results, tracking
 from fedhyper.config import ExperimentConfig
-from simulations import tuning
+from simulations import plots, tuning
 from simulations.config import ENGINES, CompareConfig, register_configs
 from simulations.engines import FlowerEngine, InProcessEngine
 from simulations.progress import GridProgress, RunLabel, written_since
+from simulations.report import markdown_report
 from simulations.run import check_machine, precheck
 from strategies import experiment
 
@@ -162,6 +163,30 @@ def run_dir_of(cc: CompareConfig, setting: str, name: str, variant: str, seed: i
 Cell = tuple[str, str, str]  # (setting, strategy, variant)
 
 
+def finished_twin(run_dir: Path, config: dict[str, Any]) -> Path:
+    """``run_dir``, or a finished run beside it whose recorded config is ``config`` under today's schema.
+
+    A run directory is named by a digest of its resolved config, which changes whenever the config
+    gains an option, even one at its default. A run recorded before such a change is the same run
+    if its ``config.yaml``, read with today's defaults for what it lacks, resolves to ``config``;
+    it is reused rather than run again. Configs that no longer parse never match.
+    """
+    if run_dir.exists():
+        return run_dir
+    stem = run_dir.name.rsplit("-", 1)[0]
+    for other in sorted(run_dir.parent.glob(f"{stem}-*")):
+        if not results.is_finished(other):
+            continue
+        try:
+            typed = experiment.typed(OmegaConf.load(other / "config.yaml"))
+            recorded = OmegaConf.to_container(OmegaConf.structured(typed))
+        except Exception:  # an option since removed or renamed: not the same run
+            continue
+        if config_digest(recorded, "") == config_digest(config, ""):  # type: ignore[arg-type]
+            return other
+    return run_dir
+
+
 def plan(cc: CompareConfig, common: list[str], tuned: dict[Cell, list[str]] | None = None) -> list[PlannedRun]:
     """Compose and check every run's config; seeds outermost, so a first full comparison comes early.
 
@@ -178,7 +203,7 @@ def plan(cc: CompareConfig, common: list[str], tuned: dict[Cell, list[str]] | No
     for seed in cc.seeds:
         for setting, name, variant, overrides, cfg in combos:
             config = OmegaConf.to_container(OmegaConf.structured(replace(cfg, seed=seed)))
-            run_dir = run_dir_of(cc, setting, name, variant, seed, config)  # type: ignore[arg-type]
+            run_dir = finished_twin(run_dir_of(cc, setting, name, variant, seed, config), config)  # type: ignore[arg-type]
             label = RunLabel(len(runs) + 1, total, name, setting, seed, cfg.sim.num_rounds, run_dir.resolve(), variant)
             runs.append(PlannedRun(label, [*overrides, f"seed={seed}"], config))  # type: ignore[arg-type]
     return runs
@@ -207,7 +232,7 @@ def tune_grid(cc: CompareConfig, common: list[str]) -> dict[Cell, list[str]]:
             cfg.validate()
             config = OmegaConf.to_container(OmegaConf.structured(cfg))
             run_dir = Path(cc.out_dir) / "tuning" / study.setting / study.label
-            run_dir /= f"trial{number}-{config_digest(config, cc.engine)}"  # type: ignore[arg-type]
+            run_dir = finished_twin(run_dir / f"trial{number}-{config_digest(config, cc.engine)}", config)  # type: ignore
             label = RunLabel(number + 1, cc.tune, study.strategy, study.setting, tuning.TUNE_SEED, study.rounds,
                              run_dir.resolve(), study.variant)  # fmt: skip
             planned.append(PlannedRun(label, [*base, *extra], config))  # type: ignore[arg-type]
@@ -265,7 +290,7 @@ def watch(futures: dict[Future, PlannedRun], progress: GridProgress, every: floa
             else:
                 s = future.result()  # the time includes what the run's own clock misses (engine start-up)
                 took = time.time() - announced.get(future, progress.started_at)
-                progress.finished(run.label, took, s["final_accuracy"], s["best_accuracy"])
+                progress.finished(run.label, took, s.final_accuracy, s.best_accuracy)
         if time.time() >= next_status and futures:
             progress.status([futures[f].label for f in futures if f in announced])
             next_status = time.time() + every
@@ -282,7 +307,7 @@ def write_outputs(cc: CompareConfig, runs: list[PlannedRun], common: list[str]) 
     results.write_csv(done, out / "results.csv")
     figures = {s: plots.plot_setting(done, s, out) for s in cc.settings if any(r.setting == s for r in done)}
     settings = {s: [*cc.setting_overrides[s], *common] for s in cc.settings}
-    report = results.markdown_report(done, cc.target_accuracy, settings, figures)
+    report = markdown_report(done, cc.target_accuracy, settings, figures)
     if (out / tuning.TUNED_FILE).is_file():
         report += tuning.markdown(yaml.safe_load((out / tuning.TUNED_FILE).read_text()))
     (out / "report.md").write_text(report)

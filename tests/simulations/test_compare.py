@@ -223,3 +223,22 @@ def test_tuning_picks_each_strategys_best_validation_trial_and_the_grid_runs_wit
     assert compare.main(argv) == 0  # a repeat draws the same trials and finds every run finished
 
     assert {p: p.stat().st_mtime_ns for p in out.glob("**/summary.json")} == before
+
+
+def test_a_run_recorded_before_the_config_gained_an_option_is_reused_not_run_again(tmp_path, capsys):
+    out = tmp_path / "older"
+    argv = ["strategies=[fedavg]", "seeds=[0]", "engine=inprocess", "jobs=1", f"out_dir={out}", *TINY]
+    assert compare.main(argv) == 0, capsys.readouterr()
+    (run_dir,) = out.glob("runs/*/*/seed0-*")
+    recorded = OmegaConf.load(run_dir / "config.yaml")
+    del recorded.sim["eval_test"]  # as a config written before sim.eval_test existed
+    OmegaConf.save(recorded, run_dir / "config.yaml")
+    older = run_dir.rename(run_dir.with_name("seed0-0123456789"))  # and named by that config's digest
+    before = (older / "summary.json").stat().st_mtime_ns
+
+    assert compare.main(argv) == 0
+
+    assert "1 already finished, 0 to run" in capsys.readouterr().out
+    assert (older / "summary.json").stat().st_mtime_ns == before
+    (row,) = csv.DictReader((out / "results.csv").open())
+    assert Path(row["run_dir"]) == older.resolve()
