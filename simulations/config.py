@@ -8,7 +8,7 @@ from hydra.core.config_store import ConfigStore
 
 import strategies
 from fedhyper.config import ExperimentConfig
-from fedhyper.data import DataConfig
+from fedhyper.data import SPECS, DataConfig
 from fedhyper.hnet.config import INPUTS, OUTPUTS
 from fedhyper.models import ModelConfig
 from fedhyper.tracking import BACKENDS, TrackingConfig
@@ -18,6 +18,20 @@ DATA_SETTINGS: dict[str, list[str]] = {
     "default": [],  # the experiment's defaults and the command line, nothing more
     "pfedhn": ["data.partition=pathological", "data.classes_per_client=2", "data.num_clients=50"],
     "dirichlet": ["data.partition=dirichlet", "data.alpha=0.3", "data.num_clients=100"],
+    # Published protocols (docs/datasets.md): pFedHN's Table 1 at 50 clients, and FEMNIST by writer.
+    "cifar10_pfedhn": [
+        "data=cifar10",
+        "data.partition=pathological",
+        "data.classes_per_client=2",
+        "data.num_clients=50",
+    ],
+    "cifar100_pfedhn": [
+        "data=cifar100",
+        "data.partition=pathological",
+        "data.classes_per_client=10",
+        "data.num_clients=50",
+    ],
+    "femnist_natural": ["data=femnist", "data.partition=natural", "data.num_clients=100"],
 }
 # Named variants of a strategy's configuration for simulations.compare: the hypernetwork's design
 # choices (fedhyper.hnet.config's registries), one input × one output each, then body and initialisation.
@@ -72,7 +86,8 @@ def register_configs() -> None:
     cs.store(name="base_compare", node=CompareConfig)
     for entry in strategies.REGISTRY.values():
         cs.store(group="strategy", name=entry.name, node=entry.config_cls)
-    cs.store(group="data", name="fmnist", node=DataConfig(name="fmnist"))
+    for spec in SPECS.values():
+        cs.store(group="data", name=spec.name, node=DataConfig(name=spec.name))
     cs.store(group="model", name="cnn", node=ModelConfig(name="cnn"))
     cs.store(group="model", name="mlp", node=ModelConfig(name="mlp"))
     for backend in BACKENDS:

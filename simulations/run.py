@@ -25,7 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from fedhyper import checkpoint, tracking
 from fedhyper.config import ExperimentConfig
-from fedhyper.data import fmnist
+from fedhyper.data import get_spec
+from fedhyper.data.hub import check_root
 from fedhyper.device import select_device
 from simulations import multirun
 from simulations.config import register_configs
@@ -68,8 +69,10 @@ def check_machine(cfg: ExperimentConfig) -> None:
     select_device(cfg.device)
     if cfg.sim.client_gpus > 0 and cfg.sim.ray_address == "local" and not torch.cuda.is_available():
         raise ValueError(f"sim.client_gpus={cfg.sim.client_gpus} asks for a GPU and this machine has none; set it to 0")
-    if cfg.data.root is not None:
-        fmnist.load_fmnist(cfg.data.root)  # malformed or missing files fail here, not in every client
+    if cfg.data.root is not None:  # a missing, empty or misshapen copy fails here, not in every client
+        owners = check_root(get_spec(cfg.data.name), cfg.data.root)
+        if cfg.data.partition == "natural" and owners is not None and cfg.data.num_clients > owners:
+            raise ValueError(f"data.num_clients={cfg.data.num_clients} exceeds the {owners} writers in data.root")
 
 
 def validated(raw: DictConfig) -> ExperimentConfig:

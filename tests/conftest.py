@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from fedhyper.data import cache, fmnist
+from fedhyper.data import cache, get_spec
+from tests.hub_copies import build_copy
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -32,7 +33,18 @@ def idx_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def fmnist_available() -> bool:
-    return fmnist.DEBIAN_DIR.is_dir()
+    return get_spec("fmnist").idx_dir.is_dir()
+
+
+@pytest.fixture(scope="session")
+def hub_copies(tmp_path_factory) -> dict[str, Path]:
+    """Small save_to_disk copies in the hub's schemas (CIFAR-10, CIFAR-100, FEMNIST with 12 writers), built once."""
+    root = tmp_path_factory.mktemp("hub")
+    return {
+        "cifar10": build_copy(get_spec("cifar10"), root / "cifar10", per_class=24),
+        "cifar100": build_copy(get_spec("cifar100"), root / "cifar100", per_class=4),
+        "femnist": build_copy(get_spec("femnist"), root / "femnist", per_class=4, owners=12),
+    }
 
 
 @pytest.fixture(scope="session", autouse=True)

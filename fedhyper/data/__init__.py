@@ -2,14 +2,18 @@
 
 from fedhyper.data.federated import ClientData, DataConfig, FederatedDataset, dataset_info, load_federated
 from fedhyper.data.partition import ClientRows, ClientSplit, partition_indices, split_client
+from fedhyper.data.specs import SPECS, DatasetSpec, get_spec
 
 __all__ = [
     "ClientData",
     "ClientRows",
     "ClientSplit",
     "DataConfig",
+    "DatasetSpec",
     "FederatedDataset",
+    "SPECS",
     "dataset_info",
+    "get_spec",
     "load_federated",
     "partition_indices",
     "split_client",

@@ -1,7 +1,8 @@
 """Partitions computed once and kept on disk, so that every client process loads them by id.
 
 The key is a hash of everything that decides the partition: the labels themselves (so a
-different ``data.root`` or ``data.subset`` cannot hit a stale file), the partitioner and its
+different ``data.root`` or ``data.subset`` cannot hit a stale file), each example's owner for
+the natural partition, the partitioner and its
 parameters, the seed and the flwr-datasets version. Files are written beside and renamed
 into place, so processes that start together can race without reading a half-written file.
 """
@@ -37,13 +38,16 @@ def cache_dir(configured: str | None) -> Path | None:
     return Path(chosen).expanduser() if chosen else None
 
 
-def partition_key(labels: np.ndarray, params: dict[str, object]) -> str:
-    """A hex digest of the labels and the partition's parameters."""
+def partition_key(labels: np.ndarray, params: dict[str, object], owners: np.ndarray | None = None) -> str:
+    """A hex digest of the labels (and owners, when given) and the partition's parameters."""
     h = hashlib.sha256()
     h.update(
         json.dumps({**params, "format": FORMAT, "flwr_datasets": version("flwr-datasets")}, sort_keys=True).encode()
     )
     h.update(np.ascontiguousarray(labels).astype(np.int64).tobytes())
+    if owners is not None:
+        h.update(b"owners")
+        h.update(np.ascontiguousarray(owners).astype(np.int64).tobytes())
     return h.hexdigest()[:32]
 
 
@@ -55,14 +59,19 @@ def cached_partition(
     alpha: float,
     seed: int,
     directory: Path | None,
+    owners: np.ndarray | None = None,
 ) -> ClientRows:
-    """Every client's rows: read from ``directory`` when present, else computed once and stored."""
+    """Every client's rows: read from ``directory`` when present, else computed once and stored.
+
+    ``owners`` (each row's owner, as integers) decides the natural partition and is ignored by the others.
+    """
     params = {"num_clients": num_clients, "partition": partition, "seed": seed}
     if partition == "pathological":
         params["classes_per_client"] = classes_per_client
     if partition == "dirichlet":
         params["alpha"] = alpha
-    path = directory / f"partition-{partition_key(labels, params)}.npz" if directory else None
+    owners = owners if partition == "natural" else None
+    path = directory / f"partition-{partition_key(labels, params, owners)}.npz" if directory else None
     if path is not None and path.is_file():
         try:
             with np.load(path) as f:
@@ -72,7 +81,9 @@ def cached_partition(
             log.warning("partition cache %s does not match its key; computing it again", path)
         except (OSError, ValueError, KeyError) as err:
             log.warning("partition cache %s cannot be read (%s); computing it again", path, err)
-    parts = ClientRows.from_lists(partition_indices(labels, num_clients, partition, classes_per_client, alpha, seed))
+    parts = ClientRows.from_lists(
+        partition_indices(labels, num_clients, partition, classes_per_client, alpha, seed, owners)
+    )
     if path is not None:
         _write_atomic(path, parts)
     return parts

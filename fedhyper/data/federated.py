@@ -16,23 +16,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fedhyper.data import fmnist
 from fedhyper.data.cache import cache_dir, cached_partition
+from fedhyper.data.hub import load_pooled
 from fedhyper.data.partition import PARTITIONS, ClientRows, ClientSplit, split_client
-
-# Input shape (C, H, W) and class count of each dataset, known without loading it.
-_DATASET_INFO = {"fmnist": ((1, 28, 28), 10)}
-DATASETS = tuple(_DATASET_INFO)
+from fedhyper.data.specs import SPECS, get_spec, standardise
 
 
 @dataclass
 class DataConfig:
     """Which dataset, how it is split among clients, and each client's own split."""
 
-    name: str = "fmnist"  # the dataset; data=<name> selects it
-    root: str | None = None  # a folder with the IDX files; None: the Debian package, then the hub
-    num_clients: int = 50  # clients, one simulated SuperNode each
-    partition: str = "pathological"  # pathological | dirichlet | iid
+    name: str = "fmnist"  # the dataset (fedhyper.data.specs); data=<name> selects it
+    # A folder holding a save_to_disk copy or the hub's parquet files (Fashion-MNIST: or its IDX
+    # files); nothing is downloaded then. None: Fashion-MNIST's Debian package, else the hub.
+    root: str | None = None
+    num_clients: int = 50  # clients, one simulated SuperNode each; natural: a seeded sample of owners
+    partition: str = "pathological"  # pathological | dirichlet | iid | natural (one writer a client: femnist)
     classes_per_client: int = 2  # pathological: pFedHN's split gives each client two classes
     alpha: float = 0.3  # dirichlet concentration; smaller is more heterogeneous
     val_fraction: float = 0.1  # share of each client's own data held out for validation
@@ -43,12 +42,17 @@ class DataConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first option that cannot work."""
-        if self.name not in DATASETS:
-            raise ValueError(f"data={self.name!r} is unknown; choose one of {', '.join(DATASETS)}")
+        spec = get_spec(self.name)
         if self.partition not in PARTITIONS:
             raise ValueError(f"data.partition={self.partition!r} is unknown; choose one of {', '.join(PARTITIONS)}")
+        if self.partition == "natural" and spec.natural_key is None:
+            natural = [s.name for s in SPECS.values() if s.natural_key]
+            raise ValueError(
+                f"data.partition=natural needs examples that name their owner, which data={self.name} lacks; "
+                f"use it with data={' or data='.join(natural)}"
+            )
         if self.root is not None and not Path(self.root).expanduser().is_dir():
-            raise ValueError(f"data.root={self.root} is not a directory; point it at the dataset's files")
+            raise ValueError(f"data.root={self.root} is not a directory; {spec.how_to_get(self.root)}")
         if self.num_clients < 1:
             raise ValueError(f"data.num_clients={self.num_clients} must be at least 1")
         if self.alpha <= 0:
@@ -81,14 +85,14 @@ class FederatedDataset:
 
     def __init__(
         self, images: torch.Tensor, labels: torch.Tensor, parts: ClientRows, val_fraction: float,
-        test_fraction: float, seed: int,
+        test_fraction: float, seed: int, num_classes: int,
     ) -> None:  # fmt: skip
         self.images = images  # [N, C, H, W] float32, standardised
         self.labels = labels  # [N] int64
         self.parts = parts
         self.fractions = (val_fraction, test_fraction)
         self.seed = seed
-        self.num_classes = int(labels.max()) + 1
+        self.num_classes = num_classes  # the dataset's, even when a subset lacks some classes
 
     def __len__(self) -> int:
         return len(self.parts)
@@ -126,18 +130,22 @@ def load_federated(cfg: DataConfig, seed: int) -> FederatedDataset:
 def _load_cached(key: tuple, seed: int) -> FederatedDataset:
     cfg = DataConfig(**dict(key))
     cfg.validate()
-    images, labels = fmnist.load_fmnist(cfg.root)
+    spec = get_spec(cfg.name)
+    pooled = load_pooled(spec, cfg.root)
+    images, labels, owners = pooled.images, pooled.labels, pooled.groups
     if cfg.subset:
         images, labels = images[: cfg.subset], labels[: cfg.subset]
-    x = torch.from_numpy(images).float().div_(255.0).sub_(fmnist.MEAN).div_(fmnist.STD).unsqueeze(1)
+        owners = None if owners is None else owners[: cfg.subset]
+    x = standardise(torch.from_numpy(images).float().div_(255.0), spec)  # [N, C, H, W]
     parts = cached_partition(
-        labels, cfg.num_clients, cfg.partition, cfg.classes_per_client, cfg.alpha, seed, cache_dir(cfg.cache_dir)
-    )
-    return FederatedDataset(x, torch.from_numpy(labels), parts, cfg.val_fraction, cfg.test_fraction, seed)
+        labels, cfg.num_clients, cfg.partition, cfg.classes_per_client, cfg.alpha, seed, cache_dir(cfg.cache_dir),
+        owners,
+    )  # fmt: skip
+    fractions = (cfg.val_fraction, cfg.test_fraction)
+    return FederatedDataset(x, torch.from_numpy(labels), parts, *fractions, seed, spec.num_classes)
 
 
 def dataset_info(name: str) -> tuple[tuple[int, int, int], int]:
     """Input shape (C, H, W) and class count of a dataset, known without loading it."""
-    if name not in _DATASET_INFO:
-        raise ValueError(f"data={name!r} is unknown; choose one of {', '.join(DATASETS)}")
-    return _DATASET_INFO[name]
+    spec = get_spec(name)
+    return spec.input_shape, spec.num_classes

@@ -4,7 +4,8 @@ A SuperNode started with ``--node-config "partition-id=0 data-dir='/data/site0'"
 evaluates on what that directory holds. Two layouts are accepted, per split (``train``,
 ``test`` and, optionally, ``val``)::
 
-    <data-dir>/train.npz         x: [N, H, W] or [N, C, H, W], uint8 0..255 or float 0..1
+    <data-dir>/train.npz         x: [N, C, H, W] ([N, H, W] for gray, [N, H, W, C] for colour),
+                                 uint8 0..255 or float 0..1
                                  y: [N] integer class labels 0..K-1
     <data-dir>/train/<label>/*   image files (PNG, JPEG, ...) in one folder per class,
                                  each folder named by its class index (0, 1, ..., K-1)
@@ -24,13 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fedhyper.data import fmnist
-from fedhyper.data.federated import ClientData, dataset_info
+from fedhyper.data.federated import ClientData
+from fedhyper.data.specs import get_spec, standardise
 
 SPLITS = ("train", "test", "val")  # val is optional
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff", ".webp"}
-# Local data is standardised as the server's dataset is, so generated weights see familiar inputs.
-_STANDARDISATION = {"fmnist": (fmnist.MEAN, fmnist.STD)}
 
 
 def load_local(data_dir: str | Path, dataset: str) -> ClientData:
@@ -43,10 +42,10 @@ def _load_cached(data_dir: str, dataset: str) -> ClientData:
     root = Path(data_dir)
     if not root.is_dir():
         raise ValueError(f"data-dir={data_dir} is not a directory; point the node config's data-dir at the data")
-    input_shape, n_classes = dataset_info(dataset)
-    if dataset not in _STANDARDISATION:
-        raise ValueError(f"data={dataset!r} has no local-data support; use one of {', '.join(_STANDARDISATION)}")
-    mean, std = _STANDARDISATION[dataset]
+    # Standardised with the dataset's own per-channel statistics, as the server's data is, so
+    # generated weights see familiar inputs.
+    spec = get_spec(dataset)
+    input_shape, n_classes = spec.input_shape, spec.num_classes
     parts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for split in SPLITS:
         arrays = _read_split(root, split, input_shape)
@@ -56,7 +55,7 @@ def _load_cached(data_dir: str, dataset: str) -> ClientData:
             arrays = (np.zeros((0, *input_shape), np.float32), np.zeros(0, np.int64))
         where, (x, y) = _source(root, split), arrays
         x, y = check_arrays(x, y, input_shape, n_classes, where)
-        parts[split] = ((torch.from_numpy(x) - mean) / std, torch.from_numpy(y))
+        parts[split] = (standardise(torch.from_numpy(x), spec), torch.from_numpy(y))
     (xt, yt), (xs, ys), (xv, yv) = parts["train"], parts["test"], parts["val"]
     return ClientData(x_train=xt, y_train=yt, x_test=xs, y_test=ys, x_val=xv, y_val=yv)
 
@@ -125,11 +124,13 @@ def check_arrays(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validate ``x``/``y`` against the dataset; return float32 pixels in 0..1 ``[N, C, H, W]`` and int64 labels."""
     given = list(x.shape)
-    if x.ndim == 3 and input_shape[0] == 1:
+    channels, height, width = input_shape
+    if x.ndim == 3 and channels == 1:
         x = x[:, None]  # [N, H, W] -> [N, 1, H, W]
+    if x.ndim == 4 and channels > 1 and tuple(x.shape[1:]) == (height, width, channels):
+        x = x.transpose(0, 3, 1, 2)  # channels last, as PIL and most image arrays hold them
     if x.ndim != 4 or tuple(x.shape[1:]) != input_shape:
-        channels, height, width = input_shape
-        alternative = f" or [N, {height}, {width}]" if channels == 1 else ""
+        alternative = f" or [N, {height}, {width}]" if channels == 1 else f" or [N, {height}, {width}, {channels}]"
         raise ValueError(
             f"{where}: x has shape {given}; the dataset wants [N, {channels}, {height}, {width}]{alternative}"
         )

@@ -1,9 +1,9 @@
-"""Client partitions: flwr-datasets partitioners over labels held in memory.
+"""Client partitions: flwr-datasets partitioners over labels (or owners) held in memory.
 
-Only the label column goes through ``datasets``; the partitioners decide which rows each
-client owns, for all clients in one pass, and the images stay in one NumPy array shared by
-every client of a process. ``ClientRows`` holds every client's rows as one flat array and
-offsets, which is what ``fedhyper.data.cache`` stores on disk.
+Only the label column (the owner column for ``natural``) goes through ``datasets``; the
+partitioners decide which rows each client owns, for all clients in one pass, and the images
+stay in one NumPy array shared by every client of a process. ``ClientRows`` holds every
+client's rows as one flat array and offsets, which is what ``fedhyper.data.cache`` stores on disk.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PARTITIONS = ("pathological", "dirichlet", "iid")
+PARTITIONS = ("pathological", "dirichlet", "iid", "natural")
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,12 @@ class ClientRows:
 def _partitioner(partition: str, num_clients: int, classes_per_client: int, alpha: float, seed: int):
     # Imported here: ``datasets`` costs a second at start-up, and a process that finds the
     # partition in the cache never needs it.
-    from flwr_datasets.partitioner import DirichletPartitioner, IidPartitioner, PathologicalPartitioner
+    from flwr_datasets.partitioner import (
+        DirichletPartitioner,
+        IidPartitioner,
+        NaturalIdPartitioner,
+        PathologicalPartitioner,
+    )
 
     if partition == "pathological":
         # "first-deterministic" gives every class to at least one client, as pFedHN's split does.
@@ -65,6 +70,8 @@ def _partitioner(partition: str, num_clients: int, classes_per_client: int, alph
         )
     if partition == "iid":
         return IidPartitioner(num_partitions=num_clients)
+    if partition == "natural":
+        return NaturalIdPartitioner(partition_by="owner")
     raise ValueError(f"data.partition={partition!r} is unknown; choose one of {', '.join(PARTITIONS)}")
 
 
@@ -82,25 +89,46 @@ def partition_indices(
     classes_per_client: int = 2,
     alpha: float = 0.3,
     seed: int = 0,
+    owners: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Split row indices of ``labels`` among ``num_clients``; the same for the same seed.
 
     The rows are those ``partitioner.load_partition(i)`` would give, read from the
     partitioner's assignment after one call instead of one ``Dataset.select`` per client
-    (which took about 10 s for 10,000 clients).
+    (which took about 10 s for 10,000 clients). ``natural`` gives each client one owner's rows
+    (``owners``: each row's owner, e.g. FEMNIST's writer), for a seeded sample of
+    ``num_clients`` owners taken in owner order.
     """
     partitioner = _partitioner(partition, num_clients, classes_per_client, alpha, seed)
     if partition == "iid":
         return _contiguous_shards(len(labels), num_clients)
+    if partition == "natural":
+        return _natural(partitioner, owners, num_clients, seed)
+    return _assigned(partitioner, {"label": labels}, range(num_clients))
+
+
+def _assigned(partitioner, columns: dict[str, np.ndarray], ids) -> list[np.ndarray]:
+    """The rows the partitioner gives each partition of ``ids``, after one pass over ``columns``."""
     from datasets import Dataset
 
-    partitioner.dataset = Dataset.from_dict({"label": labels, "row": np.arange(len(labels))})
+    n = len(next(iter(columns.values())))
+    partitioner.dataset = Dataset.from_dict({**columns, "row": np.arange(n)})
     partitioner.load_partition(0)  # checks the arguments and assigns every client's rows at once
     assigned = getattr(partitioner, "_partition_id_to_indices", None)
-    if not isinstance(assigned, dict) or len(assigned) != num_clients:  # a flwr-datasets without it
-        return [np.asarray(partitioner.load_partition(i)["row"], dtype=np.int64) for i in range(num_clients)]
+    if not isinstance(assigned, dict) or len(assigned) != partitioner.num_partitions:  # a flwr-datasets without it
+        return [np.asarray(partitioner.load_partition(i)["row"], dtype=np.int64) for i in ids]
     # The "row" column is the identity, so the assigned indices are the rows themselves.
-    return [np.asarray(assigned[i], dtype=np.int64) for i in range(num_clients)]
+    return [np.asarray(assigned[i], dtype=np.int64) for i in ids]
+
+
+def _natural(partitioner, owners: np.ndarray | None, num_clients: int, seed: int) -> list[np.ndarray]:
+    if owners is None:
+        raise ValueError("data.partition=natural needs a dataset whose examples name their owner (data=femnist)")
+    available = len(np.unique(owners))
+    if num_clients > available:
+        raise ValueError(f"data.num_clients={num_clients} exceeds the {available} owners (writers) of the data")
+    chosen = np.sort(np.random.default_rng(seed).choice(available, size=num_clients, replace=False))
+    return _assigned(partitioner, {"owner": owners}, chosen)
 
 
 def split_client(rows: np.ndarray, val_fraction: float, test_fraction: float, seed: int) -> ClientSplit:

@@ -2,7 +2,17 @@ import numpy as np
 import pytest
 import torch
 
-from fedhyper.data import DataConfig, cache, fmnist, load_federated, partition, partition_indices, split_client
+from fedhyper.data import (
+    DataConfig,
+    cache,
+    get_spec,
+    hub,
+    idx,
+    load_federated,
+    partition,
+    partition_indices,
+    split_client,
+)
 
 
 def labels(n_per_class: int = 100, n_classes: int = 10) -> np.ndarray:
@@ -48,25 +58,31 @@ def test_client_split_cuts_train_val_test_without_overlap():
 
 
 def test_idx_reader_round_trips_and_rejects_a_bad_magic(idx_dir):
-    x, y = fmnist.load_idx_dir(idx_dir)
+    x, y = idx.load_idx_dir(idx_dir)
     assert x.shape == (200, 28, 28) and y.shape == (200,)
     assert y[:12].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
 
     (idx_dir / "bad").write_bytes(b"\x01\x02\x03\x04")
     with pytest.raises(ValueError, match="magic"):
-        fmnist.read_idx(idx_dir / "bad")
+        idx.read_idx(idx_dir / "bad")
 
 
-def test_missing_data_error_names_both_ways_to_get_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(fmnist, "DEBIAN_DIR", tmp_path / "absent")
-    monkeypatch.setattr(fmnist, "_load_hub", lambda: (_ for _ in ()).throw(ConnectionError("offline")))
+def test_missing_data_error_names_every_way_to_get_it(tmp_path, monkeypatch):
+    import dataclasses
+
+    import datasets
+
+    spec = dataclasses.replace(get_spec("fmnist"), idx_dir=tmp_path / "absent")
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: (_ for _ in ()).throw(ConnectionError("offline")))
 
     with pytest.raises(FileNotFoundError) as err:
-        fmnist.load_fmnist()
+        hub.load_pooled(spec)
 
-    assert "dataset-fashion-mnist" in str(err.value) and "Hugging Face" in str(err.value)
-    with pytest.raises(FileNotFoundError, match="data.root"):
-        fmnist.load_fmnist(str(tmp_path / "nowhere"))
+    message = str(err.value)
+    assert "dataset-fashion-mnist" in message and "Hugging Face hub (offline)" in message
+    assert "save_to_disk" in message and "\n" not in message
+    with pytest.raises(FileNotFoundError, match="data.root=.*nowhere does not exist"):
+        hub.load_pooled(spec, str(tmp_path / "nowhere"))
 
 
 def test_federated_dataset_from_a_root_folder_gives_clients_their_classes(idx_dir):
@@ -145,7 +161,7 @@ def test_a_corrupt_cache_file_is_recomputed_and_an_empty_cache_dir_turns_caching
 
 def test_clients_get_the_same_rows_as_splitting_every_client_up_front(idx_dir):
     cfg = DataConfig(root=str(idx_dir), num_clients=6, partition="dirichlet", alpha=0.5, cache_dir=str(idx_dir / "c"))
-    y = fmnist.load_idx_dir(idx_dir)[1]
+    y = idx.load_idx_dir(idx_dir)[1]
 
     fd = load_federated(cfg, seed=2)
 

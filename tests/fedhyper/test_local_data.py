@@ -4,8 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from fedhyper.data import fmnist
+from fedhyper.data import get_spec
 from fedhyper.data.local import load_local
+
+FMNIST = get_spec("fmnist")
+MEAN, STD = FMNIST.mean[0], FMNIST.std[0]
 
 
 def write_npz(path, n=6, shape=(28, 28), dtype=np.uint8, labels=None):
@@ -22,7 +25,7 @@ def test_npz_files_load_standardised_like_the_server_dataset(tmp_path):
 
     assert data.x_train.shape == (6, 1, 28, 28) and data.x_test.shape == (4, 1, 28, 28)
     assert data.y_train.tolist() == [0, 1, 2, 3, 4, 5] and data.y_train.dtype == torch.int64
-    expected = (torch.from_numpy(x).float() / 255 - fmnist.MEAN) / fmnist.STD
+    expected = (torch.from_numpy(x).float() / 255 - MEAN) / STD
     torch.testing.assert_close(data.x_train[:, 0], expected)
     assert len(data.y_val) == 0  # val is optional
 
@@ -40,7 +43,7 @@ def test_an_image_folder_per_class_loads_with_the_folder_names_as_labels(tmp_pat
 
     assert data.x_train.shape == (6, 1, 28, 28) and sorted(data.y_train.tolist()) == [3, 3, 3, 7, 7, 7]
     first = data.x_train[data.y_train == 7][0, 0, 0, 0]
-    assert first == pytest.approx((70 / 255 - fmnist.MEAN) / fmnist.STD)
+    assert first == pytest.approx((70 / 255 - MEAN) / STD)
 
 
 @pytest.mark.parametrize(

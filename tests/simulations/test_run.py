@@ -22,7 +22,7 @@ def run_simulation(tmp_path: Path, *overrides: str, timeout: float = 600) -> sub
     ("override", "message"),
     [
         ("strategy=nope", "strategy='nope' is unknown; choose one of ditto, fedavg, fedavg_ft"),
-        ("data=cifar", "data='cifar' is unknown; choose one of fmnist"),
+        ("data=cifar", "data='cifar' is unknown; choose one of cifar10, cifar100, femnist, fmnist"),
         ("sim.clients_per_round=100", "sim.clients_per_round=100 must be between 1 and data.num_clients=50"),
         ("sim.num_rounds=0", "sim.num_rounds=0 must be at least 1"),
         ("data.partition=shards", "data.partition='shards' is unknown"),
