@@ -188,8 +188,8 @@ def decode_images(ds, spec: DatasetSpec, where: str) -> np.ndarray:
                 if img.size != (width, height) or bands != channels:
                     raise ValueError(
                         f"{where}: image {i} is {img.size[0]}x{img.size[1]} with {bands} channel(s); {spec.title} "
-                        f"has {width}x{height} images with {channels}: point data.root at a copy of "
-                        f"{spec.hub_id} or choose the data= that matches it"
+                        f"has {width}x{height} images with {channels} (choose the data= that matches the copy); "
+                        f"{spec.how_to_get()}"
                     )
                 pixels = np.asarray(img if img.mode == _MODES[channels] else img.convert(_MODES[channels]))
             out[i] = pixels.reshape(height, width, channels).transpose(2, 0, 1)

@@ -71,3 +71,39 @@ def test_malformed_data_is_refused_with_the_file_and_the_fix(tmp_path, make, mes
 def test_a_missing_directory_names_the_node_config_key(tmp_path):
     with pytest.raises(ValueError, match="data-dir=.* is not a directory"):
         load_local(tmp_path / "nope", "fmnist")
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_colour_arrays_load_standardised_channel_by_channel(tmp_path, layout):
+    cifar = get_spec("cifar10")
+    x = np.random.default_rng(1).integers(0, 256, size=(5, 3, 32, 32)).astype(np.uint8)
+    stored = x if layout == "channels_first" else x.transpose(0, 2, 3, 1)  # [N, 32, 32, 3]
+    np.savez(tmp_path / "train.npz", x=stored, y=np.arange(5))
+    np.savez(tmp_path / "test.npz", x=stored[:2], y=np.arange(2))
+
+    data = load_local(tmp_path, "cifar10")
+
+    assert data.x_train.shape == (5, 3, 32, 32) and data.x_test.shape == (2, 3, 32, 32)
+    for c in range(3):
+        expected = (torch.from_numpy(x[:, c]).float() / 255 - cifar.mean[c]) / cifar.std[c]
+        torch.testing.assert_close(data.x_train[:, c], expected)
+
+
+def test_rgb_image_folders_load_for_a_colour_dataset_and_gray_arrays_are_refused(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        (tmp_path / split / "42").mkdir(parents=True)
+        Image.new("RGB", (32, 32), color=(255, 0, 51)).save(tmp_path / split / "42" / "a.png")
+
+    data = load_local(tmp_path, "cifar100")
+
+    cifar100 = get_spec("cifar100")
+    expected = [(v / 255 - m) / s for v, m, s in zip((255, 0, 51), cifar100.mean, cifar100.std, strict=True)]
+    assert data.y_train.tolist() == [42]
+    assert data.x_train[0, :, 0, 0].tolist() == pytest.approx(expected, rel=1e-5)
+    (tmp_path / "gray").mkdir()
+    write_npz(tmp_path / "gray" / "train.npz", shape=(32, 32))
+    write_npz(tmp_path / "gray" / "test.npz", shape=(32, 32))
+    with pytest.raises(ValueError, match=r"x has shape \[6, 32, 32\]; the dataset wants \[N, 3, 32, 32\]"):
+        load_local(tmp_path / "gray", "cifar10")
