@@ -207,3 +207,54 @@ def summarise(results: Iterable[RunResult]) -> list[GroupSummary]:
         first = runs[0]
         out.append(GroupSummary(setting, first.strategy, first.variant, [r.seed for r in runs], **columns))
     return out
+
+
+# Two-sided 95% quantiles of Student's t by degrees of freedom (seeds − 1); the normal's beyond 30.
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042}  # fmt: skip
+
+
+def t95(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (the nearest tabulated df at or below)."""
+    if df > 30:
+        return 1.96
+    return _T95[max(k for k in _T95 if k <= df)]
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """A run label's accuracy minus that of the best other label of its setting, paired by seed."""
+
+    setting: str
+    label: str
+    reference: str  # the best other label (highest mean final accuracy over its seeds)
+    mean: float
+    half_width: float | None  # of the 95% t-interval over seeds; None from one common seed
+    seeds: int  # seeds both labels ran
+
+
+def paired_differences(results: Iterable[RunResult]) -> list[PairedDifference]:
+    """For every label, mean final accuracy difference to the best *other* label, with a 95% t-interval.
+
+    The best label's difference is to the runner-up (positive if it leads on average); every other
+    label's is to the best one. Pairs are the seeds both ran: the same partitions and initial draws.
+    """
+    by_setting: dict[str, dict[str, dict[int, float]]] = {}
+    for r in results:
+        if r.final_accuracy is not None:
+            by_setting.setdefault(r.setting, {}).setdefault(r.label, {})[r.seed] = r.final_accuracy
+    out = []
+    for setting, labels in by_setting.items():
+        means = {label: statistics.fmean(v.values()) for label, v in labels.items()}
+        for label, values in labels.items():
+            others = [o for o in labels if o != label]
+            if not others:
+                continue
+            reference = max(others, key=means.__getitem__)
+            seeds = sorted(set(values) & set(labels[reference]))
+            if not seeds:
+                continue
+            diffs = [values[s] - labels[reference][s] for s in seeds]
+            half = t95(len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else None
+            out.append(PairedDifference(setting, label, reference, statistics.fmean(diffs), half, len(seeds)))
+    return out

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from fedhyper.results import BASE_VARIANT, GroupSummary, RunResult, Stat, run_label, summarise
+from fedhyper.results import (
+    BASE_VARIANT,
+    GroupSummary,
+    PairedDifference,
+    RunResult,
+    Stat,
+    paired_differences,
+    run_label,
+    summarise,
+)
 
 
 def _shown(s: Stat, fmt: Callable[[float], str]) -> str:
@@ -89,6 +98,24 @@ def markdown_table(groups: Sequence[GroupSummary], target: float) -> str:
     return "\n".join(lines)
 
 
+def paired_table(differences: Sequence[PairedDifference]) -> list[str]:
+    """Lines of the table of each label's paired difference to the best other label (percentage points)."""
+    if not differences:
+        return []
+    lines = [
+        "",
+        "Final accuracy minus that of the best other strategy, paired by seed (percentage points; "
+        "± the half-width of the 95% t-interval over seeds):",
+        "",
+        "| strategy | compared with | difference (pp) | seeds |",
+        "|---|---|---|---|",
+    ]
+    for d in sorted(differences, key=lambda d: -d.mean):
+        spread = "" if d.half_width is None else f" ± {100 * d.half_width:.2f}"
+        lines.append(f"| {d.label} | {d.reference} | {100 * d.mean:+.2f}{spread} | {d.seeds} |")
+    return lines
+
+
 def markdown_report(
     results: Sequence[RunResult], target: float, settings: dict[str, list[str]], plots: dict[str, list[str]]
 ) -> str:
@@ -114,5 +141,6 @@ def markdown_report(
         overrides = " ".join(settings.get(setting, [])) or "(none)"
         lines += ["", f"## Setting `{setting}`", "", f"Overrides: `{overrides}`; engine: {', '.join(engines)}.", ""]
         lines.append(markdown_table(groups, target))
+        lines += paired_table([d for d in paired_differences(results) if d.setting == setting])
         lines += [""] + [f"![{name}]({name})" for name in plots.get(setting, [])]
     return "\n".join(lines) + "\n"

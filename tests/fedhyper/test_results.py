@@ -105,3 +105,23 @@ def test_a_summary_with_a_key_the_record_does_not_define_fails_to_read(two_seeds
 
     with pytest.raises(ValueError, match="final_acuracy"):
         results.load_run(run_dir, "pfedhn", 0, "inprocess", target=0.9)
+
+
+def test_paired_differences_compare_each_strategy_with_the_best_other_seed_by_seed(tmp_path):
+    finals = {"fedavg": [0.80, 0.70, 0.90], "ditto": [0.82, 0.74, 0.91], "local": [0.50, 0.60, 0.55]}
+    runs = [
+        results.load_run(fake_run(tmp_path / f"{name}{seed}", name, [0.1, acc], [acc], [1], [1]), "s", seed, "x", 0.9)
+        for name, accs in finals.items()
+        for seed, acc in enumerate(accs)
+    ]
+
+    diffs = {d.label: d for d in results.paired_differences(runs)}
+
+    assert diffs["ditto"].reference == "fedavg" and diffs["fedavg"].reference == "ditto"
+    assert diffs["local"].reference == "ditto"
+    ditto = [0.02, 0.04, 0.01]  # ditto minus fedavg, seed by seed
+    assert diffs["ditto"].mean == pytest.approx(sum(ditto) / 3)
+    sd = (sum((d - sum(ditto) / 3) ** 2 for d in ditto) / 2) ** 0.5
+    assert diffs["ditto"].half_width == pytest.approx(4.303 * sd / 3**0.5)  # t(0.975, 2 df)
+    assert diffs["fedavg"].mean == pytest.approx(-diffs["ditto"].mean)
+    assert diffs["ditto"].seeds == 3
