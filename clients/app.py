@@ -20,6 +20,7 @@ from clients import (  # noqa: F401  (each algorithm's module registers its clie
     ditto,
     faults,
     fedavg_ft,
+    fedhyper,
     fedprox,
     fedrep,
     pefll,

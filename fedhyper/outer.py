@@ -9,6 +9,8 @@ import torch
 from fedhyper.hypergrad import AGGREGATES, example_weights, hypernet_gradients
 from fedhyper.hypernet import HyperNetwork
 
+OPTIMIZERS = ("sgd", "adam")  # strategy.outer.optimizer
+
 
 @dataclass
 class OuterConfig:
@@ -22,8 +24,12 @@ class OuterConfig:
     # How a round's client gradients combine: "sum" (each client counts as one pFedHN step,
     # so clients_per_round=K moves Φ like K reference steps) or "mean" (a K-times smaller step).
     aggregate: str = "sum"
+    # sgd: pFedHN's SGD with momentum; adam: Adam (momentum unused), weight_decay as its L2 term on Φ.
+    optimizer: str = "sgd"
 
     def validate(self, prefix: str = "strategy.outer") -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"{prefix}.optimizer={self.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZERS)}")
         if self.lr <= 0 or (self.embedding_lr is not None and self.embedding_lr <= 0):
             raise ValueError(f"{prefix}.lr={self.lr} and {prefix}.embedding_lr={self.embedding_lr} must be positive")
         if self.aggregate not in AGGREGATES:
@@ -34,6 +40,8 @@ def outer_optimizer(hnet: HyperNetwork, cfg: OuterConfig) -> torch.optim.Optimiz
     groups = [{"params": hnet.shared_parameters()}]
     if hnet.embedding_parameters():  # input=data has none: its descriptors come from the clients
         groups.append({"params": hnet.embedding_parameters(), "weight_decay": 0.0, "lr": cfg.embedding_lr or cfg.lr})
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(
         groups,
         lr=cfg.lr,

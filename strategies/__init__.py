@@ -14,6 +14,7 @@ from strategies import (  # noqa: F401  (each registers itself)
     ditto,
     fedavg,
     fedavg_ft,
+    fedhyper,
     fedper,
     fedprox,
     fedrep,

@@ -22,7 +22,7 @@ def tiny(name: str) -> ExperimentConfig:
 def test_the_registry_holds_every_public_name():
     assert set(NAMES) == {
         "local", "fedavg", "fedavg_ft", "fedprox", "fedper", "fedrep", "lg_fedavg",
-        "ditto", "perfedavg", "pfedme", "pfedla", "pfedhn", "pfedhn_pc", "pefll",
+        "ditto", "perfedavg", "pfedme", "pfedla", "pfedhn", "pfedhn_pc", "pefll", "fedhyper",
     }  # fmt: skip
 
 

@@ -1,0 +1,131 @@
+"""FedHyper: the project's own hypernetwork method, pFedHN with the ingredients that pay off.
+
+Each ingredient is one option of ``FedHyperConfig``, so that an ablation removes one at a time
+(docs/fedhyper.md):
+
+- ``private_head``: the hypernetwork generates the body only; each client's classifier head is
+  trained and kept on the client (pFedHN-PC: Shamsian, Navon, Fetaya, Chechik, "Personalized
+  Federated Learning using Hypernetworks", ICML 2021, https://arxiv.org/abs/2103.04628).
+- ``adapt_steps``: before it is evaluated, a client adapts its model with that many SGD steps on
+  its own training split, the adapted copy thrown away (FedAvg-FT: Yu, Bagdasaryan, Shmatikov,
+  "Salvaging Federated Learning by Local Adaptation", 2020, https://arxiv.org/abs/2002.04758;
+  the evaluation protocol of Per-FedAvg, Fallah et al., NeurIPS 2020).
+- ``init``: hyperfan-in initialisation of the hypernetwork (Chang, Sacramento, Zenke, "Principled
+  Weight Initialization for Hypernetworks", ICLR 2020), overriding ``hnet.init``.
+- ``outer.optimizer``: the hypernetwork's optimiser (Adam: Kingma and Ba, ICLR 2015; pFedHN uses SGD).
+- ``clients_per_step``: how many of a round's clients one outer step folds in (pFedHN's reference
+  code steps after every client); ``outer.aggregate`` says how they combine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from fedhyper import protocol, record
+from fedhyper.algorithms import register_server
+from fedhyper.config import ExperimentConfig
+from fedhyper.data import dataset_info
+from fedhyper.hnet.config import INITS, HyperNetConfig
+from fedhyper.models import build_model, head_names
+from fedhyper.outer import OuterConfig
+from fedhyper.search import LOCAL_LR, Range, SearchSpace
+from strategies.base import stacked_replies
+from strategies.directory import ClientDirectory
+from strategies.evaluation import train_summary
+from strategies.exchange import Exchange
+from strategies.pfedhn import HyperRoundPlan, PFedHN, PFedHNConfig, build_trainer
+from strategies.replies import Reply
+
+
+@dataclass
+class FedHyperConfig(PFedHNConfig):
+    """pFedHN's hypernetwork with a private head, adaptation before evaluation, hyperfan-in and Adam."""
+
+    name: str = "fedhyper"
+    search_space: ClassVar[SearchSpace] = {
+        **LOCAL_LR,
+        "strategy.outer.lr": Range(1e-5, 1e-2, log=True),
+        "strategy.adapt_steps": Range(1, 50, log=True, integer=True),
+    }
+    # One outer step's clients are replayed against the weights they were sent (see clients_per_step),
+    # which a client served a narrower slice would not match: one width for every client.
+    varied_widths: ClassVar[bool] = False
+    outer: OuterConfig = field(default_factory=lambda: OuterConfig(optimizer="adam", lr=1e-4))
+    private_head: bool = True  # the head is the client's own (pFedHN-PC); false: the hypernetwork generates it too
+    adapt_steps: int = 10  # SGD steps (local.lr, local.batch_size) on the train split before each evaluation; 0: none
+    init: str | None = "hyperfan_in"  # the hypernetwork's initialisation (hnet.init's choices); None: hnet.init's
+    # Clients folded into one outer step, in client-id order; 0: all the round's clients in one step.
+    # Each later step pulls a client's Δ_i = θ_i − θ̃_i (θ̃_i: what it was sent) back through the current Φ.
+    clients_per_step: int = 0
+
+    def validate(self) -> None:
+        super().validate()
+        if self.adapt_steps < 0:
+            raise ValueError(f"strategy.adapt_steps={self.adapt_steps} must be >= 0 (0: no adaptation)")
+        if self.clients_per_step < 0:
+            raise ValueError(f"strategy.clients_per_step={self.clients_per_step} must be >= 0 (0: the whole round)")
+        if self.init is not None:
+            INITS.get(self.init, "strategy")
+
+
+class FedHyper(PFedHN):
+    """pFedHN's server over the generated tensors, stepping ``clients_per_step`` clients at a time."""
+
+    def __init__(self, cfg: ExperimentConfig, directory: ClientDirectory, exclude: tuple[str, ...]) -> None:
+        super().__init__(cfg, directory, build_trainer(cfg, exclude))
+        self.adapt_steps = cfg.strategy.adapt_steps
+        self.clients_per_step = cfg.strategy.clients_per_step
+
+    def client_settings(self) -> dict[str, Any]:
+        return {protocol.ADAPT_STEPS: self.adapt_steps}
+
+    def aggregate_train(
+        self, server_round: int, plan: HyperRoundPlan, replies: dict[int, Reply], calls: Exchange
+    ) -> dict[str, float]:
+        """One outer step per ``clients_per_step`` replies; the whole round in one as pFedHN's without it."""
+        size = self.clients_per_step
+        if not size or size >= len(replies) or server_round > self.num_rounds:
+            return super().aggregate_train(server_round, plan, replies, calls)
+        ids = sorted(replies)
+        noise = torch.stack([plan.noise[c] for c in ids]) if plan.noise else None
+        trained = stacked_replies(replies, ids)
+        received = [protocol.record_to_weights(plan.sent[c]) for c in ids]
+        sent = {n: torch.stack([w[n] for w in received]) for n in trained}  # θ̃_i as sent: name -> [B, *shape]
+        norms = []
+        for start in range(0, len(ids), size):
+            part = slice(start, start + size)
+            extra = None if noise is None else noise[part]
+            now = self.trainer.generate(ids[part], extra)  # Φ has moved since these weights were sent
+            moved = {n: now[n] + trained[n][part] - sent[n][part].to(now[n].device) for n in now}
+            counts = [replies[c].num_examples for c in ids[part]]
+            norms.append(self.trainer.step(ids[part], moved, counts, extra))
+        return {**train_summary(replies), record.GRAD_NORM: sum(norms) / len(norms)}
+
+
+def hypernet_config(cfg: ExperimentConfig) -> HyperNetConfig:
+    """``hnet`` with the strategy's ``init``; an explicit ``hnet.init`` that disagrees is a ValueError."""
+    chosen = cfg.strategy.init
+    if chosen is None or cfg.hnet.init == chosen:
+        return cfg.hnet
+    if cfg.hnet.init != HyperNetConfig().init:
+        raise ValueError(
+            f"strategy=fedhyper initialises its hypernetwork with strategy.init={chosen}, "
+            f"not hnet.init={cfg.hnet.init}; set strategy.init={cfg.hnet.init} (or strategy.init=null) instead"
+        )
+    return dataclasses.replace(cfg.hnet, init=chosen)
+
+
+def build(cfg: ExperimentConfig, directory: ClientDirectory) -> FedHyper:
+    """FedHyper for ``cfg``: the hypernetwork over the body (or the whole model without ``private_head``)."""
+    input_shape, n_classes = dataset_info(cfg.data.name)
+    head = head_names(build_model(cfg.model, input_shape, n_classes)) if cfg.strategy.private_head else []
+    if cfg.hnet.input == "data":
+        raise ValueError("strategy=fedhyper generates from client embeddings; use strategy=pefll for hnet.input=data")
+    return FedHyper(dataclasses.replace(cfg, hnet=hypernet_config(cfg)), directory, tuple(head))
+
+
+register_server(FedHyperConfig, build)

@@ -1,0 +1,220 @@
+"""FedHyper: each ingredient does what it says, and each ablation option switches it off."""
+
+import dataclasses
+
+import pytest
+import torch
+from flwr.app import ConfigRecord, MessageType, RecordDict
+
+from clients import runtime
+from clients.personal import PLAIN, PRIVATE, Job
+from fedhyper import protocol
+from fedhyper.algorithms import ALGORITHMS
+from fedhyper.config import ExperimentConfig
+from fedhyper.hypernet import HyperNetConfig, HyperNetwork
+from fedhyper.models import ModelConfig, build_model, target_shapes
+from fedhyper.outer import HyperNetTrainer, OuterConfig
+from fedhyper.training import LocalTrainConfig, evaluate
+from strategies import experiment, fedhyper
+from strategies.app import client_config, run
+from strategies.directory import ClientDirectory
+from strategies.exchange import RoundMetrics
+from strategies.replies import Reply
+
+HEAD = ("fc3.weight", "fc3.bias")  # the default CNN's last linear layer
+
+
+def tiny(rounds: int = 2, **options) -> ExperimentConfig:
+    cfg = ExperimentConfig(strategy=dataclasses.replace(fedhyper.FedHyperConfig(), **options))
+    cfg.data.num_clients, cfg.data.subset, cfg.data.partition = 4, 1000, "pathological"
+    cfg.sim.num_rounds, cfg.sim.clients_per_round, cfg.sim.eval_every = rounds, 2, rounds
+    cfg.strategy.local.steps = 5
+    cfg.strategy.adapt_steps = options.get("adapt_steps", 3)
+    return cfg
+
+
+def arrays_in(message) -> set[str]:
+    return {n for record in message.content.array_records.values() for n in record}
+
+
+def test_the_private_head_never_reaches_the_server_and_each_client_keeps_its_own(in_process_grid, tmp_path):
+    replies = []
+    grid = in_process_grid(4, on_reply=lambda reply: replies.append(reply) or reply)
+
+    run(grid, experiment.Experiment(tiny(), tmp_path, fixed_num_clients=True))
+
+    train_replies = [r for r in replies if r.metadata.message_type == MessageType.TRAIN]
+    assert train_replies and not any(set(HEAD) & arrays_in(r) for r in replies)
+    assert not any(set(HEAD) & arrays_in(m) for m in grid.sent)
+    kept = [protocol.record_to_weights(c.state.array_records[PRIVATE]) for c in grid.contexts.values()
+            if PRIVATE in c.state.array_records]  # fmt: skip
+    assert len(kept) >= 2 and all(set(k) == set(HEAD) for k in kept)
+    assert not torch.equal(kept[0]["fc3.weight"], kept[1]["fc3.weight"])
+
+
+def test_without_the_private_head_the_hypernetwork_generates_and_sends_the_head(loop_on):
+    loop = loop_on(tiny(private_head=False))
+
+    loop.train(1, RoundMetrics())
+
+    assert set(HEAD) <= set(loop.strategy.trainer.hnet.target_shapes)
+    sent = [m for m in loop.grid.sent if m.metadata.message_type == MessageType.TRAIN]
+    assert sent and all(set(HEAD) <= arrays_in(m) for m in sent)
+    assert not any(PRIVATE in c.state.array_records for c in loop.grid.contexts.values())
+
+
+def test_with_the_private_head_the_hypernetwork_generates_the_body_only():
+    strategy = fedhyper.build(tiny(), ClientDirectory())
+
+    assert not set(HEAD) & set(strategy.trainer.hnet.target_shapes)
+    assert "conv1.weight" in strategy.trainer.hnet.target_shapes
+
+
+def client_job(adapt_steps: int) -> Job:
+    """Client 0's evaluation job for FedHyper, sent the model's initial body."""
+    cfg = tiny()
+    config = ConfigRecord({**client_config(cfg), protocol.ALGORITHM: "fedhyper", protocol.ADAPT_STEPS: adapt_steps})
+    data, input_shape, n_classes = runtime.client_data(config, 0)
+    model = runtime.target_model(config, input_shape, n_classes, 0)
+    body = {n: w.detach().clone() for n, w in model.named_parameters() if n not in HEAD}
+    return Job(0, model, data, config, protocol.decode(LocalTrainConfig, protocol.LOCAL_PREFIX, config), body,
+               RecordDict(), runtime.generator(config, 0), torch.device("cpu"), input_shape, n_classes)  # fmt: skip
+
+
+def test_evaluation_adapts_on_the_training_split_and_reads_nothing_else():
+    routine = ALGORITHMS.routine("fedhyper", PLAIN)
+    plain, adapting = client_job(0), client_job(5)
+    data, nan = adapting.data, float("nan")
+    poisoned = dataclasses.replace(
+        data, x_test=data.x_test.clone().fill_(nan), x_val=data.x_val.clone().fill_(nan),
+        y_test=data.y_test.flip(0), y_val=data.y_val.flip(0),
+    )  # fmt: skip
+    blind = dataclasses.replace(adapting, data=poisoned)
+
+    as_sent, adapted = routine.evaluation_weights(plain), routine.evaluation_weights(adapting)
+    adapted_blind = routine.evaluation_weights(dataclasses.replace(blind, generator=runtime.generator(blind.config, 0)))
+
+    assert all(torch.equal(as_sent[n], w) for n, w in plain.full().items())
+    assert any(not torch.equal(adapted[n], as_sent[n]) for n in as_sent)
+    assert all(torch.equal(adapted[n], adapted_blind[n]) for n in adapted)  # val and test splits unread
+    assert evaluate(plain.model, adapted, data.x_test, data.y_test) != evaluate(
+        plain.model, as_sent, data.x_test, data.y_test
+    )
+
+
+def test_the_server_tells_clients_its_adapt_steps_and_zero_evaluates_what_was_sent(loop_on):
+    adapting, plain = loop_on(tiny(adapt_steps=4)), loop_on(tiny(adapt_steps=0))
+    ids = [0, 1, 2, 3]
+    sent = [loop.strategy.configure_evaluate(0, ids, None) for loop in (adapting, plain)]
+
+    a, b = adapting.evaluate(0, ids, RoundMetrics()), plain.evaluate(0, ids, RoundMetrics())
+
+    assert adapting.strategy.client_settings() == {protocol.ADAPT_STEPS: 4}
+    for cid in ids:  # the same weights, evaluated with and without adaptation
+        first, second = (protocol.record_to_weights(s[cid]) for s in sent)
+        assert all(torch.equal(w, second[n]) for n, w in first.items())
+    assert a["accuracy"] != b["accuracy"]
+
+
+def test_init_defaults_to_hyperfan_in_and_the_ablation_restores_pytorchs():
+    hyperfan = fedhyper.build(tiny(), ClientDirectory()).trainer
+    default = fedhyper.build(tiny(init="default"), ClientDirectory()).trainer
+
+    assert hyperfan.hnet.cfg.init == "hyperfan_in" and default.hnet.cfg.init == "default"
+    ids = [0, 1]
+    assert not torch.equal(hyperfan.generate(ids)["fc1.weight"], default.generate(ids)["fc1.weight"])
+
+
+def test_init_none_takes_hnet_init_and_a_disagreeing_hnet_init_is_refused():
+    cfg = tiny(init=None)
+    cfg.hnet.init = "hyperfan_out"
+    assert fedhyper.build(cfg, ClientDirectory()).trainer.hnet.cfg.init == "hyperfan_out"
+
+    cfg.strategy.init = "hyperfan_in"
+    with pytest.raises(ValueError, match="strategy.init"):
+        fedhyper.build(cfg, ClientDirectory())
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "match"),
+    [("adapt_steps", -1, "adapt_steps"), ("clients_per_step", -1, "clients_per_step"), ("init", "xavier", "init")],
+)
+def test_bad_options_name_themselves(option, value, match):
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(fedhyper.FedHyperConfig(), **{option: value}).validate()
+
+
+def test_clients_per_step_takes_one_outer_step_per_group(loop_on):
+    whole, single = loop_on(tiny()), loop_on(tiny(clients_per_step=1))
+
+    whole.train(1, RoundMetrics())
+    single.train(1, RoundMetrics())
+
+    steps = [next(iter(t.strategy.trainer.optimizer.state.values()))["step"] for t in (whole, single)]
+    assert [int(s) for s in steps] == [1, 2]
+
+
+def sgd_without_momentum(cfg: ExperimentConfig) -> ExperimentConfig:
+    cfg.strategy.outer = OuterConfig(optimizer="sgd", lr=0.1, momentum=0.0, weight_decay=0.0)
+    return cfg
+
+
+def test_a_later_group_steps_on_its_clients_delta_from_what_they_were_sent():
+    """Client 1 returns what it was sent (Δ = 0): its step, after client 0's moved Φ, must not move Φ."""
+    grouped = fedhyper.build(sgd_without_momentum(tiny(clients_per_step=1)), ClientDirectory())
+    alone = fedhyper.build(sgd_without_momentum(tiny()), ClientDirectory())
+    plan = grouped.configure_train(1, [0, 1], None)
+    sent = {c: protocol.record_to_weights(plan.sent[c]) for c in (0, 1)}
+    moved = {n: w + 0.01 for n, w in sent[0].items()}
+    metrics = {protocol.NUM_EXAMPLES: 10, protocol.TRAIN_LOSS: 1.0}
+    replies = {0: Reply(RecordDict(), metrics, moved), 1: Reply(RecordDict(), metrics, sent[1])}
+
+    grouped.aggregate_train(1, plan, replies, None)
+    alone.trainer.step([0], {n: w.unsqueeze(0) for n, w in moved.items()}, [10])
+
+    for p, q in zip(grouped.trainer.hnet.parameters(), alone.trainer.hnet.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+
+
+def test_sgd_outer_optimizer_is_todays_sgd_bit_for_bit_and_adam_differs():
+    shapes = target_shapes(build_model(ModelConfig(name="mlp", hidden=8), (1, 4, 4), 3))
+    ids = [0, 3, 6]
+
+    def stepped(cfg: OuterConfig, hand_built_sgd: bool = False) -> dict[str, torch.Tensor]:
+        torch.manual_seed(5)
+        trainer = HyperNetTrainer(HyperNetwork(shapes, 7, HyperNetConfig(hidden_dim=16, n_hidden=2)), cfg)
+        if hand_built_sgd:  # what outer_optimizer built before the option existed
+            groups = [{"params": trainer.hnet.shared_parameters()},
+                      {"params": trainer.hnet.embedding_parameters(), "weight_decay": 0.0, "lr": cfg.lr}]  # fmt: skip
+            trainer.optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        for _ in range(2):
+            generated = trainer.generate(ids)
+            trainer.step(ids, {n: w + 0.01 for n, w in generated.items()}, [3, 5, 7])
+        return dict(trainer.hnet.named_parameters())
+
+    before, sgd = stepped(OuterConfig(), hand_built_sgd=True), stepped(OuterConfig(optimizer="sgd"))
+    adam = stepped(OuterConfig(optimizer="adam", lr=1e-3))
+
+    assert all(torch.equal(before[n], sgd[n]) for n in before)
+    assert any(not torch.allclose(before[n], adam[n]) for n in before)
+
+
+def test_adams_first_step_moves_each_parameter_by_its_learning_rate():
+    shapes = target_shapes(build_model(ModelConfig(name="mlp", hidden=8), (1, 4, 4), 3))
+    trainer = HyperNetTrainer(HyperNetwork(shapes, 7, HyperNetConfig(hidden_dim=16, n_hidden=2)),
+                              OuterConfig(optimizer="adam", lr=1e-3, weight_decay=0.0, grad_clip=0.0))  # fmt: skip
+    start = [p.detach().clone() for p in trainer.hnet.shared_parameters()]
+    generated = trainer.generate([1, 2])
+
+    trainer.step([1, 2], {n: w + 0.05 for n, w in generated.items()}, [4, 4])
+
+    after = trainer.hnet.shared_parameters()
+    moves = torch.cat([(p.detach() - s).abs().flatten() for p, s in zip(after, start, strict=True)])
+    moved = moves[moves > 0]
+    assert len(moved) > 0.9 * len(moves)
+    torch.testing.assert_close(moved, torch.full_like(moved, 1e-3), rtol=1e-2, atol=0)  # |g / (|g| + eps)| lr
+
+
+def test_an_unknown_outer_optimizer_is_refused():
+    with pytest.raises(ValueError, match="strategy.outer.optimizer"):
+        OuterConfig(optimizer="rmsprop").validate()
