@@ -13,11 +13,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 import strategies
 from fedhyper import checkpoint
 from fedhyper.config import ExperimentConfig
-from simulations import compare
+from simulations import compare, deploy
 from simulations.inprocess import InProcessGrid, run_experiment
 from simulations.launch import free_port
 from strategies import experiment
@@ -163,6 +164,16 @@ def test_tracking_none_imports_neither_backend(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, capture_output=True, text=True)
     assert result.stdout == "None []\n", result.stderr[-2000:]
+
+
+def test_the_deployment_launcher_writes_the_chosen_store_into_the_runs_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the launch directory, whose outputs/ holds the local store
+
+    default = deploy.write_config(["tracking=mlflow"], 2, tmp_path / "a")
+    given = deploy.write_config(["tracking=mlflow", "tracking.uri=http://127.0.0.1:5000"], 2, tmp_path / "b")
+
+    assert OmegaConf.load(default).tracking.uri == f"sqlite:///{tmp_path}/outputs/mlflow.db"
+    assert OmegaConf.load(given).tracking.uri == "http://127.0.0.1:5000"
 
 
 def grid(out_dir: Path, backend: str, jobs: int) -> list[str]:
