@@ -4,12 +4,18 @@ A checkpoint holds everything the server needs to go on as if never stopped: the
 strategy's state (hypernetwork, embeddings, optimiser, per-client state, samplers), the
 round, the random-number states and the metrics so far. Clients keep no state the server
 must restore: their data and batch order follow from the seed and the round.
+
+A checkpoint is data, not code: it is read with ``torch.load(..., weights_only=True)``, whose
+unpickler builds only tensors and plain containers and numbers (every piece's ``state_dict``
+keeps to those: the privacy accountant's is Flower's plain dict), so a file altered to run code
+when loaded is refused before anything in it runs.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +45,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"no checkpoint at {path}; was the run started with sim.checkpoint_every > 0?")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # weights_only met something other than tensors and plain data
+        first = str(err).strip().splitlines()[-1][:160] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path} refused: it holds objects a fedhyper checkpoint never does ({first})") from err
     except Exception as err:  # torch raises many types for truncated or foreign files
         raise ValueError(
             f"{path} is truncated or not a checkpoint ({type(err).__name__}); delete it or resume elsewhere"

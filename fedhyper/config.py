@@ -13,6 +13,7 @@ from typing import Any
 from fedhyper.data import DataConfig
 from fedhyper.hypernet import HyperNetConfig
 from fedhyper.models import ModelConfig
+from fedhyper.privacy import PrivacyConfig
 from fedhyper.tracking import TrackingConfig
 
 
@@ -116,6 +117,7 @@ class ExperimentConfig:
     sim: SimConfig = field(default_factory=SimConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)  # TensorBoard or MLflow (fedhyper.tracking)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)  # client-level DP (fedhyper.privacy, docs/privacy.md)
     seed: int = 0
     # Clients held out of training and personalised afterwards (pFedHN: their embeddings are
     # fitted with the hypernetwork frozen for sim.novel_rounds rounds); summary.json reports their
@@ -143,6 +145,13 @@ class ExperimentConfig:
             raise ValueError(f"device={self.device!r} is unknown; choose auto, cpu or cuda")
         if self.strategy is not None and hasattr(self.strategy, "validate"):
             self.strategy.validate()
+        self.privacy.validate(trained)
+        # A strategy config declares ``private_training = True`` (a ClassVar) when its server has a DP path.
+        private = getattr(self.strategy, "private_training", False) and self.hnet.input != "data"
+        if self.privacy.enabled and not private:
+            name = getattr(self.strategy, "name", None)
+            raise ValueError(f"privacy.* is not implemented for strategy={name} with hnet.input={self.hnet.input}; "
+                             "use pfedhn, pfedhn_pc or a shared-model strategy (fedavg, fedprox, ...)")  # fmt: skip
         self.model.validate()
         # A strategy config declares ``varied_widths = True`` (a ClassVar) when its server can serve
         # each client a model of the client's own width; the others share one full-width model.

@@ -59,3 +59,57 @@ def hypernet_gradients(
     grads = torch.autograd.grad(outputs, [*shared, embeddings], grad_outputs=grad_outputs, allow_unused=True)
     shared_grads = [torch.zeros_like(p) if g is None else g for p, g in zip(shared, grads[:-1], strict=True)]
     return shared_grads, grads[-1] / scale.unsqueeze(1)
+
+
+class _Generator(torch.nn.Module):
+    """``hnet.generate`` as a module's forward, so that ``torch.func.functional_call`` can swap its parameters."""
+
+    def __init__(self, hnet: torch.nn.Module) -> None:
+        super().__init__()
+        self.hnet = hnet
+
+    def forward(self, condition: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.hnet.generate(condition)
+
+
+def per_client_gradients(
+    hnet: torch.nn.Module,
+    shared: list[torch.Tensor],
+    condition: torch.Tensor,
+    cotangents: dict[str, torch.Tensor],
+    chunk_size: int | None = 32,
+) -> list[torch.Tensor]:
+    """Each client's own gradient of ``shared``: one VJP per client, vectorised over the batch.
+
+    Parameters
+    ----------
+    hnet : the hypernetwork (``generate(condition) -> name -> [B, *shape]``).
+    shared : the parameters Φ whose per-client gradients are wanted.
+    condition : [B, dim], each client's input to the body (treated as a constant).
+    cotangents : name -> [B, *shape], each client's ``grad_outputs`` (−w_i Δ_i).
+    chunk_size : clients vectorised at once; bounds memory at ``chunk_size`` copies of Φ's gradient.
+
+    Returns
+    -------
+    For each tensor of ``shared``, [B, *shape]: row i is (∂θ̃_i/∂Φ)ᵀ cotangent_i, whose sum over
+    rows is ``hypernet_gradients``' shared gradient.
+    """
+    module = _Generator(hnet)
+    name_of = {id(p): n for n, p in module.named_parameters()}
+    names = [name_of[id(p)] for p in shared]
+    params = {n: p.detach() for n, p in zip(names, shared, strict=True)}
+
+    def one(cond: torch.Tensor, cot: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        def generate(p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return torch.func.functional_call(module, p, (cond.unsqueeze(0),), strict=False)
+
+        _, pull = torch.func.vjp(generate, params)
+        (grads,) = pull({n: c.unsqueeze(0) for n, c in cot.items()})
+        return tuple(grads[n] for n in names)
+
+    return list(torch.func.vmap(one, chunk_size=chunk_size)(condition.detach(), cotangents))
+
+
+def flat_norms(per_client: list[torch.Tensor]) -> torch.Tensor:
+    """[B] L2 norms of each client's gradient over all tensors (rows of ``per_client_gradients``)."""
+    return torch.sqrt(sum(g.flatten(1).pow(2).sum(1) for g in per_client))

@@ -8,6 +8,7 @@ import torch
 
 from fedhyper.hypergrad import AGGREGATES, example_weights, hypernet_gradients
 from fedhyper.hypernet import HyperNetwork
+from fedhyper.privacy import ClientClipping
 
 OPTIMIZERS = ("sgd", "adam")  # strategy.outer.optimizer
 
@@ -58,9 +59,12 @@ class HyperNetTrainer:
     for ``hnet.input=data``, which the caller passes.
     """
 
-    def __init__(self, hnet: HyperNetwork, cfg: OuterConfig, seed: int = 0) -> None:
+    def __init__(
+        self, hnet: HyperNetwork, cfg: OuterConfig, seed: int = 0, privacy: ClientClipping | None = None
+    ) -> None:
         self.hnet = hnet
         self.cfg = cfg
+        self.privacy = privacy  # client-level DP: each client's part of Φ's gradient clipped, the sum noised
         self.optimizer = outer_optimizer(hnet, cfg)
         self.device = next(hnet.parameters()).device
         self.noise_rng = torch.Generator().manual_seed(seed)
@@ -109,6 +113,8 @@ class HyperNetTrainer:
             leaf = leaf.detach().requires_grad_(True)
         condition, shared = conditioner.condition(leaf, given), self.hnet.shared_parameters()
         shared_grads, leaf_grads = self._backprop(condition, leaf, trained, num_examples, shared)
+        if self.privacy is not None:
+            shared_grads = self.privacy.noised(shared_grads)
         for p, g in zip(shared, shared_grads, strict=True):
             p.grad = g
         if conditioner.private:
@@ -133,6 +139,8 @@ class HyperNetTrainer:
         generated = self.hnet.generate(condition)
         deltas = {n: trained[n].to(self.device) - generated[n].detach() for n in generated}
         weights = example_weights(num_examples, self.cfg.aggregate).to(self.device)
+        if self.privacy is not None and params:  # Φ's step: uniform weights, each client's part clipped to C
+            weights = self.privacy.clipped_weights(self.hnet, params, condition, deltas, self.cfg.aggregate)
         return hypernet_gradients(generated, deltas, weights, params, leaf)
 
     def _set_embedding_grad(self, ids: torch.Tensor, leaf_grads: torch.Tensor) -> None:
@@ -181,6 +189,8 @@ class HyperNetTrainer:
                  "noise_rng": self.noise_rng.get_state()}  # fmt: skip
         if self.embedding_optimizer is not None:
             state["embedding_optimizer"] = self.embedding_optimizer.state_dict()
+        if self.privacy is not None:
+            state["privacy"] = self.privacy.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -189,3 +199,5 @@ class HyperNetTrainer:
         self.noise_rng.set_state(state["noise_rng"])
         if "embedding_optimizer" in state:
             self._embedding_optimizer().load_state_dict(state["embedding_optimizer"])
+        if self.privacy is not None:
+            self.privacy.load_state_dict(state["privacy"])

@@ -38,6 +38,7 @@ NOVEL = "novel_"  # prefix: the held-out clients' figures (novel_accuracy, ...)
 NOVEL_ACCURACY = f"{NOVEL}{ACCURACY}"
 GENERALIZATION_GAP = "generalization_gap"  # accuracy − novel_accuracy
 CLIENT_KIND = "kind"  # clients.jsonl: the message type a reply answered
+PRIVACY_EPSILON = "privacy_epsilon"  # privacy.*: ε spent at the run's δ after this round (null: σ = 0, no bound)
 
 
 def traffic_key(exchange: str, what: str) -> str:
@@ -91,6 +92,9 @@ class Summary:
     rejected_replies: dict[str, int] = field(default_factory=dict)  # reason -> count
     server_device: str | None = None
     message_sweep: str | None = None  # who handed messages to simulated clients: fedhyper or flower
+    # privacy.*: epsilon, delta, noise_multiplier, clip, rounds, sample_size, population, accounting,
+    # max_epsilon (fedhyper.privacy.Accountant.report); None without privacy.
+    privacy: dict[str, Any] | None = None
 
     def write(self, run_dir: Path) -> None:
         (Path(run_dir) / SUMMARY_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2))

@@ -10,7 +10,7 @@ from flwr.serverapp import Grid, ServerApp
 from omegaconf import OmegaConf
 
 import strategies
-from fedhyper import checkpoint, protocol, record, tracking
+from fedhyper import checkpoint, privacy, protocol, record, tracking
 from fedhyper.config import ExperimentConfig
 from fedhyper.device import select_device
 from fedhyper.models import client_width
@@ -22,6 +22,7 @@ from strategies.directory import ClientDirectory
 from strategies.evaluation import Evaluations
 from strategies.figures import EmbeddingFigure
 from strategies.loop import Checkpointer, ReportRounds, RoundLoop
+from strategies.privacy import PrivacyBudget
 from strategies.replies import ReplySorter
 from strategies.schedule import FaultOrders, Schedule
 
@@ -101,11 +102,15 @@ def run(grid: Grid, exp: experiment.Experiment) -> Summary:
                            fresh=not exp.resume, tracking=tracking.open_run(cfg, exp.run_dir))  # fmt: skip
     parts = {"strategy": strategy, "schedule": schedule, "faults": loop.faults, "replies": loop.replies,
              "evaluations": loop.evaluations, "reporter": reporter}  # fmt: skip
+    mech = privacy.mechanism(cfg)
+    budget = None if mech is None else PrivacyBudget(mech, cfg.sim.num_rounds)
+    if budget is not None:  # ε in each round's row (before the record is written) and in the checkpoint
+        parts["privacy"], loop.stop = budget, budget
     checkpointer = Checkpointer(
         exp.run_dir / checkpoint.FILENAME, cfg.sim.checkpoint_every, schedule.total_rounds, parts
     )
     figure = EmbeddingFigure(strategy, schedule.novel_ids, exp.run_dir, cfg.data, cfg.seed)
-    loop.callbacks = [ReportRounds(reporter), checkpointer, figure]
+    loop.callbacks = [*([budget] if budget else []), ReportRounds(reporter), checkpointer, figure]
     first_round = checkpointer.restore() + 1 if exp.resume else 0
     if not cfg.sim.flower_logs:
         logging.getLogger("flwr").setLevel(logging.WARNING)
@@ -119,4 +124,5 @@ def run(grid: Grid, exp: experiment.Experiment) -> Summary:
         widths={cid: client_width(cfg.model, cid) for cid in loop.evaluations.accuracy},
         rejected_replies=dict(loop.replies.rejected),
         server_device=str(select_device(cfg.device)),
+        privacy=None if budget is None else budget.report(),
     )

@@ -38,6 +38,10 @@ class Callback(Protocol):
     def after_run(self) -> None: ...
 
 
+class StopRule(Protocol):
+    def last_round(self, server_round: int) -> bool: ...
+
+
 class Stateful(Protocol):
     def state_dict(self) -> Any: ...
 
@@ -65,6 +69,9 @@ class RoundLoop:
     # Clients whose weights are generated at once for evaluation: the server holds at most this
     # many models, however many clients it evaluates (Flower's loop would send them all at once).
     eval_chunk: int = 256
+    # Asked after each round's training whether it is the last (privacy.max_epsilon); a stopped run
+    # evaluates as at its final round and ends.
+    stop: StopRule | None = None
 
     def run(self, first_round: int = 0) -> None:
         """Rounds ``first_round`` .. ``schedule.total_rounds``; round 0 only evaluates."""
@@ -74,11 +81,14 @@ class RoundLoop:
             metrics = RoundMetrics()
             if server_round > 0:
                 self.train(server_round, metrics)
-            evaluated = self.schedule.evaluated_clients(server_round)
+            last = self.stop is not None and self.stop.last_round(server_round)
+            evaluated = self.schedule.evaluated_clients(self.schedule.total_rounds if last else server_round)
             if evaluated:
                 metrics.values.update(self.evaluate(server_round, evaluated, metrics))
             for callback in self.callbacks:
                 callback.after_round(server_round, metrics)
+            if last:
+                break
         for callback in self.callbacks:
             callback.after_run()
 

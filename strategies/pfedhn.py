@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import torch
 from flwr.app import ArrayRecord
 
-from fedhyper import protocol, record
+from fedhyper import privacy, protocol, record
 from fedhyper.algorithms import ALGORITHMS, register_server
 from fedhyper.config import ExperimentConfig
 from fedhyper.data import dataset_info
@@ -47,6 +47,7 @@ class PFedHNConfig:
         "hnet.embedding_dim": Choice((8, 16, 32, 64)),
     }
     varied_widths: ClassVar[bool] = True  # model.width_multipliers: each client gets its width's slice
+    private_training: ClassVar[bool] = True  # privacy.*: each client's part of Φ's gradient clipped, the sum noised
     outer: OuterConfig = field(default_factory=OuterConfig)
     local: LocalTrainConfig = field(default_factory=LocalTrainConfig)
 
@@ -147,7 +148,9 @@ def build_trainer(cfg: ExperimentConfig, exclude: tuple[str, ...] = ()) -> Hyper
     shapes = {n: s for n, s in target_shapes(target).items() if n not in exclude}
     torch.manual_seed(cfg.seed)
     hnet = HyperNetwork(shapes, cfg.data.num_clients, cfg.hnet)
-    return HyperNetTrainer(hnet.to(select_device(cfg.device)), cfg.strategy.outer, seed=cfg.seed)
+    mech = privacy.mechanism(cfg)  # None unless privacy.* is set
+    clipping = None if mech is None else privacy.ClientClipping(mech)
+    return HyperNetTrainer(hnet.to(select_device(cfg.device)), cfg.strategy.outer, seed=cfg.seed, privacy=clipping)
 
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> PFedHN:

@@ -5,6 +5,15 @@ server shares (all of them, the body, the head, or none) and what a client does 
 them (its client routine, ``clients/<name>.py``). ``SharedModelStrategy`` holds the shared tensors, sends
 the same copy to every client and replaces it by the example-weighted mean of the
 clients' trained copies. What a client keeps stays on the client.
+
+With ``privacy.*`` the mean becomes server-side fixed clipping and Gaussian noise
+(``fedhyper.privacy.SharedClipping``): the mechanism of Flower's
+``DifferentialPrivacyServerSideFixedClipping`` over a uniform FedAvg. Flower's wrapper itself
+does not compose with these strategies: it wraps a ``flwr.serverapp.strategy.Strategy`` whose
+``configure_train`` returns one message for all and whose ``aggregate_train`` takes Flower
+messages, while a ``PersonalizedStrategy`` is driven by fedhyper's round loop with per-client
+plans and checked replies; and its accounted mode accepts only no-amplification sampling with
+``FedAvg.aggregate_train``, not the fixed-size sampling without replacement accounted here.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from typing import Any, ClassVar
 import torch
 from flwr.app import ArrayRecord
 
-from fedhyper import protocol
+from fedhyper import privacy, protocol
 from fedhyper.aggregate import select, weighted_mean
 from fedhyper.config import ExperimentConfig
 from fedhyper.data import dataset_info
@@ -42,6 +51,7 @@ class SharedModelConfig:
 
     name: str = "fedavg"
     search_space: ClassVar[SearchSpace] = LOCAL_LR  # the local learning rate; subclasses add their own keys
+    private_training: ClassVar[bool] = True  # privacy.*: updates clipped on the server, the sum noised
     local: LocalTrainConfig = field(default_factory=LocalTrainConfig)
 
     def validate(self) -> None:
@@ -62,6 +72,8 @@ class SharedModelStrategy(PersonalizedStrategy):
         self.weights = dict(weights)  # the shared tensors, name -> tensor
         self.settings = dict(settings or {})  # the client routine's (clients/<name>.py)
         self._record: ArrayRecord | None = None  # the shared tensors as sent, built once per change
+        mech = privacy.mechanism(cfg)
+        self.privacy = None if mech is None else privacy.SharedClipping(mech)  # client-level DP of the mean
 
     def client_settings(self) -> dict[str, Any]:
         return dict(self.settings)
@@ -78,8 +90,10 @@ class SharedModelStrategy(PersonalizedStrategy):
         return self._payload(client_ids)
 
     def aggregate(self, replies: dict[int, Reply]) -> dict[str, torch.Tensor]:
-        """The new shared tensors from a round's replies: their example-weighted mean."""
+        """The new shared tensors from a round's replies: their example-weighted mean (private: clipped, noised)."""
         ids = sorted(replies)
+        if self.privacy is not None:  # uniform weights: a client's example count is its data
+            return self.privacy.private_mean(self.weights, [replies[c].weights for c in ids])
         return weighted_mean([replies[c].weights for c in ids], [replies[c].num_examples for c in ids])
 
     def aggregate_train(
@@ -90,10 +104,13 @@ class SharedModelStrategy(PersonalizedStrategy):
         return train_summary(replies)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"weights": self.weights}
+        noise = {} if self.privacy is None else {"privacy": self.privacy.state_dict()}
+        return {"weights": self.weights, **noise}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.weights, self._record = dict(state["weights"]), None
+        if self.privacy is not None:
+            self.privacy.load_state_dict(state["privacy"])
 
 
 def shared_weights(cfg: ExperimentConfig, share: str) -> dict[str, torch.Tensor]:
