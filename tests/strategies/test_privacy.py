@@ -1,0 +1,86 @@
+"""Privacy in the round loop: ε after every round, the stop at privacy.max_epsilon, resume, the shared-model path."""
+
+import json
+
+import pytest
+
+from fedhyper import checkpoint, privacy, record
+from fedhyper.config import ExperimentConfig
+from strategies import experiment, fedavg, pfedhn
+from strategies.app import run
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def config(strategy=None, **options) -> ExperimentConfig:
+    cfg = ExperimentConfig(strategy=strategy or pfedhn.PFedHNConfig())
+    cfg.data.num_clients, cfg.data.subset = 4, 2000
+    cfg.sim.num_rounds, cfg.sim.clients_per_round, cfg.sim.eval_every, cfg.sim.checkpoint_every = 6, 2, 3, 2
+    cfg.strategy.local.steps = 3
+    cfg.privacy.noise_multiplier, cfg.privacy.clip, cfg.privacy.noise_seed = 2.0, 0.5, 11
+    for key, value in options.items():
+        setattr(cfg.privacy, key, value)
+    return cfg
+
+
+def rows(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / record.METRICS_FILE).read_text().splitlines()]
+
+
+def test_training_stops_before_the_round_that_would_pass_max_epsilon(in_process_grid, tmp_path):
+    mech = privacy.mechanism(config())
+    budget = (mech.epsilon(3) + mech.epsilon(4)) / 2  # three rounds fit, the fourth would pass it
+    cfg = config(max_epsilon=budget)
+
+    summary = run(in_process_grid(4), experiment.Experiment(cfg, tmp_path, True))
+
+    written = rows(tmp_path)
+    assert [r[record.ROUND] for r in written] == [0, 1, 2, 3]
+    assert [r[record.PRIVACY_EPSILON] for r in written] == [0.0, *(mech.epsilon(r) for r in (1, 2, 3))]
+    assert record.ACCURACY in written[-1]  # the last trained round is the final evaluation
+    assert summary.privacy["rounds"] == 3 and summary.privacy["stopped_after_round"] == 3
+    assert summary.privacy["epsilon"] == mech.epsilon(3) <= budget
+    assert summary.privacy["population"] == 4 and summary.privacy["sample_size"] == 2
+    assert summary.privacy["delta"] == 0.25 and "replace-one" in summary.privacy["accounting"]
+
+
+def test_a_resumed_private_run_reports_the_same_epsilon_as_an_uninterrupted_one(in_process_grid, tmp_path):
+    whole = run(in_process_grid(4), experiment.Experiment(config(), tmp_path / "whole", True))
+
+    grid = in_process_grid(4)
+    calls = {"n": 0}
+    real = grid.send_and_receive
+
+    def crash_in_round_5(messages, *, timeout=None):
+        calls["n"] += 1  # discovery, round-0 eval, rounds 1-4 (an evaluation at 3), then round 5's train
+        if calls["n"] == 8:
+            raise Crash("the machine died")
+        return real(messages, timeout=timeout)
+
+    grid.send_and_receive = crash_in_round_5
+    with pytest.raises(Crash):
+        run(grid, experiment.Experiment(config(), tmp_path / "split", True))
+    saved = checkpoint.load_checkpoint(tmp_path / "split" / checkpoint.FILENAME)
+    assert saved["round"] == 4 and saved["privacy"]["rounds"] == 4
+    resumed = run(in_process_grid(4, node_offset=5000),
+                  experiment.Experiment(config(), tmp_path / "split", True, resume=True))  # fmt: skip
+
+    assert resumed.privacy == whole.privacy and whole.privacy["rounds"] == 6
+    assert [r[record.PRIVACY_EPSILON] for r in rows(tmp_path / "split")] == [
+        r[record.PRIVACY_EPSILON] for r in rows(tmp_path / "whole")
+    ]
+    assert resumed.per_client_accuracy == whole.per_client_accuracy  # the noise generator resumed too
+
+
+def test_the_shared_model_path_clips_and_noises_the_mean_and_accounts_it(in_process_grid, tmp_path):
+    cfg = config(fedavg.FedAvgConfig(), noise_multiplier=None, target_epsilon=8.0)
+    cfg.sim.num_rounds, cfg.sim.checkpoint_every = 3, 0
+
+    summary = run(in_process_grid(4), experiment.Experiment(cfg, tmp_path, True))
+
+    sigma = privacy.calibrate(8.0, 0.25, 3, 2, 4)
+    assert summary.privacy["noise_multiplier"] == sigma
+    assert summary.privacy["epsilon"] == pytest.approx(8.0, rel=0.01) and summary.privacy["epsilon"] <= 8.0
+    assert [r[record.PRIVACY_EPSILON] for r in rows(tmp_path)][-1] == summary.privacy["epsilon"]
