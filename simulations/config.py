@@ -33,6 +33,13 @@ DATA_SETTINGS: dict[str, list[str]] = {
     ],
     "femnist_natural": ["data=femnist", "data.partition=natural", "data.num_clients=100"],
 }
+FEDHYPER_ABLATION: dict[str, list[str]] = {
+    "fedhyper-no-private-head": ["strategy.private_head=false"],  # the hypernetwork generates the head too
+    "fedhyper-no-adapt": ["strategy.adapt_steps=0"],  # evaluate the model as generated and kept
+    "fedhyper-default-init": ["strategy.init=default"],  # PyTorch's initialisation, not hyperfan-in
+    "fedhyper-sgd-outer": ["strategy.outer.optimizer=sgd", "strategy.outer.lr=0.01"],  # pFedHN's outer SGD
+    "fedhyper-one-client-per-step": ["strategy.clients_per_step=1"],  # pFedHN's reference: a step per client
+}
 # Named variants of a strategy's configuration for simulations.compare: the hypernetwork's design
 # choices (fedhyper.hnet.config's registries), one input × one output each, then body and initialisation.
 VARIANTS: dict[str, list[str]] = {
@@ -41,6 +48,9 @@ VARIANTS: dict[str, list[str]] = {
     "attention": ["hnet.body=attention", "hnet.output=chunked"],
     "hyperfan_in": ["hnet.init=hyperfan_in"],
     "hyperfan_out": ["hnet.init=hyperfan_out"],
+    # strategy=fedhyper's ablation (docs/fedhyper.md): each removes one ingredient; they set
+    # fedhyper's own options, so a grid with them runs strategies=[fedhyper] only.
+    **FEDHYPER_ABLATION,
 }
 ENGINES = ("inprocess", "flower")
 
