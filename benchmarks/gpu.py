@@ -83,7 +83,7 @@ def main() -> None:
     devices = ["cpu", "cuda"] if info["cuda"] else ["cpu"]
     figures: dict[str, object] = {"machine": info, "args": {k: v for k, v in vars(args).items() if k != "out"}}
     figures["hypernet_update"] = {
-        dev: [measure_hypernet("cifar" if not args.tiny else "fmnist", k, args.repeats, torch.device(dev))
+        dev: [measure_hypernet("cifar10" if not args.tiny else "fmnist", k, args.repeats, torch.device(dev))
               for k in args.hypernet_clients]
         for dev in devices
     }  # fmt: skip

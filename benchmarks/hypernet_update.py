@@ -1,12 +1,12 @@
 """One batched hypernetwork update for K clients against K one-client updates.
 
-    python -m benchmarks.hypernet_update [--clients 10 100 --target cifar --repeats 5]
+    python -m benchmarks.hypernet_update [--clients 10 100 --target cifar10 --repeats 5]
 
 Batched: one forward generates all K clients' weights, one ``autograd.grad`` with the K
 deltas as ``grad_outputs`` and one optimiser step (``HyperNetTrainer.step``). Per-client:
-the reference pFedHN loop, a forward, backward and step for each client in turn. The
-"cifar" target is pFedHN's CNN for 3x32x32 inputs, whose hypernetwork has about 12 million
-parameters; "fmnist" is the default 1x28x28 one.
+the reference pFedHN loop, a forward, backward and step for each client in turn. A target is
+pFedHN's CNN for a registered dataset's shape and classes (fedhyper.data.specs): "cifar10"
+(3x32x32), whose hypernetwork has about 12 million parameters, or "fmnist" (1x28x28), the default.
 """
 
 from __future__ import annotations
@@ -17,16 +17,14 @@ import time
 
 import torch
 
+from fedhyper.data import SPECS, dataset_info
 from fedhyper.hypernet import HyperNetConfig, HyperNetwork
 from fedhyper.models import ModelConfig, build_model, target_shapes
 from fedhyper.outer import HyperNetTrainer, OuterConfig
 
-TARGETS = {"cifar": ((3, 32, 32), 10), "fmnist": ((1, 28, 28), 10)}
-
 
 def make_trainer(target: str, num_clients: int, device: torch.device) -> HyperNetTrainer:
-    shape, classes = TARGETS[target]
-    model = build_model(ModelConfig(), shape, classes)
+    model = build_model(ModelConfig(), *dataset_info(target))
     hnet = HyperNetwork(target_shapes(model), num_clients, HyperNetConfig()).to(device)
     return HyperNetTrainer(hnet, OuterConfig())
 
@@ -72,7 +70,7 @@ def measure(target: str, k: int, repeats: int, device: torch.device) -> dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 100])
-    parser.add_argument("--target", choices=sorted(TARGETS), default="cifar")
+    parser.add_argument("--target", choices=sorted(SPECS), default="cifar10")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()

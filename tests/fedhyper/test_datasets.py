@@ -1,6 +1,7 @@
 """CIFAR-10, CIFAR-100 and FEMNIST through the real loader, on small copies in the hub's schemas."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,17 @@ def test_bad_data_is_refused_in_one_line_naming_the_option_before_any_engine(tmp
     assert message.format(d=tmp_path) in str(err.value) and "\n" not in str(err.value)
     if "data.root" in " ".join(argv) and "writers" not in message:
         assert "data.root" in str(err.value) and "save_to_disk" in str(err.value)  # and how to get the data
+
+
+def test_the_datasets_page_lists_every_spec_as_the_registry_holds_it():
+    page = (Path(__file__).resolve().parents[2] / "docs" / "datasets.md").read_text()
+
+    for spec in SPECS.values():
+        row = next(line for line in page.splitlines() if line.startswith(f"| `{spec.name}` |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == f"`{spec.hub_id}`"
+        assert cells[2] == f"`{spec.image_column}`, `{spec.label_column}`"
+        assert cells[3] == (f"`{spec.natural_key}`" if spec.natural_key else "—")
+        assert cells[4] == ", ".join(map(str, spec.input_shape)) and cells[5] == str(spec.num_classes)
+        mean, std = (", ".join(f"{v:.4f}" for v in values) for values in (spec.mean, spec.std))
+        assert cells[6].startswith(f"{mean} / {std}"), (cells[6], mean, std)
