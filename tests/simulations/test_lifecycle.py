@@ -1,13 +1,14 @@
 """A run that is interrupted or killed leaves no process behind, and resumes exactly."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from simulations.processes import LAUNCH_ENV, launch_processes, run_processes
+from simulations.processes import LAUNCH_ENV, launch_marker, launch_processes, reaper, run_processes
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = [
@@ -84,6 +85,12 @@ def test_a_killed_run_resumed_at_once_in_its_folder_ends_as_an_uninterrupted_one
     split = start(split_dir, *rounds)
     wait_for_rounds(split_dir, 9, split)
     (killed,) = launch_ids(split_dir)
+    # A process of the killed launch slow to stop (as flwr-simulation's exit handlers or Ray's can be): its
+    # watchdog waits out its grace (10 s) and then SIGKILLs what it finds, while the resumed run starts.
+    straggler = subprocess.Popen(
+        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"],
+        env={**os.environ, "FLWR_HOME": str(split_dir / ".flwr"), LAUNCH_ENV: killed},
+    )
     split.send_signal(signal.SIGKILL)
     split.wait()
     # Resumed at once, while the killed launch's watchdog is still stopping its processes in the same folder.
@@ -98,6 +105,7 @@ def test_a_killed_run_resumed_at_once_in_its_folder_ends_as_an_uninterrupted_one
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert whole.returncode == 0, err[-2000:]
     assert launch_processes(killed) == []  # the engine followed its launcher down
+    assert straggler.wait(timeout=30) == -signal.SIGKILL
     a = json.loads((whole_dir / "summary.json").read_text())
     b = json.loads((split_dir / "summary.json").read_text())
     assert b["per_client_accuracy"] == a["per_client_accuracy"]
@@ -108,6 +116,22 @@ def test_a_killed_run_resumed_at_once_in_its_folder_ends_as_an_uninterrupted_one
         json.loads(line).get("train_loss") for line in (whole_dir / "metrics.jsonl").read_text().splitlines()
     ]
     assert wait_until_gone(split_dir) == []
+
+
+def test_a_launchs_watchdog_stops_its_own_processes_only_not_another_launchs_in_the_same_folder(tmp_path):
+    def process_of(launch: str) -> subprocess.Popen:
+        env = {**os.environ, "FLWR_HOME": str(tmp_path / ".flwr"), LAUNCH_ENV: launch}
+        return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+
+    killed, resumed = process_of("killed-launch"), process_of("resumed-launch")
+    try:
+        with reaper(launch_marker("killed-launch")):
+            pass  # the launcher is gone: its watchdog stops what carries its id
+
+        assert killed.wait(timeout=30) == -signal.SIGTERM
+        assert resumed.poll() is None and launch_processes("resumed-launch") == [resumed.pid]
+    finally:
+        resumed.kill()
 
 
 def test_resuming_from_a_directory_without_a_checkpoint_is_a_config_error(tmp_path):
