@@ -2,9 +2,7 @@
 
 A strategy's config carries ``search_space: ClassVar[SearchSpace]``, a mapping from an experiment
 key (``strategy.local.lr``, ``strategy.mu``, ``hnet.embedding_dim``) to a ``Range`` or a
-``Choice``. ``simulations.compare ... tune=N`` draws N trials from it for every strategy alike;
-``hydra_sweep`` writes the same space in the syntax of Hydra's Optuna sweeper, for
-``python -m simulations.run -m hydra/sweeper=optuna``.
+``Choice``. ``simulations.compare ... tune=N`` draws N trials from it for every strategy alike.
 """
 
 from __future__ import annotations
@@ -42,11 +40,6 @@ class Range:
             return trial.suggest_int(key, int(self.low), int(self.high), log=self.log)
         return trial.suggest_float(key, self.low, self.high, log=self.log)
 
-    def hydra(self) -> str:
-        interval = f"interval({self.low:g}, {self.high:g})"
-        inner = f"int({interval})" if self.integer else interval
-        return f"tag(log, {inner})" if self.log else inner
-
 
 @dataclass(frozen=True)
 class Choice:
@@ -56,9 +49,6 @@ class Choice:
 
     def suggest(self, trial: Trial, key: str) -> Any:
         return trial.suggest_categorical(key, list(self.values))
-
-    def hydra(self) -> str:
-        return f"choice({', '.join(str(v) for v in self.values)})"
 
 
 SearchSpace = Mapping[str, Range | Choice]
@@ -75,8 +65,3 @@ def suggest(space: SearchSpace, trial: Trial) -> dict[str, Any]:
 def as_overrides(values: Mapping[str, Any]) -> list[str]:
     """``key=value`` overrides for Hydra (floats written exactly, so a run's config is reproducible)."""
     return [f"{key}={float(v)!r}" if isinstance(v, float) else f"{key}={v}" for key, v in values.items()]
-
-
-def hydra_sweep(space: SearchSpace) -> list[str]:
-    """The space as overrides for Hydra's Optuna sweeper (``python -m simulations.run -m ...``)."""
-    return [f"{key}={dist.hydra()}" for key, dist in space.items()]
