@@ -48,13 +48,13 @@ class FedHyperConfig(PFedHNConfig):
     name: str = "fedhyper"
     search_space: ClassVar[SearchSpace] = {
         **LOCAL_LR,
-        "strategy.outer.lr": Range(1e-5, 1e-2, log=True),
+        "strategy.outer.lr": Range(1e-4, 1e-2, log=True),
         "strategy.adapt_steps": Range(1, 50, log=True, integer=True),
     }
     # One outer step's clients are replayed against the weights they were sent (see clients_per_step),
     # which a client served a narrower slice would not match: one width for every client.
     varied_widths: ClassVar[bool] = False
-    outer: OuterConfig = field(default_factory=lambda: OuterConfig(optimizer="adam", lr=1e-4))
+    outer: OuterConfig = field(default_factory=lambda: OuterConfig(optimizer="adam", lr=1e-3))
     private_head: bool = True  # the head is the client's own (pFedHN-PC); false: the hypernetwork generates it too
     adapt_steps: int = 10  # SGD steps (local.lr, local.batch_size) on the train split before each evaluation; 0: none
     init: str | None = "hyperfan_in"  # the hypernetwork's initialisation (hnet.init's choices); None: hnet.init's
