@@ -17,8 +17,8 @@ OPTIMIZERS = ("sgd", "adam")  # strategy.outer.optimizer
 class OuterConfig:
     """The hypernetwork's optimiser; pFedHN's defaults."""
 
-    lr: float = 1e-2  # SGD learning rate of Φ (and of the embeddings unless embedding_lr)
-    momentum: float = 0.9  # SGD momentum
+    lr: float = 1e-2  # learning rate of Φ, SGD or Adam (and of the embeddings unless embedding_lr)
+    momentum: float = 0.9  # SGD momentum (Adam ignores it)
     weight_decay: float = 1e-3  # on Φ only; embeddings are not decayed
     embedding_lr: float | None = None  # None: the same as lr
     grad_clip: float = 50.0  # max norm of Φ's gradient; 0 disables
