@@ -96,7 +96,7 @@ FAULT_KINDS = ("raise", "timeout", "nan", "shape", "huge")
 class FaultConfig:
     """Make a fraction of each round's sampled clients fail on purpose (to test and demonstrate)."""
 
-    fraction: float = 0.0
+    fraction: float = 0.0  # share of each round's sampled clients told to fail (0: none)
     kind: str = "raise"  # raise | timeout | nan | shape | huge
 
     def validate(self) -> None:
@@ -118,7 +118,7 @@ class ExperimentConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)  # TensorBoard or MLflow (fedhyper.tracking)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)  # client-level DP (fedhyper.privacy, docs/privacy.md)
-    seed: int = 0
+    seed: int = 0  # partitions, sampling, initialisation and every client's batch order
     # Clients held out of training and personalised afterwards (pFedHN: their embeddings are
     # fitted with the hypernetwork frozen for sim.novel_rounds rounds); summary.json reports their
     # accuracy beside the trained clients' and the gap.

@@ -67,8 +67,8 @@ class CompareConfig(ExperimentConfig):
     strategy's overrides, which would make the variants the same run.
     """
 
-    strategies: list[str] = field(default_factory=lambda: ["pfedhn"])
-    seeds: list[int] = field(default_factory=lambda: [0])
+    strategies: list[str] = field(default_factory=lambda: ["pfedhn"])  # names of registered strategies
+    seeds: list[int] = field(default_factory=lambda: [0])  # every strategy × variant × setting runs once per seed
     settings: list[str] = field(default_factory=lambda: ["default"])  # names in setting_overrides
     # name -> overrides; add one with '+setting_overrides.mine=["data.alpha=0.1"]'.
     setting_overrides: dict[str, list[str]] = field(default_factory=lambda: dict(DATA_SETTINGS))

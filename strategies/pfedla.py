@@ -39,10 +39,10 @@ class PFedLAConfig:
     name: str = "pfedla"
     search_space: ClassVar[SearchSpace] = {**LOCAL_LR, "strategy.hn_lr": Range(1e-3, 5e-2, log=True)}
     local: LocalTrainConfig = field(default_factory=LocalTrainConfig)
-    embedding_dim: int = 100
-    hidden_dim: int = 100
+    embedding_dim: int = 100  # size of each client's embedding fed to its layer-weighting hypernetwork
+    hidden_dim: int = 100  # width of each client's hypernetwork
     hn_lr: float = 5e-3  # plain SGD on the hypernetworks, as in the paper's code
-    hn_momentum: float = 0.0
+    hn_momentum: float = 0.0  # SGD momentum of the hypernetworks
 
     def validate(self) -> None:
         self.local.validate()

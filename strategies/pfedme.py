@@ -38,8 +38,8 @@ class PFedMeConfig(SharedModelConfig):
         "strategy.personal_lr": Range(1e-3, 1e-1, log=True),
     }
     local: LocalTrainConfig = field(default_factory=LocalTrainConfig)  # local.lr is eta
-    lam: float = 15.0
-    personal_lr: float = 0.01
+    lam: float = 15.0  # lambda: pull of the personal model towards the local model
+    personal_lr: float = 0.01  # step size solving for the personal model (its code's CIFAR-10 value)
     inner_steps: int = 5  # K: steps solving for θ per batch
     beta: float = 1.0  # the server's step towards the clients' mean; 1 is FedAvg's replacement
 
