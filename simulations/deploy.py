@@ -31,16 +31,8 @@ from omegaconf import OmegaConf
 
 from fedhyper import protocol, tracking
 from simulations import certs
-from simulations.launch import (
-    APP_DIR,
-    _bin,
-    _toml,
-    _wait_for_port,
-    flower_env,
-    free_port,
-    reaper,
-    stop_run_processes,
-)
+from simulations.launch import APP_DIR, _bin, _toml, _wait_for_port, flower_env, free_port
+from simulations.processes import launch_marker, new_launch_id, reaper, stop_marked
 from simulations.run import CONF_DIR, precheck
 from strategies import experiment
 
@@ -55,16 +47,18 @@ def _pairs(config: dict[str, str | bool | int]) -> str:
 
 @dataclass
 class LocalDeployment:
-    """A SuperLink on 127.0.0.1 and the SuperNodes started against it; all carry ``flwr_home``."""
+    """A SuperLink on 127.0.0.1 and the SuperNodes started against it; all carry ``flwr_home`` and ``launch_id``."""
 
     flwr_home: Path
     certs: Path | None  # None: no TLS, no node authentication
     port: int = 0
     started: list[subprocess.Popen] = field(default_factory=list)
+    # Marks every process of this deployment: stopping it never touches another launch in the same folder.
+    launch_id: str = field(default_factory=new_launch_id)
 
     @property
     def env(self) -> dict[str, str]:
-        return flower_env(self.flwr_home, ray_address="local")
+        return flower_env(self.flwr_home, ray_address="local", launch_id=self.launch_id)
 
     def start_superlink(self) -> None:
         self.port = free_port()
@@ -130,12 +124,13 @@ def local_deployment(flwr_home: Path, certs_dir: Path | None) -> Iterator[LocalD
     """A running SuperLink; everything started through the deployment stops when the block exits."""
     deployment = LocalDeployment(flwr_home, certs_dir)
     flwr_home.mkdir(parents=True, exist_ok=True)
-    with reaper(flwr_home):
+    marker = launch_marker(deployment.launch_id)
+    with reaper(marker):
         try:
             deployment.start_superlink()
             yield deployment
         finally:
-            stop_run_processes(flwr_home)  # the SuperLink, SuperNodes and their flwr-* children
+            stop_marked(marker)  # the SuperLink, SuperNodes and their flwr-* children
             for proc in deployment.started:
                 proc.wait()
 

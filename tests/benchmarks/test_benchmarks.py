@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -23,6 +25,7 @@ def test_hypernet_update_benchmark_reports_a_ratio():
     assert ratio > 0
 
 
+@pytest.mark.engine  # starts real simulations
 def test_round_overhead_benchmark_reports_both_ratios_at_steps_set_from_the_epochs():
     out = run_module(
         "benchmarks.round_overhead",
@@ -45,6 +48,7 @@ def test_server_memory_benchmark_reports_the_ratio():
     assert match and float(match.group(1)) > 0 and float(match.group(2)) >= 1
 
 
+@pytest.mark.engine  # starts real simulations
 def test_time_to_accuracy_benchmark_compares_at_the_same_client_updates():
     out = run_module("benchmarks.time_to_accuracy", "--tiny", "--target", "0.05")
 
@@ -55,6 +59,7 @@ def test_time_to_accuracy_benchmark_compares_at_the_same_client_updates():
     assert re.search(r"at the same number of client updates \(12\): accuracy difference [+-][0-9.]+ points", out)
 
 
+@pytest.mark.engine  # starts real simulations
 def test_gpu_benchmark_writes_its_figures_and_runs_the_cpu_parts_without_cuda(tmp_path):
     out_file = tmp_path / "gpu.json"
 
@@ -67,6 +72,7 @@ def test_gpu_benchmark_writes_its_figures_and_runs_the_cpu_parts_without_cuda(tm
         assert figures["round"]["flower_gpu_s"] is None and "cuda" not in figures["hypernet_update"]
 
 
+@pytest.mark.engine  # starts real simulations
 def test_many_clients_benchmark_reports_round_time_and_memory():
     out = run_module("benchmarks.many_clients", "--tiny")
 

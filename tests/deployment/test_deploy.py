@@ -1,6 +1,7 @@
 """Real clients on Flower's deployment engine: TLS, SuperNode authentication, each node's own data."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from simulations import certs
 from simulations.deploy import local_deployment, write_config
 from simulations.launch import run_processes
+from simulations.processes import LAUNCH_ENV
 from strategies import experiment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +31,24 @@ def write_site(directory: Path, n_train: int, classes: tuple[int, int], seed: in
     return directory
 
 
-def test_two_authenticated_supernodes_with_their_own_data_train_pfedhn_over_tls(tmp_path, monkeypatch):
+@pytest.fixture
+def another_launch():
+    """``another_launch(flwr_home)``: a process of another launch in that folder, as a deployment resumed there."""
+    started = []
+
+    def start(flwr_home: Path) -> subprocess.Popen:
+        env = {**os.environ, "FLWR_HOME": str(flwr_home), LAUNCH_ENV: "another-launch"}
+        started.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=env))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.engine
+def test_two_authenticated_supernodes_with_their_own_data_train_pfedhn_over_tls(tmp_path, monkeypatch, another_launch):
     monkeypatch.setenv("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.2")
     keys = certs.ensure(tmp_path / "certs", num_nodes=2)
     stranger = certs.make_node_key(keys, "stranger")  # a valid key that nobody registered
@@ -37,6 +56,7 @@ def test_two_authenticated_supernodes_with_their_own_data_train_pfedhn_over_tls(
     run_dir = tmp_path / "run"
     config_file = write_config(["sim.num_rounds=2", "sim.eval_every=2", "strategy.local.steps=5"], 2, run_dir)
 
+    other = another_launch(run_dir / ".flwr")  # stopping this deployment must leave it running
     with local_deployment(run_dir / ".flwr", keys) as deployment:
         for i, site in enumerate(sites):
             key = keys / certs.KEYS_DIR / certs.node_key_name(i)
@@ -45,7 +65,8 @@ def test_two_authenticated_supernodes_with_their_own_data_train_pfedhn_over_tls(
         refused = deployment.start_supernode(2, stranger, sites[0])
         refused_code = refused.wait(timeout=120)
         code = deployment.run({experiment.RUN_CONFIG_FILE: str(config_file), experiment.RUN_DIR: str(run_dir)})
-        assert run_processes(run_dir / ".flwr")  # the engine was up: the check after the block can fail
+        assert len(run_processes(run_dir / ".flwr")) > 1  # the engine was up: the check after the block can fail
+    left = run_processes(run_dir / ".flwr")
 
     assert refused_code != 0
     assert "Failed to activate SuperNode" in (run_dir / ".flwr" / "supernode-stranger.log").read_text()
@@ -59,7 +80,7 @@ def test_two_authenticated_supernodes_with_their_own_data_train_pfedhn_over_tls(
     for rnd in (1, 2):  # each node was sent its own generated weights
         assert trained[(rnd, 0)]["received-norm"] != pytest.approx(trained[(rnd, 1)]["received-norm"])
     assert trained[(2, 0)]["received-norm"] != pytest.approx(trained[(1, 0)]["received-norm"])  # and they learned
-    assert run_processes(run_dir / ".flwr") == []
+    assert left == [other.pid]  # every process of the deployment stopped, and only those
 
 
 @pytest.mark.parametrize(
@@ -81,6 +102,7 @@ def test_a_bad_deployment_option_exits_2_before_any_process_starts(tmp_path, arg
     assert not (tmp_path / ".flwr").exists()
 
 
+@pytest.mark.engine
 def test_sigterm_stops_every_process_the_deployment_started(tmp_path):
     cmd = [sys.executable, "-m", "simulations.deploy", "--insecure", "--nodes", "2", "--run-dir", str(tmp_path),
            "sim.num_rounds=100", "strategy.local.steps=5", "data.subset=2000"]  # fmt: skip

@@ -14,6 +14,7 @@ from simulations.launch import free_port, run_processes, stop_run_processes
 
 REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).parent / "ray")
+pytestmark = pytest.mark.engine
 
 
 @pytest.fixture

@@ -1,26 +1,23 @@
-"""Every strategy and hypernetwork design on CIFAR-10, CIFAR-100 and FEMNIST copies; the command line on them.
+"""Every strategy and hypernetwork design on colour and 62-class data; the command line on other shapes.
 
 The copies are the small hub-schema ones of ``tests/conftest.py`` (``hub_copies``): one seeded
-round each in the in-process engine, then ``python -m simulations.run`` as a user runs it.
+round each in the in-process engine, then ``python -m simulations.run`` as a user runs it, and
+the CIFAR-10 copy through Flower and Ray (the shared simulation, tests/simulations/shared_run.py).
 """
 
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from fedhyper.config import ExperimentConfig
 from fedhyper.data import get_spec
-from fedhyper.hnet.config import INPUTS, OUTPUTS
-from fedhyper.models import ModelConfig, build_model
+from fedhyper.models import ModelConfig, build_model, head_names
 from simulations.inprocess import run_experiment
 from strategies import REGISTRY, experiment, get
 from tests.hub_copies import build_copy
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.launcher import run_simulation
+from tests.simulations.shared_run import NUM_CLIENTS, ROUNDS
 
 
 def one_round(name: str, dataset: str, root: Path, **hnet) -> ExperimentConfig:
@@ -39,14 +36,18 @@ def assert_ran(summary) -> None:
     assert all(0 <= a <= 1 for a in summary.per_client_accuracy) and math.isfinite(summary.final_accuracy)
 
 
-def cnn_parameters(dataset: str) -> int:
+def cnn(dataset: str):
     spec = get_spec(dataset)
-    return sum(p.numel() for p in build_model(ModelConfig(), spec.input_shape, spec.num_classes).parameters())
+    return build_model(ModelConfig(), spec.input_shape, spec.num_classes)
 
 
-# CIFAR-10 differs from CIFAR-100 only in its class count; pFedHN runs on it through Flower below.
-@pytest.mark.parametrize("dataset", ["cifar100", "femnist"])
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+def cnn_parameters(dataset: str) -> int:
+    return sum(p.numel() for p in cnn(dataset).parameters())
+
+
+# Every strategy on one colour shape with many classes (CIFAR-100; CIFAR-10 differs only in its class
+# count and runs on Flower below). FEMNIST's natural partition is the data's, not a strategy's: one strategy.
+@pytest.mark.parametrize(("name", "dataset"), [*((n, "cifar100") for n in sorted(REGISTRY)), ("pfedhn", "femnist")])
 def test_every_strategy_runs_a_round_on_colour_and_62_class_data(name, dataset, hub_copies, tmp_path):
     summary = run_experiment(one_round(name, dataset, hub_copies[dataset]), tmp_path)
 
@@ -54,21 +55,18 @@ def test_every_strategy_runs_a_round_on_colour_and_62_class_data(name, dataset, 
     assert_ran(summary)
 
 
+# Each input and each output once, the attention body, hyperfan-in: inputs and outputs compose
+# independently, and their every pairing is tested on a small target in tests/fedhyper/test_hnet_design.py.
 @pytest.mark.parametrize(
     "hnet",
-    [*({"input": i, "output": o} for i in INPUTS for o in OUTPUTS), {"body": "attention", "output": "chunked"},
-     {"init": "hyperfan_in"}],
+    [{"input": "embedding", "output": "per_tensor"}, {"input": "data", "output": "chunked"},
+     {"input": "noise", "output": "component"}, {"body": "attention", "output": "chunked"}, {"init": "hyperfan_in"}],
 )  # fmt: skip
 def test_every_hypernetwork_design_generates_the_colour_cnn(hnet, hub_copies, tmp_path):
     summary = run_experiment(one_round("pfedhn", "cifar100", hub_copies["cifar100"], **hnet), tmp_path)
 
     assert_ran(summary)
     assert summary.target_parameters == cnn_parameters("cifar100")  # 3 input channels, 100 classes
-
-
-def run_simulation(run_dir: Path, *overrides: str, timeout: float) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "simulations.run", *overrides, f"hydra.run.dir={run_dir}"]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 def test_the_command_exits_2_on_a_copy_of_another_shape_before_any_engine_starts(tmp_path):
@@ -83,22 +81,13 @@ def test_the_command_exits_2_on_a_copy_of_another_shape_before_any_engine_starts
 
 
 @pytest.mark.engine
-def test_pfedhn_on_a_cifar10_copy_through_flower_and_ray(hub_copies, tmp_path):
-    result = run_simulation(
-        tmp_path,
-        "data=cifar10",
-        f"data.root={hub_copies['cifar10']}",
-        "data.num_clients=3",
-        "sim.num_rounds=2",
-        "sim.clients_per_round=3",
-        "sim.eval_every=2",
-        "strategy.local.steps=5",
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def test_pfedhn_on_a_cifar10_copy_through_flower_and_ray(shared_run):
+    summary = shared_run.summary
 
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["strategy"] == "pfedhn" and summary["rounds"] == 2 and len(summary["per_client_accuracy"]) == 3
-    assert summary["target_parameters"] == cnn_parameters("cifar10")
-    replies = [json.loads(line) for line in (tmp_path / "clients.jsonl").read_text().splitlines()]
-    assert {r["client-id"] for r in replies if r["kind"] == "train"} == {0, 1, 2}
+    assert summary["strategy"] == "pfedhn_pc" and summary["rounds"] == ROUNDS
+    assert len(summary["per_client_accuracy"]) == NUM_CLIENTS
+    # pFedHN-PC generates the CNN for 3 input channels and 10 classes, all but the head its clients keep.
+    model = cnn("cifar10")
+    head = sum(p.numel() for n, p in model.named_parameters() if n in head_names(model))
+    assert summary["target_parameters"] == cnn_parameters("cifar10") - head
+    assert len({r["client-id"] for r in shared_run.replies if r["kind"] == "train"}) >= 3

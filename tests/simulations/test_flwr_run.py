@@ -6,11 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from simulations.launch import run_processes, stop_run_processes
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.engine
 def test_bare_flwr_run_trains_on_the_default_local_federation(tmp_path):
     flwr_home, run_dir = tmp_path / "flwr-home", tmp_path / "run"
     env = {

@@ -8,9 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-from simulations.processes import LAUNCH_ENV, launch_marker, launch_processes, reaper, run_processes
+import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from simulations.processes import LAUNCH_ENV, launch_marker, launch_processes, reaper, run_processes
+from tests.launcher import REPO, processes_left, start_simulation
+
 SMALL = [
     "data.num_clients=4",
     "data.subset=3000",
@@ -37,24 +39,17 @@ def wait_for_rounds(run_dir: Path, rounds: int, proc: subprocess.Popen, timeout:
     raise AssertionError(f"no round {rounds} within {timeout}s")
 
 
-def wait_until_gone(run_dir: Path, timeout: float = 60) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while processes_of(run_dir) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return processes_of(run_dir)
-
-
 def start(run_dir: Path, *overrides: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "simulations.run", *SMALL, *overrides, f"hydra.run.dir={run_dir}"]
-    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return start_simulation(run_dir, *SMALL, *overrides)
 
 
+@pytest.mark.engine
 def test_ctrl_c_or_sigterm_stops_every_process_the_run_started(tmp_path):
     # Two runs side by side, one interrupted by each signal: half the wall time of one after the other.
     signals = {tmp_path / "int": signal.SIGINT, tmp_path / "term": signal.SIGTERM}
     procs = {run_dir: start(run_dir, "sim.num_rounds=300") for run_dir in signals}
     for run_dir, proc in procs.items():
-        wait_for_rounds(run_dir, 2, proc)
+        wait_for_rounds(run_dir, 1, proc)
         assert processes_of(run_dir)  # the engine is up: the check below can fail
 
     for run_dir, proc in procs.items():
@@ -63,7 +58,7 @@ def test_ctrl_c_or_sigterm_stops_every_process_the_run_started(tmp_path):
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 130, (signals[run_dir], err[-2000:])
         assert "interrupted" in err
-        assert wait_until_gone(run_dir) == []
+        assert processes_left(run_dir) == []
 
 
 def launch_ids(run_dir: Path) -> set[str]:
@@ -78,12 +73,13 @@ def launch_ids(run_dir: Path) -> set[str]:
     return ids
 
 
+@pytest.mark.engine
 def test_a_killed_run_resumed_at_once_in_its_folder_ends_as_an_uninterrupted_one(tmp_path):
     whole_dir, split_dir = tmp_path / "whole", tmp_path / "split"
-    rounds = ["sim.num_rounds=24", "sim.checkpoint_every=4"]  # long enough to be killed mid-way
+    rounds = ["sim.num_rounds=12", "sim.checkpoint_every=3"]  # long enough to be killed mid-way
     whole = start(whole_dir, *rounds)  # side by side with the one to be killed: their results must not differ
     split = start(split_dir, *rounds)
-    wait_for_rounds(split_dir, 9, split)
+    wait_for_rounds(split_dir, 4, split)  # killed after round 4: resumed from round 3's checkpoint
     (killed,) = launch_ids(split_dir)
     # A process of the killed launch slow to stop (as flwr-simulation's exit handlers or Ray's can be): its
     # watchdog waits out its grace (10 s) and then SIGKILLs what it finds, while the resumed run starts.
@@ -109,13 +105,13 @@ def test_a_killed_run_resumed_at_once_in_its_folder_ends_as_an_uninterrupted_one
     a = json.loads((whole_dir / "summary.json").read_text())
     b = json.loads((split_dir / "summary.json").read_text())
     assert b["per_client_accuracy"] == a["per_client_accuracy"]
-    assert b["final_accuracy"] == a["final_accuracy"] and b["rounds"] == 24
+    assert b["final_accuracy"] == a["final_accuracy"] and b["rounds"] == 12
     assert a["message_sweep"] == b["message_sweep"] == "fedhyper"  # the launcher's wrapper installed it
     losses = [json.loads(line).get("train_loss") for line in (split_dir / "metrics.jsonl").read_text().splitlines()]
     assert losses == [
         json.loads(line).get("train_loss") for line in (whole_dir / "metrics.jsonl").read_text().splitlines()
     ]
-    assert wait_until_gone(split_dir) == []
+    assert processes_left(split_dir) == []
 
 
 def test_a_launchs_watchdog_stops_its_own_processes_only_not_another_launchs_in_the_same_folder(tmp_path):
@@ -145,14 +141,13 @@ def test_resuming_from_a_directory_without_a_checkpoint_is_a_config_error(tmp_pa
     assert "no checkpoint" in result.stderr
 
 
-def test_a_run_that_ends_or_fails_leaves_nothing_running(tmp_path):
-    ok = start(tmp_path / "ok", "sim.num_rounds=2")
+@pytest.mark.engine
+def test_a_run_that_ends_or_fails_leaves_nothing_running(tmp_path, request):
     # 12 examples for 4 clients: the clients cannot even describe themselves, the ServerApp gives up.
-    failed = start(tmp_path / "bad", "data.subset=12")  # side by side with the good one
-    _, ok_err = ok.communicate(timeout=600)
+    failed = start(tmp_path / "bad", "data.subset=12")
+    ended = request.getfixturevalue("shared_run")  # a run that ended well, started (once) side by side if not yet
     _, failed_err = failed.communicate(timeout=600)
 
-    assert ok.returncode == 0, ok_err[-2000:]
+    assert ended.result.returncode == 0 and ended.left_running == []
     assert failed.returncode == 1 and "the run failed" in failed_err
-    assert wait_until_gone(tmp_path / "ok", timeout=10) == []
-    assert wait_until_gone(tmp_path / "bad", timeout=10) == []
+    assert processes_left(tmp_path / "bad", timeout=10) == []

@@ -1,16 +1,10 @@
-"""One real Flower simulation on Ray with client-level DP on: ε in every row, summary.privacy, the one-line refusal."""
-
-import json
-import subprocess
-import sys
-from pathlib import Path
+"""Client-level DP through the launcher: the one-line refusal, and ε in every row of a real Flower/Ray run."""
 
 import pytest
 
 from fedhyper import privacy
 from simulations.run import check
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.simulations.shared_run import CLIP, NUM_CLIENTS, PER_ROUND, ROUNDS, SIGMA
 
 
 def test_a_bad_privacy_option_is_refused_by_the_launchers_check():
@@ -22,19 +16,13 @@ def test_a_bad_privacy_option_is_refused_by_the_launchers_check():
 
 
 @pytest.mark.engine
-def test_a_private_pfedhn_simulation_on_ray_accounts_every_round(tmp_path):
-    overrides = ["data.num_clients=5", "data.subset=5000", "sim.num_rounds=4", "sim.clients_per_round=3",
-                 "sim.eval_every=2", "strategy.local.steps=10", "privacy.noise_multiplier=1.5", "privacy.clip=2.0",
-                 "privacy.max_epsilon=1000"]  # fmt: skip
-    cmd = [sys.executable, "-m", "simulations.run", *overrides, f"hydra.run.dir={tmp_path}"]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def test_a_private_pfedhn_simulation_on_ray_accounts_every_round(shared_run):
+    summary, rows = shared_run.summary, shared_run.rows
 
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    expected = [privacy.epsilon(1.5, r, 3, 5, 0.2) for r in range(5)]
+    delta = 1 / NUM_CLIENTS  # privacy.delta's default: 1 / the training clients
+    expected = [privacy.epsilon(SIGMA, r, PER_ROUND, NUM_CLIENTS, delta) for r in range(ROUNDS + 1)]
     assert [r["privacy_epsilon"] for r in rows] == pytest.approx(expected, rel=1e-12)
     assert summary["privacy"]["epsilon"] == pytest.approx(expected[-1], rel=1e-12)
-    assert summary["privacy"]["noise_multiplier"] == 1.5 and summary["privacy"]["clip"] == 2.0
-    assert summary["privacy"]["rounds"] == 4 and summary["privacy"]["stopped_after_round"] is None
+    assert summary["privacy"]["noise_multiplier"] == SIGMA and summary["privacy"]["clip"] == CLIP
+    assert summary["privacy"]["rounds"] == ROUNDS and summary["privacy"]["stopped_after_round"] is None
     assert summary["final_accuracy"] is not None

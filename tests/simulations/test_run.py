@@ -1,21 +1,11 @@
-"""``python -m simulations.run`` as a user runs it: a real Flower simulation on Ray."""
-
-import json
-import subprocess
-import sys
-from pathlib import Path
+"""``python -m simulations.run`` as a user runs it: its checks, and a real Flower simulation on Ray (the shared one)."""
 
 import pytest
 import torch
 
 from simulations.run import check
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def run_simulation(tmp_path: Path, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "simulations.run", *overrides, f"hydra.run.dir={tmp_path}"]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+from tests.launcher import run_simulation
+from tests.simulations.shared_run import FAULTY_PER_ROUND, NUM_CLIENTS, PER_ROUND, ROUNDS
 
 
 @pytest.mark.parametrize(
@@ -79,61 +69,35 @@ def test_a_data_folder_with_malformed_files_is_refused_before_any_engine_starts(
     assert not (tmp_path / "run" / ".flwr").exists()
 
 
-def test_a_flower_simulation_on_ray_trains_personalised_models(tmp_path):
-    result = run_simulation(
-        tmp_path,
-        "data.num_clients=5",
-        "data.subset=5000",
-        "sim.num_rounds=6",
-        "sim.clients_per_round=3",
-        "sim.eval_every=3",
-        "strategy.local.steps=15",
-        "seed=3",
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+@pytest.mark.engine
+def test_a_flower_simulation_on_ray_trains_personalised_models(shared_run):
+    summary, rows, replies = shared_run.summary, shared_run.rows, shared_run.replies
 
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["strategy"] == "pfedhn" and summary["num_clients"] == 5 and summary["rounds"] == 6
-    assert len(summary["per_client_accuracy"]) == 5
+    assert summary["strategy"] == "pfedhn_pc" and summary["num_clients"] == NUM_CLIENTS and summary["rounds"] == ROUNDS
+    assert len(summary["per_client_accuracy"]) == NUM_CLIENTS
     assert summary["final_accuracy"] > summary["initial_accuracy"] + 0.1
     assert summary["wall_time_s"] > 0 and 0 <= summary["best_accuracy"] <= 1
-    assert (tmp_path / "config.yaml").exists()
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [r["round"] for r in rows] == list(range(7))
+    assert (shared_run.run_dir / "config.yaml").exists()
+    assert [r["round"] for r in rows] == list(range(ROUNDS + 1))
     # Every client was sent its own weights: the norms of what they received all differ.
-    replies = [json.loads(line) for line in (tmp_path / "clients.jsonl").read_text().splitlines()]
     first_eval = {r["client-id"]: r["received-norm"] for r in replies if r["round"] == 0}
-    assert sorted(first_eval) == [0, 1, 2, 3, 4]
-    assert len(set(first_eval.values())) == 5
+    assert sorted(first_eval) == list(range(NUM_CLIENTS))
+    assert len(set(first_eval.values())) == NUM_CLIENTS
     trained = {r["client-id"] for r in replies if r["kind"] == "train"}
     assert len(trained) >= 3
-    assert "summary:" in result.stdout
+    assert "summary:" in shared_run.result.stdout
 
 
-def test_clients_that_raise_are_left_out_and_kept_heads_persist_across_rounds_on_ray(tmp_path):
-    result = run_simulation(
-        tmp_path,
-        "strategy=pfedhn_pc",
-        "data.num_clients=4",
-        "data.subset=3000",
-        "sim.num_rounds=3",
-        "sim.clients_per_round=4",
-        "sim.eval_every=3",
-        "strategy.local.steps=5",
-        "faults.fraction=0.5",
-        "faults.kind=raise",
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+@pytest.mark.engine
+def test_clients_that_raise_are_left_out_and_kept_heads_persist_across_rounds_on_ray(shared_run):
+    summary, rows, replies = shared_run.summary, shared_run.rows, shared_run.replies
 
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["rejected_replies"] == {"error": 6}  # 2 of 4 clients, 3 rounds
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [r.get("train_clients") for r in rows[1:]] == [2, 2, 2]
-    assert "left out (error)" in result.stdout + result.stderr
+    assert summary["rejected_replies"] == {"error": FAULTY_PER_ROUND * ROUNDS}
+    assert [r.get("train_clients") for r in rows[1:]] == [PER_ROUND - FAULTY_PER_ROUND] * ROUNDS
+    assert "left out (error)" in shared_run.output
     # pFedHN-PC's heads stay on the nodes: what a client kept after training is what it holds later.
-    replies = [json.loads(line) for line in (tmp_path / "clients.jsonl").read_text().splitlines()]
     last_train = {r["client-id"]: r["kept-norm"] for r in replies if r["kind"] == "train"}
-    final_eval = {r["client-id"]: r["kept-norm"] for r in replies if r["kind"] == "evaluate" and r["round"] == 3}
+    final_eval = {r["client-id"]: r["kept-norm"] for r in replies if r["kind"] == "evaluate" and r["round"] == ROUNDS}
     assert len(last_train) >= 2 and all(last_train.values())
     assert all(final_eval[c] == pytest.approx(norm) for c, norm in last_train.items())
     assert all(r["kept-norm"] == 0 for r in replies if r["round"] == 0)

@@ -1,7 +1,8 @@
 """tracking=tensorboard|mlflow on real runs, read back with TensorBoard's event reader and MLflow's client.
 
-Runs use the in-process engine (the real ServerApp and ClientApp in one process); one test goes
-through ``python -m simulations.run`` on Flower and Ray, and one through an MLflow server.
+Runs use the in-process engine (the real ServerApp and ClientApp in one process); one test reads
+the MLflow run of the shared Flower/Ray simulation (tests/simulations/shared_run.py), and one
+goes through an MLflow server.
 """
 
 import json
@@ -23,6 +24,7 @@ from simulations.inprocess import InProcessGrid, run_experiment
 from simulations.launch import free_port
 from strategies import experiment
 from strategies.app import run
+from tests.simulations.shared_run import ROUNDS
 
 mlflow = pytest.importorskip("mlflow")
 pytest.importorskip("tensorboard")
@@ -271,16 +273,11 @@ def test_a_run_tracked_on_an_mlflow_server_is_read_back_over_its_rest_api(tmp_pa
 
 
 @pytest.mark.engine
-def test_simulations_run_on_flower_and_ray_tracks_into_the_default_store_under_outputs(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "simulations.run", "tracking=mlflow", "strategy=fedavg", "sim.num_rounds=2",
-           *TINY, f"hydra.run.dir={tmp_path}/run"]  # fmt: skip
-    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-
-    store = tmp_path / "outputs" / "mlflow.db"  # the launch directory's outputs/, as Hydra's default run dirs
+def test_simulations_run_on_flower_and_ray_tracks_into_the_default_store_under_outputs(shared_run):
+    store = shared_run.launch_dir / "outputs" / "mlflow.db"  # the launch directory's outputs/, as Hydra's run dirs
     client = mlflow.MlflowClient(f"sqlite:///{store}")
     found = only_run(client, "fedhyper")
     assert found.info.status == "FINISHED"
-    expected = [(r["round"], r["accuracy"]) for r in metric_rows(tmp_path / "run")]
+    expected = [(r["round"], r["accuracy"]) for r in shared_run.rows if "accuracy" in r]
+    assert [step for step, _ in expected] == list(range(0, ROUNDS + 1, 2))  # it evaluates every other round
     assert history(client, found.info.run_id, "accuracy") == expected
