@@ -46,7 +46,7 @@ def watch(proc: subprocess.Popen, flwr_home: Path, every: float = 1.0) -> dict[s
             if seen is None:
                 continue
             cmd, mb = seen
-            if "flwr-simulation" in cmd:
+            if "flwr_simulation" in cmd.replace("-", "_"):  # Flower's flwr-simulation or the launcher's own entry
                 peaks["server_peak_rss_mb"] = max(peaks["server_peak_rss_mb"], mb)
             elif "ClientAppActor" in cmd:
                 clients.add(pid)
