@@ -1,4 +1,8 @@
-"""Shared fixtures: small real data, tiny hypernetworks, fake Flower replies, the in-process grid."""
+"""Shared fixtures: small real data, tiny configs and hypernetworks, fake Flower replies, the in-process grid.
+
+Tests that start a real Flower/Ray engine are marked ``engine``: ``pytest -m "not engine"`` is the
+quick loop. The engine tests of tests/simulations share one simulation (its conftest.py).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from flwr.app import Message, MetricRecord, RecordDict
+from omegaconf import OmegaConf
 
+from fedhyper import protocol
+from fedhyper.config import ExperimentConfig
 from fedhyper.data import cache, get_spec
+from fedhyper.hypernet import HyperNetConfig, HyperNetwork
 from tests.hub_copies import build_copy
+
+# A run of seconds in the in-process engine: 4 clients on 2,000 Fashion-MNIST examples, 2 rounds of 2 clients.
+TINY_RUN = ("data.num_clients=4", "data.subset=2000", "sim.num_rounds=2", "sim.clients_per_round=2",
+            "sim.eval_every=1", "strategy.local.steps=5")  # fmt: skip
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -63,3 +76,60 @@ def in_process_grid():
     from simulations.inprocess import InProcessGrid  # the engine itself; imported late, it loads the apps
 
     return InProcessGrid
+
+
+@pytest.fixture
+def tiny_config():
+    """``tiny_config(strategy="pfedhn", *overrides)``: TINY_RUN's typed config, ``key=value`` overrides on top."""
+    from strategies import experiment  # imports every registered strategy
+
+    def build(strategy: str = "pfedhn", *overrides: str) -> ExperimentConfig:
+        return experiment.typed(OmegaConf.from_dotlist([f"strategy.name={strategy}", *TINY_RUN, *overrides]))
+
+    return build
+
+
+@pytest.fixture
+def tiny_hnet():
+    """``tiny_hnet(shapes=None, num_clients=4, **options)``: a small seeded hypernetwork for ``shapes``.
+
+    Without ``shapes`` it generates a 3x2 weight and a bias of 3; ``options`` are HyperNetConfig's,
+    by default a 2-dimensional embedding and one hidden layer of 5.
+    """
+
+    def build(shapes: dict[str, torch.Size] | None = None, num_clients: int = 4, **options) -> HyperNetwork:
+        shapes = shapes or {"w": torch.Size([3, 2]), "b": torch.Size([3])}
+        torch.manual_seed(0)
+        return HyperNetwork(shapes, num_clients, HyperNetConfig(**{"embedding_dim": 2, "hidden_dim": 5, "n_hidden": 1,
+                                                                   **options}))  # fmt: skip
+
+    return build
+
+
+@pytest.fixture
+def evaluation_metrics():
+    """``evaluation_metrics(client_id, examples, accuracy, val_examples, val_accuracy)``: a fake client's
+    evaluation figures, as the metrics record of its reply holds them (losses: 1 - accuracy)."""
+
+    def build(client_id: int, examples: int, accuracy: float, val_examples: int, val_accuracy: float) -> dict:
+        return {
+            protocol.CLIENT_ID: client_id,
+            protocol.NUM_EXAMPLES: examples,
+            protocol.EVAL_LOSS: 1.0 - accuracy,
+            protocol.EVAL_ACCURACY: accuracy,
+            protocol.NUM_VAL_EXAMPLES: val_examples,
+            protocol.VAL_LOSS: 1.0 - val_accuracy,
+            protocol.VAL_ACCURACY: val_accuracy,
+        }
+
+    return build
+
+
+@pytest.fixture
+def fake_reply():
+    """``fake_reply(asked, metrics)``: the reply a client would send to message ``asked``, holding ``metrics``."""
+
+    def build(asked: Message, metrics: dict) -> Message:
+        return Message(RecordDict({protocol.METRICS: MetricRecord(metrics)}), reply_to=asked)
+
+    return build

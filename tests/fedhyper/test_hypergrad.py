@@ -3,16 +3,10 @@ import torch
 from torch.func import jacrev
 
 from fedhyper.hypergrad import example_weights, hypernet_gradients
-from fedhyper.hypernet import HyperNetConfig, HyperNetwork
 from fedhyper.outer import HyperNetTrainer, OuterConfig
 
 
-def tiny_hnet(num_clients: int = 4) -> HyperNetwork:
-    shapes = {"w": torch.Size([3, 2]), "b": torch.Size([3])}
-    return HyperNetwork(shapes, num_clients, HyperNetConfig(embedding_dim=2, hidden_dim=5, n_hidden=1))
-
-
-def test_delta_backprop_equals_the_explicit_jacobian_transpose_product():
+def test_delta_backprop_equals_the_explicit_jacobian_transpose_product(tiny_hnet):
     hnet = tiny_hnet()
     ids = torch.tensor([0, 2])
     emb = hnet.conditioner(ids)
@@ -59,7 +53,7 @@ def test_example_weights_follow_counts_and_refuse_empty_clients():
         example_weights([5, 1], "median")
 
 
-def test_sum_doubles_the_shared_step_of_mean_for_two_clients_and_leaves_embeddings_alone():
+def test_sum_doubles_the_shared_step_of_mean_for_two_clients_and_leaves_embeddings_alone(tiny_hnet):
     a, b = tiny_hnet(), tiny_hnet()
     b.load_state_dict(a.state_dict())
     start = {n: p.detach().clone() for n, p in a.named_parameters()}
@@ -83,7 +77,7 @@ def test_sum_doubles_the_shared_step_of_mean_for_two_clients_and_leaves_embeddin
     assert not torch.equal(pa["conditioner.table.weight"], start["conditioner.table.weight"])
 
 
-def test_an_outer_step_moves_generated_weights_towards_the_trained_ones():
+def test_an_outer_step_moves_generated_weights_towards_the_trained_ones(tiny_hnet):
     hnet = tiny_hnet()
     trainer = HyperNetTrainer(hnet, OuterConfig(lr=0.05, momentum=0.0, weight_decay=0.0))
     ids = [1, 3]

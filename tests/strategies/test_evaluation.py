@@ -15,20 +15,11 @@ from strategies.evaluation import evaluation_summary
 from strategies.replies import Reply
 
 
-def reply(cid: int, n: int, acc: float, n_val: int, val: float) -> Reply:
-    metrics = {
-        protocol.CLIENT_ID: cid,
-        protocol.NUM_EXAMPLES: n,
-        protocol.EVAL_LOSS: 1.0 - acc,
-        protocol.EVAL_ACCURACY: acc,
-        protocol.NUM_VAL_EXAMPLES: n_val,
-        protocol.VAL_LOSS: 1.0 - val,
-        protocol.VAL_ACCURACY: val,
-    }
-    return Reply(RecordDict({protocol.METRICS: MetricRecord(metrics)}), metrics)
+def test_pooled_accuracy_weighs_clients_by_their_test_examples_and_the_mean_does_not(evaluation_metrics):
+    def reply(*figures) -> Reply:  # as a client's checked evaluation reply reaches the strategy
+        metrics = evaluation_metrics(*figures)
+        return Reply(RecordDict({protocol.METRICS: MetricRecord(metrics)}), metrics)
 
-
-def test_pooled_accuracy_weighs_clients_by_their_test_examples_and_the_mean_does_not():
     replies = {0: reply(0, 10, 1.0, 2, 0.5), 1: reply(1, 30, 0.0, 6, 1.0), 2: reply(2, 0, 0.0, 0, 0.0)}
     summary = evaluation_summary(replies)
 

@@ -2,40 +2,43 @@
 
 import pytest
 import torch
-from flwr.app import Message, MetricRecord, RecordDict
+from flwr.app import Message, RecordDict
 
 from fedhyper import protocol
-from fedhyper.config import ExperimentConfig
-from strategies import pfedhn
 from strategies.exchange import RoundMetrics
 from strategies.replies import evaluation_check
 
 
-def drill_config(kind: str, fraction: float, **sim) -> ExperimentConfig:
-    cfg = ExperimentConfig(strategy=pfedhn.PFedHNConfig())
-    cfg.data.num_clients, cfg.data.subset = 4, 2000
-    cfg.sim.clients_per_round, cfg.sim.num_rounds = 4, 1
-    cfg.strategy.local.steps = 3
-    cfg.faults.kind, cfg.faults.fraction = kind, fraction
-    for k, v in sim.items():
-        setattr(cfg.sim, k, v)
-    return cfg
+@pytest.fixture
+def drill_config(tiny_config):
+    """``drill_config(kind, fraction, *sim)``: one round of four clients, ``fraction`` told to fail as ``kind``."""
+
+    def build(kind: str, fraction: float, *sim: str):
+        return tiny_config("pfedhn", "sim.clients_per_round=4", "sim.num_rounds=1", "strategy.local.steps=3",
+                           f"faults.kind={kind}", f"faults.fraction={fraction}", *sim)  # fmt: skip
+
+    return build
 
 
-def drill(loop_on, kind: str, fraction: float, on_reply=None, **sim):
-    """One train round of four clients, ``fraction`` of them told to fail as ``kind``; the loop and its metrics."""
-    loop = loop_on(drill_config(kind, fraction, **sim), on_reply=on_reply)
-    metrics = RoundMetrics()
-    loop.train(1, metrics)
-    return loop, metrics
+@pytest.fixture
+def drill(loop_on, drill_config):
+    """``drill(kind, fraction, *sim, on_reply=None)``: that round trained; the loop and its metrics."""
+
+    def train(kind: str, fraction: float, *sim: str, on_reply=None):
+        loop = loop_on(drill_config(kind, fraction, *sim), on_reply=on_reply)
+        metrics = RoundMetrics()
+        loop.train(1, metrics)
+        return loop, metrics
+
+    return train
 
 
 @pytest.mark.parametrize(
     ("kind", "code"),
     [("raise", "error"), ("timeout", "timeout"), ("nan", "nonfinite"), ("shape", "shape"), ("huge", "huge")],
 )
-def test_each_fault_kind_is_rejected_with_its_reason(loop_on, kind, code, caplog):
-    loop, metrics = drill(loop_on, kind, fraction=0.5)
+def test_each_fault_kind_is_rejected_with_its_reason(drill, kind, code, caplog):
+    loop, metrics = drill(kind, 0.5)
 
     assert loop.replies.rejected == {code: 2}
     assert metrics.values["train_clients"] == 2 and metrics.values["train_rejected"] == 2
@@ -43,9 +46,9 @@ def test_each_fault_kind_is_rejected_with_its_reason(loop_on, kind, code, caplog
     assert len(lines) == 2 and all(f"({code})" in line for line in lines)
 
 
-def test_a_round_below_min_replies_changes_nothing(loop_on):
-    loop, metrics = drill(loop_on, "nan", fraction=0.75, min_replies=2)
-    as_built = loop_on(drill_config("nan", fraction=0.75, min_replies=2))  # the same seeded hypernetwork
+def test_a_round_below_min_replies_changes_nothing(loop_on, drill, drill_config):
+    loop, metrics = drill("nan", 0.75, "sim.min_replies=2")
+    as_built = loop_on(drill_config("nan", 0.75, "sim.min_replies=2"))  # the same seeded hypernetwork
 
     assert loop.replies.rejected == {"nonfinite": 3}
     assert "train_clients" not in metrics.values
@@ -58,10 +61,10 @@ def finite(reply) -> bool:
     return all(torch.isfinite(w).all() for w in weights.values())
 
 
-def test_rejected_replies_never_reach_the_hypernetwork(loop_on):
+def test_rejected_replies_never_reach_the_hypernetwork(drill):
     """A round with two NaN replies moves Φ exactly as the same round where those two never answered."""
-    poisoned, _ = drill(loop_on, "nan", fraction=0.5)
-    silent, _ = drill(loop_on, "nan", fraction=0.5, on_reply=lambda r: r if finite(r) else None)
+    poisoned, _ = drill("nan", 0.5)
+    silent, _ = drill("nan", 0.5, on_reply=lambda r: r if finite(r) else None)
 
     assert poisoned.replies.rejected == {"nonfinite": 2} and silent.replies.rejected == {"timeout": 2}
     both = zip(poisoned.strategy.trainer.hnet.parameters(), silent.strategy.trainer.hnet.parameters(), strict=True)
@@ -69,16 +72,18 @@ def test_rejected_replies_never_reach_the_hypernetwork(loop_on):
         torch.testing.assert_close(a, b)
 
 
-def evaluation_replies(loop, accuracies: list[float], examples: list[int]) -> list[Message]:
-    """Evaluation replies of the loop's clients, in client-id order, with the given test accuracies."""
-    replies = []
-    for cid, acc, n in zip(loop.strategy.directory.client_ids, accuracies, examples, strict=True):
-        asked = Message(RecordDict(), dst_node_id=loop.strategy.directory.node(cid), message_type="evaluate")
-        metrics = {"client-id": cid, "num-examples": n, "eval-loss": acc, "eval-accuracy": acc,
-                   "num-val-examples": n // 2, "val-loss": acc, "val-accuracy": acc}  # fmt: skip
-        reply = Message(RecordDict({protocol.METRICS: MetricRecord(metrics)}), reply_to=asked)
-        replies.append(reply)
-    return replies
+@pytest.fixture
+def evaluation_replies(evaluation_metrics, fake_reply):
+    """``evaluation_replies(loop, accuracies, examples)``: its clients' evaluation replies, in client-id order."""
+
+    def build(loop, accuracies: list[float], examples: list[int]) -> list[Message]:
+        replies = []
+        for cid, acc, n in zip(loop.strategy.directory.client_ids, accuracies, examples, strict=True):
+            asked = Message(RecordDict(), dst_node_id=loop.strategy.directory.node(cid), message_type="evaluate")
+            replies.append(fake_reply(asked, evaluation_metrics(cid, n, acc, n // 2, acc)))
+        return replies
+
+    return build
 
 
 def summed(loop, replies: list[Message]) -> dict[str, float]:
@@ -86,8 +91,8 @@ def summed(loop, replies: list[Message]) -> dict[str, float]:
     return loop.evaluations.summarise(loop.replies.sort(1, replies, ids, evaluation_check))
 
 
-def test_a_client_without_test_examples_is_left_out_of_the_mean_but_not_rejected(loop_on):
-    loop, _ = drill(loop_on, "raise", fraction=0.0)
+def test_a_client_without_test_examples_is_left_out_of_the_mean_but_not_rejected(drill, evaluation_replies):
+    loop, _ = drill("raise", 0.0)
 
     result = summed(loop, evaluation_replies(loop, [0.0, 0.6, 0.7, 0.8], [0, 10, 10, 10]))
 
@@ -96,11 +101,11 @@ def test_a_client_without_test_examples_is_left_out_of_the_mean_but_not_rejected
     assert loop.replies.rejected == {}
 
 
-def test_the_order_replies_arrive_in_changes_no_bit_of_the_result(loop_on):
+def test_the_order_replies_arrive_in_changes_no_bit_of_the_result(drill, evaluation_replies):
     """Clients finish in any order; a resumed run must still sum their accuracies in the same order."""
     accuracies = [0.1, 0.2, 0.3, 0.6]
     assert sum(accuracies) != sum(reversed(accuracies))  # float sums depend on their order
-    loop, _ = drill(loop_on, "raise", fraction=0.0)
+    loop, _ = drill("raise", 0.0)
 
     a = summed(loop, evaluation_replies(loop, accuracies, [10] * 4))
     b = summed(loop, list(reversed(evaluation_replies(loop, accuracies, [10] * 4))))

@@ -3,20 +3,11 @@
 import pytest
 
 from fedhyper.algorithms import ALGORITHMS, Registry
-from fedhyper.config import ExperimentConfig
 from strategies import REGISTRY, experiment, get
 from strategies.app import run
 from strategies.fedprox import FedProxConfig
 
 NAMES = sorted(REGISTRY)
-
-
-def tiny(name: str) -> ExperimentConfig:
-    cfg = ExperimentConfig(strategy=get(name).config_cls())
-    cfg.data.num_clients, cfg.data.subset = 4, 3000
-    cfg.sim.num_rounds, cfg.sim.clients_per_round, cfg.sim.eval_every = 4, 4, 4
-    cfg.strategy.local.steps = 25
-    return experiment.with_hnet_input(cfg)  # PeFLL's hypernetwork reads client data
 
 
 def test_the_registry_holds_every_public_name():
@@ -32,8 +23,9 @@ def test_an_unknown_name_fails_with_the_known_ones():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_strategy_improves_on_its_round_zero_accuracy(name, in_process_grid, tmp_path):
-    cfg = tiny(name)
+def test_every_strategy_improves_on_its_round_zero_accuracy(name, in_process_grid, tmp_path, tiny_config):
+    cfg = tiny_config(name, "data.subset=3000", "sim.num_rounds=4", "sim.clients_per_round=4", "sim.eval_every=4",
+                      "strategy.local.steps=25")  # fmt: skip
     grid = in_process_grid(cfg.data.num_clients)
 
     summary = run(grid, experiment.Experiment(cfg, tmp_path, fixed_num_clients=True))

@@ -5,8 +5,7 @@ import json
 import pytest
 
 from fedhyper import checkpoint, protocol
-from fedhyper.config import ExperimentConfig
-from strategies import experiment, pfedhn
+from strategies import experiment
 from strategies.app import run
 
 
@@ -14,15 +13,13 @@ class Crash(RuntimeError):
     pass
 
 
-def config() -> ExperimentConfig:
-    cfg = ExperimentConfig(strategy=pfedhn.PFedHNConfig())
-    cfg.data.num_clients, cfg.data.subset = 4, 2000
-    cfg.sim.num_rounds, cfg.sim.clients_per_round, cfg.sim.eval_every, cfg.sim.checkpoint_every = 6, 2, 2, 2
-    cfg.strategy.local.steps = 5
-    return cfg
+RESUMABLE = ("sim.num_rounds=6", "sim.eval_every=2", "sim.checkpoint_every=2")
 
 
-def test_resumed_run_equals_uninterrupted_run(in_process_grid, tmp_path):
+def test_resumed_run_equals_uninterrupted_run(in_process_grid, tmp_path, tiny_config):
+    def config():
+        return tiny_config("pfedhn", *RESUMABLE)
+
     whole = run(in_process_grid(4), experiment.Experiment(config(), tmp_path / "whole", True))
 
     grid = in_process_grid(4)
