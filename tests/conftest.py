@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,17 @@ def hub_copies(tmp_path_factory) -> dict[str, Path]:
 def _partition_cache(tmp_path_factory) -> None:
     """Partitions cached for this session only (subprocesses inherit it), never in ~/.cache."""
     os.environ[cache.ENV_DIR] = str(tmp_path_factory.mktemp("partitions"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _absl_writes_to_the_real_stderr() -> None:
+    """absl's log handler (dp-accounting imports absl, lazily, inside a test) keeps the sys.stderr of the
+    moment it is made: pytest's capture. A later ``logging.config.dictConfig`` (Hydra's, test_multirun)
+    closes every handler's stream that is not the current sys.stderr/stdout, so it closed pytest's
+    capture and the session died ("lost sys.stderr"). On the process's own stderr it closes nothing."""
+    from absl import logging as absl_logging
+
+    absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
 
 
 @pytest.fixture(autouse=True)
