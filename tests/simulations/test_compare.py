@@ -168,7 +168,7 @@ def test_two_variants_run_side_by_side_with_their_own_overrides_labels_and_repor
 
 
 def test_a_variant_key_set_again_for_every_run_is_refused(tmp_path, capsys):
-    code = compare.main(grid(tmp_path / "cmp", "variants=[base,attention]", "hnet.output=flat"))
+    code = compare.main(grid(tmp_path / "cmp", "variants=[base,attention]", "hnet.output=component"))
 
     err = capsys.readouterr().err
     assert code == 2
