@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from simulations.processes import LAUNCH_ENV, launch_marker, launch_processes, reaper, run_processes
 from tests.launcher import REPO, processes_left, start_simulation
@@ -78,7 +79,7 @@ def test_a_killed_run_resumed_at_once_in_its_folder_ends_as_an_uninterrupted_one
     whole_dir, split_dir = tmp_path / "whole", tmp_path / "split"
     rounds = ["sim.num_rounds=12", "sim.checkpoint_every=3"]  # long enough to be killed mid-way
     whole = start(whole_dir, *rounds)  # side by side with the one to be killed: their results must not differ
-    split = start(split_dir, *rounds)
+    split = start(split_dir, *rounds, "tracking=tensorboard")  # tracked: the resumed run must continue its record
     wait_for_rounds(split_dir, 4, split)  # killed after round 4: resumed from round 3's checkpoint
     (killed,) = launch_ids(split_dir)
     # A process of the killed launch slow to stop (as flwr-simulation's exit handlers or Ray's can be): its
@@ -112,6 +113,16 @@ def test_a_killed_run_resumed_at_once_in_its_folder_ends_as_an_uninterrupted_one
         json.loads(line).get("train_loss") for line in (whole_dir / "metrics.jsonl").read_text().splitlines()
     ]
     assert processes_left(split_dir) == []
+    # TensorBoard on the real engine: round 4, recorded before the kill, is logged again by the resumed
+    # process; the reader must see every round's loss exactly once, with the values metrics.jsonl holds.
+    tracked = EventAccumulator(str(split_dir), size_guidance={"scalars": 0})
+    tracked.Reload()
+    rows = [json.loads(line) for line in (split_dir / "metrics.jsonl").read_text().splitlines()]
+    expected = [(r["round"], r["train_loss"]) for r in rows if "train_loss" in r]
+    assert [step for step, _ in expected] == list(range(1, 13))
+    assert [(e.step, e.value) for e in tracked.Scalars("train_loss")] == [
+        (step, pytest.approx(value, rel=1e-6)) for step, value in expected
+    ]
 
 
 def test_a_launchs_watchdog_stops_its_own_processes_only_not_another_launchs_in_the_same_folder(tmp_path):
