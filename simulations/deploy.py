@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 
 from fedhyper import protocol, tracking
 from simulations import certs
-from simulations.launch import APP_DIR, _bin, _toml, _wait_for_port, flower_env, free_port
+from simulations.launch import APP_DIR, _bin, _toml, _wait_for_port, flower_env, free_port, stage_app
 from simulations.processes import launch_marker, new_launch_id, reaper, stop_marked
 from simulations.run import CONF_DIR, precheck
 from strategies import experiment
@@ -106,7 +106,8 @@ class LocalDeployment:
 
     def run(self, run_config: dict[str, str | bool]) -> int:
         """``flwr run`` the app on this deployment, streaming its logs; flwr's exit code."""
-        cmd = [_bin("flwr"), "run", str(APP_DIR), FEDERATION, "--stream",
+        app_dir = stage_app(self.flwr_home / "app")
+        cmd = [_bin("flwr"), "run", str(app_dir), FEDERATION, "--stream",
                "--run-config", _pairs(run_config)]  # fmt: skip
         proc = subprocess.Popen(cmd, env=self.env, start_new_session=True)
         self.started.append(proc)

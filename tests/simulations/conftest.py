@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import pytest
+from filelock import FileLock
 
 from tests.simulations.shared_run import FinishedRun, run_shared
 
 
 @pytest.fixture(scope="session")
-def shared_run(hub_copies, tmp_path_factory) -> FinishedRun:
-    """The shared simulation, run once per session when a test first asks for it."""
-    return run_shared(tmp_path_factory.mktemp("shared-launch"), hub_copies["cifar10"])
+def shared_run(hub_copies, tmp_path_factory, worker_id) -> FinishedRun:
+    """The shared simulation, run once per session when a test first asks for it.
+
+    Under pytest-xdist (``make test`` runs two workers) the first worker to ask runs it, in the
+    folder all workers share, while the others wait on its lock and then read what it left.
+    """
+    if worker_id == "master":  # no workers: this process is the session
+        return run_shared(tmp_path_factory.mktemp("shared-launch"), hub_copies["cifar10"])
+    launch_dir = tmp_path_factory.getbasetemp().parent / "shared-launch"
+    with FileLock(f"{launch_dir}.lock"):
+        if FinishedRun.is_saved(launch_dir):
+            return FinishedRun.load(launch_dir)
+        launch_dir.mkdir()
+        finished = run_shared(launch_dir, hub_copies["cifar10"])
+        finished.save()
+        return finished

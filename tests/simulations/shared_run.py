@@ -23,6 +23,7 @@ from tests.launcher import REPO, processes_left, read_jsonl, run_simulation
 NUM_CLIENTS, PER_ROUND, ROUNDS = 5, 4, 4
 FAULTY_PER_ROUND = 1  # faults.fraction=0.25 of the 4 sampled clients
 SIGMA, CLIP = 1.5, 2.0
+SAVED = "finished-run.json"
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,22 @@ class FinishedRun:
     @property
     def output(self) -> str:
         return self.result.stdout + self.result.stderr
+
+    # Saved for the other pytest-xdist workers, which read it instead of starting the engine again.
+    @staticmethod
+    def is_saved(launch_dir: Path) -> bool:
+        return (launch_dir / SAVED).is_file()
+
+    def save(self) -> None:
+        saved = {"run_dir": str(self.run_dir), "left_running": self.left_running, "args": self.result.args,
+                 "returncode": self.result.returncode, "stdout": self.result.stdout, "stderr": self.result.stderr}
+        (self.launch_dir / SAVED).write_text(json.dumps(saved))
+
+    @classmethod
+    def load(cls, launch_dir: Path) -> FinishedRun:
+        saved = json.loads((launch_dir / SAVED).read_text())
+        result = subprocess.CompletedProcess(saved["args"], saved["returncode"], saved["stdout"], saved["stderr"])
+        return cls(Path(saved["run_dir"]), launch_dir, result, saved["left_running"])
 
 
 def run_shared(launch_dir: Path, cifar10_copy: Path) -> FinishedRun:

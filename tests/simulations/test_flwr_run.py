@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from flwr.cli.build import build_fab_from_disk
 
-from simulations.launch import run_processes, stop_run_processes
+from simulations.launch import run_processes, stage_app, stop_run_processes
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,3 +43,12 @@ def test_bare_flwr_run_trains_on_the_default_local_federation(tmp_path):
     assert summary["strategy"] == "pfedhn" and summary["rounds"] == 2
     assert summary["num_clients"] == len(summary["per_client_accuracy"]) >= 2  # the federation's size
     assert run_processes(flwr_home) == []
+
+
+def test_the_launchers_copy_of_the_app_sends_the_bundle_the_repository_would(tmp_path):
+    (tmp_path / "app" / "fedhyper").mkdir(parents=True)
+    (tmp_path / "app" / "fedhyper" / "stale.py").write_text("")  # left from an older copy: gone
+    staged = stage_app(tmp_path / "app")
+
+    assert staged == tmp_path / "app" and not (staged / "fedhyper" / "stale.py").exists()
+    assert build_fab_from_disk(staged) == build_fab_from_disk(REPO)  # the same files, names and bytes

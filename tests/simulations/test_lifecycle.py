@@ -84,7 +84,9 @@ def test_a_killed_run_resumed_at_once_in_its_folder_ends_as_an_uninterrupted_one
     (killed,) = launch_ids(split_dir)
     # A process of the killed launch slow to stop (as flwr-simulation's exit handlers or Ray's can be): its
     # watchdog waits out its grace (10 s) and then SIGKILLs what it finds, while the resumed run starts.
-    ignore_term = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(60)"
+    ignore_term = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(60)"
+    )
     straggler = subprocess.Popen(
         [sys.executable, "-c", ignore_term],
         env={**os.environ, "FLWR_HOME": str(split_dir / ".flwr"), LAUNCH_ENV: killed},
