@@ -1,8 +1,15 @@
-"""Run ``python -m simulations.run`` once, in a throw-away directory, and read back its record."""
+"""Run ``python -m simulations.run`` once, in a throw-away directory, and read back its record.
+
+With ``FEDHYPER_BENCH_ENGINE=inprocess`` in the environment the run goes through the same
+checks and then runs on the in-process engine instead (no SuperLink, no Ray): the benchmarks'
+own tests use it to check a benchmark's code in seconds. Figures labelled "flower" are then
+not Flower's: never quote a benchmark run that way.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -13,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+ENGINE_ENV = "FEDHYPER_BENCH_ENGINE"  # flower (unset) or inprocess
 
 
 @dataclass
@@ -32,6 +40,10 @@ class SimRecord:
 
 def run_simulation(overrides: list[str], watch: Callable[[subprocess.Popen, Path], Any] | None = None) -> SimRecord:
     """Run the launcher with Hydra ``overrides``; ``watch(process, flwr_home)`` runs while it does."""
+    if os.environ.get(ENGINE_ENV, "flower") == "inprocess":
+        if watch is not None:
+            raise ValueError(f"{ENGINE_ENV}=inprocess starts no process to watch")
+        return run_in_process(overrides)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.monotonic()
         cmd = [sys.executable, "-m", "simulations.run", *overrides, f"hydra.run.dir={tmp}"]
@@ -43,6 +55,18 @@ def run_simulation(overrides: list[str], watch: Callable[[subprocess.Popen, Path
             proc.wait()
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{log.read_text()[-3000:]}")
+        rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
+        summary = json.loads((Path(tmp) / "summary.json").read_text())
+    return SimRecord(rows, summary, time.monotonic() - start)
+
+
+def run_in_process(overrides: list[str]) -> SimRecord:
+    """What ``run_simulation`` records, from the in-process engine after ``simulations.run``'s checks."""
+    from simulations import inprocess, run  # imports torch and the apps: only when asked for
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.monotonic()
+        inprocess.run_experiment(run.check(overrides), Path(tmp))
         rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
         summary = json.loads((Path(tmp) / "summary.json").read_text())
     return SimRecord(rows, summary, time.monotonic() - start)

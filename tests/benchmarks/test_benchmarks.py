@@ -1,7 +1,14 @@
-"""Each benchmark still runs, at a tiny size; its figures are measured in benchmarks/, not here."""
+"""Each benchmark still runs, at a tiny size; its figures are measured in benchmarks/, not here.
+
+The benchmarks' simulations run on the in-process engine here (``FEDHYPER_BENCH_ENGINE``,
+benchmarks/simrun.py): what is tested is each benchmark's own code, its steps, parsing and
+arithmetic. Flower and Ray are tested where they are what is tested (tests/simulations,
+tests/deployment), and by the many-clients benchmark below, which measures their processes.
+"""
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -9,11 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.simrun import ENGINE_ENV
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_module(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+def run_module(*args: str, engine: str = "inprocess") -> str:
+    env = {**os.environ, ENGINE_ENV: engine}
+    cmd = [sys.executable, "-m", *args]
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -25,7 +36,6 @@ def test_hypernet_update_benchmark_reports_a_ratio():
     assert ratio > 0
 
 
-@pytest.mark.engine  # starts real simulations
 def test_round_overhead_benchmark_reports_both_ratios_at_steps_set_from_the_epochs():
     out = run_module(
         "benchmarks.round_overhead",
@@ -48,7 +58,6 @@ def test_server_memory_benchmark_reports_the_ratio():
     assert match and float(match.group(1)) > 0 and float(match.group(2)) >= 1
 
 
-@pytest.mark.engine  # starts real simulations
 def test_time_to_accuracy_benchmark_compares_at_the_same_client_updates():
     out = run_module("benchmarks.time_to_accuracy", "--tiny", "--target", "0.05")
 
@@ -59,7 +68,6 @@ def test_time_to_accuracy_benchmark_compares_at_the_same_client_updates():
     assert re.search(r"at the same number of client updates \(12\): accuracy difference [+-][0-9.]+ points", out)
 
 
-@pytest.mark.engine  # starts real simulations
 def test_gpu_benchmark_writes_its_figures_and_runs_the_cpu_parts_without_cuda(tmp_path):
     out_file = tmp_path / "gpu.json"
 
@@ -76,7 +84,7 @@ def test_gpu_benchmark_writes_its_figures_and_runs_the_cpu_parts_without_cuda(tm
 def test_many_clients_benchmark_reports_round_time_and_memory():
     # Smaller than its --tiny (40 clients): 4 rounds are the fewest that leave a steady-state round after warm-up.
     out = run_module("benchmarks.many_clients", *("--clients", "8", "--per-round", "2", "--rounds", "4"),
-                     *("--steps", "1", "--subset", "1000"))  # fmt: skip
+                     *("--steps", "1", "--subset", "1000"), engine="flower")  # fmt: skip
 
     assert re.search(r"8 clients, 2 a round, 4 rounds", out)
     assert float(re.search(r"steady-state round ([0-9.]+)s", out).group(1)) > 0
