@@ -14,6 +14,7 @@ from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from fedhyper import protocol
+from strategies.transport import send_and_receive
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class ClientDirectory:
             Message(RecordDict({protocol.CONFIG: config}), dst_node_id=n, message_type=MessageType.QUERY)
             for n in new_nodes
         ]
-        for reply in grid.send_and_receive(messages, timeout=timeout):
+        for reply in send_and_receive(grid, messages, timeout):
             if reply.has_error():
                 log.warning("node %d did not describe itself: %s", reply.metadata.src_node_id, reply.error.reason)
                 continue

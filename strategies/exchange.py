@@ -18,6 +18,7 @@ from flwr.serverapp import Grid
 from fedhyper import protocol, record
 from strategies.directory import ClientDirectory
 from strategies.replies import Check, Reply, ReplySorter
+from strategies.transport import send_and_receive
 
 
 @dataclass
@@ -81,7 +82,7 @@ class Exchange:
         ]
         name = self.phase if kind == self.phase else f"{self.phase}_{kind.removeprefix('query.')}"
         self.metrics.add(record.traffic_key(name, "bytes_sent"), sum(arrays_of(m.content) for m in messages))
-        replies = self.grid.send_and_receive(messages, timeout=self.timeout)
+        replies = send_and_receive(self.grid, messages, self.timeout)
         valid = self.replies.sort(self.server_round, replies, list(contents), check)
         counts = {
             "bytes_received": sum(arrays_of(v.content) for v in valid.values()),

@@ -1,10 +1,13 @@
 """The Exchange: one message per client out, checked replies back in client-id order, traffic counted."""
 
+import time
+
 import torch
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from fedhyper import protocol
+from strategies import transport
 from strategies.directory import ClientDirectory
 from strategies.exchange import Exchange, RoundMetrics
 from strategies.replies import ReplySorter, arrays_check
@@ -73,3 +76,40 @@ def test_fault_orders_reach_only_the_train_messages_of_the_ordered_clients():
     faulty = [(m.metadata.message_type, m.metadata.dst_node_id - 100) for m in grid.sent
               if protocol.FAULT in m.content[protocol.CONFIG]]  # fmt: skip
     assert faulty == [(MessageType.TRAIN, 1)]
+
+
+class SuperLinkGrid:
+    """A deployment's grid: replies are pulled; client ``c`` answers at the ``c``-th pull, ``silent`` never."""
+
+    def __init__(self, silent: set[int]) -> None:
+        TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
+        self.silent, self.pulls, self.pushed = silent, 0, {}
+
+    def push_messages(self, messages):
+        self.pushed = {str(i): msg for i, msg in enumerate(messages)}
+        for i, msg in self.pushed.items():
+            msg.metadata.__dict__["_message_id"] = i  # ids as a SuperLink gives them
+        return list(self.pushed)
+
+    def pull_messages(self, ids):
+        self.pulls += 1
+        ready = [i for i in ids if int(i) + 1 == self.pulls and int(i) not in self.silent]
+        return [Message(RecordDict(), reply_to=self.pushed[i]) for i in ready]
+
+    def send_and_receive(self, messages, *, timeout=None):
+        raise AssertionError("Flower's own loop sleeps 3 s between pulls")
+
+
+def test_replies_from_a_superlink_are_pulled_at_fedhypers_interval_until_all_came_or_the_time_is_up(monkeypatch):
+    monkeypatch.setattr(transport, "SUPERLINK_POLL_S", 0.01)
+    messages = lambda: [Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in range(3)]  # noqa: E731
+
+    grid = SuperLinkGrid(silent=set())
+    replies = transport.send_and_receive(grid, messages(), timeout=5.0)
+    assert sorted(r.metadata.reply_to_message_id for r in replies) == ["0", "1", "2"] and grid.pulls == 3
+
+    grid = SuperLinkGrid(silent={1})
+    start = time.monotonic()
+    replies = transport.send_and_receive(grid, messages(), timeout=0.3)
+    assert sorted(r.metadata.reply_to_message_id for r in replies) == ["0", "2"]
+    assert 0.3 <= time.monotonic() - start < 2.0 and grid.pulls > 3  # it kept asking until the timeout
