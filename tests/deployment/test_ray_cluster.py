@@ -34,7 +34,7 @@ def ray_head():
         yield f"127.0.0.1:{port}", temp_dir / "session_latest"
     finally:
         # Not `ray stop`: it stops every Ray instance on the machine, other users' included.
-        stop_run_processes(marker)
+        stop_run_processes(marker, grace=2.0)  # some of Ray's processes wait out any grace on SIGTERM
         shutil.rmtree(temp_dir, ignore_errors=True)
     assert run_processes(marker) == []
 
