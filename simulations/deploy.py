@@ -170,7 +170,8 @@ def deploy(run_dir: Path, num_nodes: int, data_dirs: list[Path], certs_dir: Path
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m simulations.deploy", description=__doc__.splitlines()[0])
+    prog = "fedhyper-deploy" if Path(sys.argv[0]).name == "fedhyper-deploy" else "python -m simulations.deploy"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=2, help="SuperNodes to start (client ids 0..N-1)")
     parser.add_argument("--data-dir", type=Path, action="append", default=[], help="node i's own data (repeat)")
     parser.add_argument("--certs", type=Path, help="a directory made by simulations.certs (default: a new trial CA)")

@@ -16,13 +16,15 @@ A condition is built in two steps so that the outer step can take each client's 
 
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import nn
 
 from fedhyper.hnet.config import INPUTS, HyperNetConfig
 
 
-class Conditioner(nn.Module):
+class Conditioner(nn.Module, metaclass=abc.ABCMeta):
     """Client ids [B] [+ a per-call input [B, extra_dim]] -> condition [B, dim].
 
     Built as ``Conditioner(cfg, num_clients)``; register a new one with ``@INPUTS.register(name)``.
@@ -51,13 +53,13 @@ class Conditioner(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    @abc.abstractmethod
     def leaf(self, client_ids: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
         """The per-client tensor [B, d] each client's own gradient is taken of.
 
         Rows of ``table`` for a conditioner that has one; otherwise the per-call input itself (a
         descriptor, whose gradient goes back to the client), or a fixed function of the ids.
         """
-        raise NotImplementedError
 
     def condition(self, leaf: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
         """The body's input [B, dim] from the clients' ``leaf`` [B, d] and the per-call input."""

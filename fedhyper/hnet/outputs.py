@@ -21,6 +21,7 @@ whose slot tokens do) runs inside ``fedhyper.hnet.bodies.SlotEmbedded``, once pe
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import NamedTuple
 
@@ -38,7 +39,7 @@ class InitGroup(NamedTuple):
     positions: torch.Tensor  # [rows, k]: the flat target positions each row writes; >= P marks padding
 
 
-class Output(nn.Module):
+class Output(nn.Module, metaclass=abc.ABCMeta):
     """features [B, slots, hidden] -> flat weights [B, P], P = sum(sizes).
 
     Built as ``Output(cfg, sizes)``; register a new one with ``@OUTPUTS.register(name)``.
@@ -49,13 +50,14 @@ class Output(nn.Module):
         """Raise ValueError for options of ``cfg`` this output cannot be built with (none by default)."""
 
     @classmethod
+    @abc.abstractmethod
     def layout(cls, cfg: HyperNetConfig, sizes: list[int]) -> tuple[int, int]:
         """(slots, slot_dim): feature vectors it reads per client, and the size of the learned embedding
         that tells each slot apart (0: none). Known before it is built, as the body is built first."""
-        raise NotImplementedError
 
     def init_groups(self) -> list[InitGroup]:
-        raise NotImplementedError
+        """Its output layers and the target positions each writes: what hnet.init=hyperfan_* scales (optional)."""
+        raise NotImplementedError(f"{type(self).__name__} gives no init_groups: hnet.init=hyperfan_* cannot scale it")
 
 
 def offsets(sizes: list[int]) -> list[int]:
