@@ -7,6 +7,7 @@ quick loop. The engine tests of tests/simulations share one simulation (its conf
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -88,6 +89,27 @@ def in_process_grid():
     from simulations.inprocess import InProcessGrid  # the engine itself; imported late, it loads the apps
 
     return InProcessGrid
+
+
+@pytest.fixture
+def crashing_grid(in_process_grid):
+    """``crashing_grid(num_clients, call)``: an in-process grid whose ``call``-th exchange raises
+    ``RuntimeError("the machine died")``, as a run killed there would stop. Exchange 1 is the
+    discovery, 2 the round-0 evaluation, then a round's train and (when it evaluates) evaluation."""
+
+    def build(num_clients: int, call: int):
+        grid = in_process_grid(num_clients)
+        real, calls = grid.send_and_receive, itertools.count(1)
+
+        def send_and_receive(messages, *, timeout=None):
+            if next(calls) == call:
+                raise RuntimeError("the machine died")
+            return real(messages, timeout=timeout)
+
+        grid.send_and_receive = send_and_receive
+        return grid
+
+    return build
 
 
 @pytest.fixture

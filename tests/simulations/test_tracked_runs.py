@@ -109,20 +109,10 @@ def test_mlflow_holds_the_config_the_rounds_the_summary_and_the_files(tmp_path):
     assert (tmp_path / "mlartifacts").is_dir()  # beside the store, not in the working directory
 
 
-def crash_then_resume(run_dir: Path, cfg: ExperimentConfig) -> None:
+def crash_then_resume(crashing_grid, run_dir: Path, cfg: ExperimentConfig) -> None:
     """Round 5 ends and is tracked, round 6 crashes; the checkpoint holds round 4; resume."""
     cfg.sim.checkpoint_every = 2
-    grid = InProcessGrid(4)
-    calls = {"n": 0}
-    real = grid.send_and_receive
-
-    def crash_in_round_6(messages, *, timeout=None):
-        calls["n"] += 1  # discovery, round-0 evaluation, then a train and an evaluation per round
-        if calls["n"] == 13:
-            raise RuntimeError("the machine died")
-        return real(messages, timeout=timeout)
-
-    grid.send_and_receive = crash_in_round_6
+    grid = crashing_grid(4, call=13)  # discovery, round-0 evaluation, then a train and an evaluation per round
     with pytest.raises(RuntimeError, match="the machine died"):
         run(grid, experiment.Experiment(cfg, run_dir, True))
     assert checkpoint.load_checkpoint(run_dir / checkpoint.FILENAME)["round"] == 4
@@ -130,11 +120,11 @@ def crash_then_resume(run_dir: Path, cfg: ExperimentConfig) -> None:
 
 
 @pytest.mark.parametrize("backend", ["tensorboard", "mlflow"])
-def test_a_resumed_run_continues_its_tracked_run_without_a_repeated_or_missing_step(tmp_path, backend):
+def test_a_resumed_run_continues_its_tracked_run_without_a_repeated_or_missing_step(tmp_path, backend, crashing_grid):
     uri = f"sqlite:///{tmp_path}/mlflow.db" if backend == "mlflow" else ""
     run_dir = tmp_path / "run"
 
-    crash_then_resume(run_dir, tiny(backend, uri, strategy="fedavg", rounds=7))
+    crash_then_resume(crashing_grid, run_dir, tiny(backend, uri, strategy="fedavg", rounds=7))
 
     expected = [(r["round"], r["accuracy"]) for r in metric_rows(run_dir)]
     assert [s for s, _ in expected] == list(range(8))

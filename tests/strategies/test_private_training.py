@@ -10,10 +10,6 @@ from strategies import experiment, fedavg, pfedhn
 from strategies.app import run
 
 
-class Crash(RuntimeError):
-    pass
-
-
 def config(strategy=None, **options) -> ExperimentConfig:
     cfg = ExperimentConfig(strategy=strategy or pfedhn.PFedHNConfig())
     cfg.data.num_clients, cfg.data.subset = 4, 2000
@@ -46,21 +42,13 @@ def test_training_stops_before_the_round_that_would_pass_max_epsilon(in_process_
     assert summary.privacy["delta"] == 0.25 and "replace-one" in summary.privacy["accounting"]
 
 
-def test_a_resumed_private_run_reports_the_same_epsilon_as_an_uninterrupted_one(in_process_grid, tmp_path):
+def test_a_resumed_private_run_reports_the_same_epsilon_as_an_uninterrupted_one(
+    in_process_grid, crashing_grid, tmp_path
+):
     whole = run(in_process_grid(4), experiment.Experiment(config(), tmp_path / "whole", True))
 
-    grid = in_process_grid(4)
-    calls = {"n": 0}
-    real = grid.send_and_receive
-
-    def crash_in_round_5(messages, *, timeout=None):
-        calls["n"] += 1  # discovery, round-0 eval, rounds 1-4 (an evaluation at 3), then round 5's train
-        if calls["n"] == 8:
-            raise Crash("the machine died")
-        return real(messages, timeout=timeout)
-
-    grid.send_and_receive = crash_in_round_5
-    with pytest.raises(Crash):
+    grid = crashing_grid(4, call=8)  # discovery, round-0 eval, rounds 1-4 (an evaluation at 3), round 5's train
+    with pytest.raises(RuntimeError, match="the machine died"):
         run(grid, experiment.Experiment(config(), tmp_path / "split", True))
     saved = checkpoint.load_checkpoint(tmp_path / "split" / checkpoint.FILENAME)
     assert saved["round"] == 4 and saved["privacy"]["rounds"] == 4

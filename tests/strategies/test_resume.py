@@ -8,32 +8,17 @@ from fedhyper import checkpoint, protocol
 from strategies import experiment
 from strategies.app import run
 
-
-class Crash(RuntimeError):
-    pass
-
-
 RESUMABLE = ("sim.num_rounds=6", "sim.eval_every=2", "sim.checkpoint_every=2")
 
 
-def test_resumed_run_equals_uninterrupted_run(in_process_grid, tmp_path, tiny_config):
+def test_resumed_run_equals_uninterrupted_run(in_process_grid, crashing_grid, tmp_path, tiny_config):
     def config():
         return tiny_config("pfedhn", *RESUMABLE)
 
     whole = run(in_process_grid(4), experiment.Experiment(config(), tmp_path / "whole", True))
 
-    grid = in_process_grid(4)
-    calls = {"n": 0}
-    real = grid.send_and_receive
-
-    def crash_in_round_5(messages, *, timeout=None):
-        calls["n"] += 1  # discovery, round-0 eval, then train/eval per round; 4 rounds done by call 10
-        if calls["n"] == 11:
-            raise Crash("the machine died")
-        return real(messages, timeout=timeout)
-
-    grid.send_and_receive = crash_in_round_5
-    with pytest.raises(Crash):
+    grid = crashing_grid(4, call=11)  # discovery, round-0 eval, then train/eval per round: 4 rounds done by call 10
+    with pytest.raises(RuntimeError, match="the machine died"):
         run(grid, experiment.Experiment(config(), tmp_path / "split", True))
     assert checkpoint.load_checkpoint(tmp_path / "split" / checkpoint.FILENAME)["round"] == 4
 
