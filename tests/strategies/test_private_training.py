@@ -1,6 +1,7 @@
 """Privacy in the round loop: ε after every round, the stop at privacy.max_epsilon, resume, the shared-model path."""
 
 import json
+import math
 
 import pytest
 
@@ -8,6 +9,7 @@ from fedhyper import checkpoint, privacy, record
 from fedhyper.config import ExperimentConfig
 from strategies import experiment, fedavg, pfedhn
 from strategies.app import run
+from strategies.fedhyper import FedHyperConfig
 
 
 def config(strategy=None, **options) -> ExperimentConfig:
@@ -72,3 +74,23 @@ def test_the_shared_model_path_clips_and_noises_the_mean_and_accounts_it(in_proc
     assert summary.privacy["noise_multiplier"] == sigma
     assert summary.privacy["epsilon"] == pytest.approx(8.0, rel=0.01) and summary.privacy["epsilon"] <= 8.0
     assert [r[record.PRIVACY_EPSILON] for r in rows(tmp_path)][-1] == summary.privacy["epsilon"]
+
+
+def test_fedhyper_clips_and_noises_each_of_its_outer_steps_and_accounts_the_rounds(in_process_grid, tmp_path):
+    def fedhyper_run(name: str, **options):
+        strategy = FedHyperConfig(clients_per_step=1, adapt_steps=2)  # a round of 2 clients is two outer steps
+        cfg = config(strategy, **options)
+        cfg.sim.num_rounds, cfg.sim.checkpoint_every = 4, 0
+        return run(in_process_grid(4), experiment.Experiment(cfg, tmp_path / name, True))
+
+    plain = fedhyper_run("plain", noise_multiplier=None)
+    inert = fedhyper_run("inert", noise_multiplier=0.0, clip=math.inf)  # clipping that never bites, no noise
+    clipped = fedhyper_run("clipped", noise_multiplier=0.0, clip=1e-4)
+    private = fedhyper_run("private")  # σ 2, C 0.5
+
+    assert inert.per_client_accuracy == plain.per_client_accuracy  # the private path changes nothing by itself
+    assert clipped.per_client_accuracy != plain.per_client_accuracy  # ... and C bites (the comparison can fail)
+    assert private.per_client_accuracy not in (plain.per_client_accuracy, clipped.per_client_accuracy)
+    mech = privacy.mechanism(config(FedHyperConfig()))
+    assert [r[record.PRIVACY_EPSILON] for r in rows(tmp_path / "private")] == [mech.epsilon(r) for r in range(5)]
+    assert private.privacy["epsilon"] == mech.epsilon(4) and private.privacy["rounds"] == 4
