@@ -290,7 +290,7 @@ def watch(futures: dict[Future, PlannedRun], progress: GridProgress, every: floa
             else:
                 s = future.result()  # the time includes what the run's own clock misses (engine start-up)
                 took = time.time() - announced.get(future, progress.started_at)
-                progress.finished(run.label, took, s.final_accuracy, s.best_accuracy)
+                progress.finished(run.label, took, s)
         if time.time() >= next_status and futures:
             progress.status([futures[f].label for f in futures if f in announced])
             next_status = time.time() + every

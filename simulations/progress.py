@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fedhyper.record import Summary
 from fedhyper.results import BASE_VARIANT, METRICS_FILE, run_label
 
 
@@ -117,10 +118,15 @@ class GridProgress:
     def started(self, label: RunLabel) -> None:
         self.write(f"{label} — started in {label.run_dir}")
 
-    def finished(self, label: RunLabel, seconds: float, final: float | None, best: float | None) -> None:
+    def finished(self, label: RunLabel, seconds: float, summary: Summary) -> None:
         self.done += 1
         self.durations.append(seconds)
-        acc = "no evaluation" if final is None else f"final accuracy {100 * final:.2f}%, best {100 * best:.2f}%"
+        if summary.final_accuracy is not None:
+            acc = f"final accuracy {100 * summary.final_accuracy:.2f}%, best {100 * summary.best_accuracy:.2f}%"
+        elif summary.val_accuracy is not None:  # a tuning trial: the test split is never read
+            acc = f"validation accuracy {100 * summary.val_accuracy:.2f}%"
+        else:
+            acc = "no evaluation"
         self.write(f"{label} — done in {seconds:.0f}s: {acc}")
 
     def failed_run(self, label: RunLabel, error: str) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from fedhyper.record import Summary
 from simulations import compare
 from simulations.progress import GridProgress, RunLabel
 
@@ -189,8 +190,24 @@ def test_progress_estimates_the_time_left_of_a_run_and_of_the_grid(tmp_path):
     assert left == pytest.approx(40.0) and where.startswith("round 2/10")
     # No run finished yet: a queued run is expected to take as long as this one will (50 s).
     assert progress.grid_eta([label]) == pytest.approx((40.0 + 2 * 50.0) / 2)
-    progress.finished(label, 30.0, 0.5, 0.6)
+    progress.finished(label, 30.0, summary(final=0.5, best=0.6, val=0.55))
     assert progress.grid_eta([label]) == pytest.approx((40.0 + 1 * 30.0) / 2)
+
+
+def summary(final: float | None, best: float | None, val: float | None) -> Summary:
+    return Summary("pfedhn", 4, 2, final, best, 2, None, None, val, val, None, [], 1.0, {}, 0.1)
+
+
+def test_a_finished_run_is_reported_by_its_test_accuracy_and_a_tuning_trial_by_its_validation_accuracy():
+    lines = []
+    progress = GridProgress(pending=2, parallel=1, write=lines.append)
+    label = RunLabel(1, 2, "pfedhn", "default", 0, num_rounds=2, run_dir=Path("run"))
+
+    progress.finished(label, 5.0, summary(final=0.5, best=0.6, val=0.55))
+    progress.finished(label, 5.0, summary(final=None, best=None, val=0.55))  # the test split unread
+
+    assert lines[0].endswith("final accuracy 50.00%, best 60.00%")
+    assert lines[1].endswith("validation accuracy 55.00%")
 
 
 def test_tuning_picks_each_strategys_best_validation_trial_and_the_grid_runs_with_it(tmp_path, capsys):
