@@ -14,8 +14,10 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -85,21 +87,23 @@ def cached_partition(
         partition_indices(labels, num_clients, partition, classes_per_client, alpha, seed, owners)
     )
     if path is not None:
-        _write_atomic(path, parts)
+        write_atomic(path, lambda fh: np.savez(fh, rows=parts.rows, offsets=parts.offsets), "partition")
     return parts
 
 
-def _write_atomic(path: Path, parts: ClientRows) -> None:
+def write_atomic(path: Path, write: Callable[[BinaryIO], None], what: str) -> None:
+    """``write(file)`` into a file beside ``path``, then renamed into place: processes that start
+    together never read half a file. A read-only or full disk costs the cache, never the run."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, rows=parts.rows, offsets=parts.offsets)
+                write(fh)
             os.chmod(tmp, 0o644)  # mkstemp makes it private; other users' runs may share the cache
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    except OSError as err:  # a read-only or full disk costs the cache, never the run
-        log.warning("partition cache %s cannot be written (%s); partitions are recomputed per process", path, err)
+    except OSError as err:
+        log.warning("%s cache %s cannot be written (%s); every process computes it again", what, path, err)

@@ -131,7 +131,7 @@ def _load_cached(key: tuple, seed: int) -> FederatedDataset:
     cfg = DataConfig(**dict(key))
     cfg.validate()
     spec = get_spec(cfg.name)
-    pooled = load_pooled(spec, cfg.root)
+    pooled = load_pooled(spec, cfg.root, cache_dir(cfg.cache_dir))
     images, labels, owners = pooled.images, pooled.labels, pooled.groups
     if cfg.subset:
         images, labels = images[: cfg.subset], labels[: cfg.subset]

@@ -12,18 +12,25 @@ Every split is pooled, ``train`` first and the others by name: personalised FL c
 client's own share into train / val / test afterwards. Every image is checked against the
 spec (size and channel count); a copy that does not fit raises a one-line ``ValueError`` that
 names ``data.root`` and how to get the data.
+
+Decoding every image with PIL is the slow part (each client process loads the dataset), so the
+decoded array is kept in the partition cache's folder, keyed by a hash of the undecoded image
+bytes and the spec's shape: the first process decodes, the others read one ``.npy`` file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fedhyper.data import idx
+from fedhyper.data.cache import write_atomic
 from fedhyper.data.specs import DatasetSpec
 
 log = logging.getLogger(__name__)
@@ -40,14 +47,17 @@ class Pooled:
     groups: np.ndarray | None  # [N] int64: each example's owner (the spec's natural key), ids in sorted order
 
 
-def load_pooled(spec: DatasetSpec, root: str | None = None) -> Pooled:
-    """The pooled dataset ``spec`` describes, from ``root`` if given, else its IDX folder, else the hub."""
+def load_pooled(spec: DatasetSpec, root: str | None = None, cache: Path | None = None) -> Pooled:
+    """The pooled dataset ``spec`` describes, from ``root`` if given, else its IDX folder, else the hub.
+
+    ``cache``: a folder where decoded images are kept (None: decode every time).
+    """
     if root:
-        return _from_root(spec, root, decode=None)
+        return _from_root(spec, root, decode=None, cache=cache)
     if spec.idx_dir is not None and spec.idx_dir.is_dir():
         return _from_idx(spec.idx_dir, spec, str(spec.idx_dir))
     log.info("fetching %s from the Hugging Face hub", spec.hub_id)
-    return _from_splits(download(spec), spec, spec.hub_id, decode=None)
+    return _from_splits(download(spec), spec, spec.hub_id, decode=None, cache=cache)
 
 
 def check_root(spec: DatasetSpec, root: str, sample: int = 64) -> int | None:
@@ -57,14 +67,14 @@ def check_root(spec: DatasetSpec, root: str, sample: int = 64) -> int | None:
     return None if groups is None else int(groups.max()) + 1
 
 
-def _from_root(spec: DatasetSpec, root: str, decode: int | None) -> Pooled:
+def _from_root(spec: DatasetSpec, root: str, decode: int | None, cache: Path | None = None) -> Pooled:
     folder = Path(root).expanduser()
     where = f"data.root={root}"
     if not folder.is_dir():
         raise FileNotFoundError(f"{where} does not exist; {spec.how_to_get(root)}")
     if spec.idx_dir is not None and idx.holds_idx(folder):
         return _from_idx(folder, spec, where)
-    return _from_splits(read_copy(folder, spec, where), spec, where, decode)
+    return _from_splits(read_copy(folder, spec, where), spec, where, decode, cache)
 
 
 def download(spec: DatasetSpec) -> dict:
@@ -131,8 +141,8 @@ def _from_idx(folder: Path, spec: DatasetSpec, where: str) -> Pooled:
     return Pooled(images=images[:, None], labels=labels, groups=None)
 
 
-def _from_splits(splits: dict, spec: DatasetSpec, where: str, decode: int | None) -> Pooled:
-    """Pool ``splits`` and check them; ``decode``: only the first so many images (None: all)."""
+def _from_splits(splits: dict, spec: DatasetSpec, where: str, decode: int | None, cache: Path | None = None) -> Pooled:
+    """Pool ``splits`` and check them; ``decode``: only the first so many images (None: all, through ``cache``)."""
     from datasets import concatenate_datasets
 
     order = sorted(splits, key=lambda s: (s != "train", s))
@@ -150,8 +160,45 @@ def _from_splits(splits: dict, spec: DatasetSpec, where: str, decode: int | None
     groups = None
     if spec.natural_key:
         groups = np.unique(_column(pooled, spec.natural_key), return_inverse=True)[1].astype(np.int64)
-    shown = pooled if decode is None else pooled.select(range(min(decode, len(pooled))))
-    return Pooled(images=decode_images(shown, spec, where), labels=labels, groups=groups)
+    if decode is not None:
+        return Pooled(decode_images(pooled.select(range(min(decode, len(pooled)))), spec, where), labels, groups)
+    return Pooled(images=cached_images(pooled, spec, where, cache), labels=labels, groups=groups)
+
+
+def cached_images(ds, spec: DatasetSpec, where: str, cache: Path | None) -> np.ndarray:
+    """``decode_images(ds, ...)``, read from ``cache`` when an earlier process decoded the same bytes."""
+    if cache is None:
+        return decode_images(ds, spec, where)
+    path = cache / f"images-{spec.name}-{image_key(ds, spec)}.npy"
+    if path.is_file():
+        try:
+            images = np.load(path)
+            if images.shape == (len(ds), *spec.input_shape) and images.dtype == np.uint8:
+                return images
+            log.warning("decoded-image cache %s does not match its key; decoding again", path)
+        except (OSError, ValueError) as err:
+            log.warning("decoded-image cache %s cannot be read (%s); decoding again", path, err)
+    images = decode_images(ds, spec, where)
+    write_atomic(path, lambda fh: np.save(fh, images), "decoded-image")
+    return images
+
+
+def image_key(ds, spec: DatasetSpec) -> str:
+    """A hex digest of the undecoded image column (bytes, or path with size and time) and the spec's shape."""
+    from datasets import Image
+
+    h = hashlib.sha256(repr((spec.name, spec.input_shape, len(ds))).encode())
+    column = spec.image_column
+    raw = ds.select_columns([column]).cast_column(column, Image(decode=False))
+    for batch in raw.iter(batch_size=_BATCH):
+        for item in batch[column]:
+            if item["bytes"]:
+                h.update(len(item["bytes"]).to_bytes(8, "little"))
+                h.update(item["bytes"])
+            else:
+                stat = os.stat(item["path"])
+                h.update(repr((item["path"], stat.st_size, stat.st_mtime_ns)).encode())
+    return h.hexdigest()[:32]
 
 
 def _column(ds, name: str) -> np.ndarray:

@@ -57,6 +57,33 @@ def test_the_hubs_parquet_files_load_as_the_save_to_disk_copy(hub_copies, tmp_pa
     assert parquet.images.shape == (300, 3, 32, 32)  # train and test pooled
 
 
+def test_decoded_images_are_kept_so_that_a_second_process_reads_them_and_other_bytes_miss(
+    hub_copies, tmp_path, monkeypatch
+):
+    from datasets import load_from_disk
+
+    spec, cache = get_spec("cifar10"), tmp_path / "cache"
+    first = hub.load_pooled(spec, str(hub_copies["cifar10"]), cache)
+    assert len(list(cache.glob("images-cifar10-*.npy"))) == 1
+    assert np.array_equal(first.images, hub.load_pooled(spec, str(hub_copies["cifar10"])).images)  # as uncached
+    decoded = hub.decode_images
+    monkeypatch.setattr(hub, "decode_images", lambda *a: pytest.fail("decoded again"))
+
+    again = hub.load_pooled(spec, str(hub_copies["cifar10"]), cache)  # as another client process would
+
+    assert np.array_equal(again.images, first.images) and np.array_equal(again.labels, first.labels)
+    # Other images (one pixel changed) hash to another key: decoded, not read from the first copy's file.
+    copy = load_from_disk(str(hub_copies["cifar10"]))
+    changed = copy["train"].map(lambda row, i: {"img": row["img"].point(lambda v: 255 - v) if i == 0 else row["img"]},
+                                with_indices=True)  # fmt: skip
+    copy["train"] = changed
+    copy.save_to_disk(str(tmp_path / "changed"))
+    monkeypatch.setattr(hub, "decode_images", decoded)
+    other = hub.load_pooled(spec, str(tmp_path / "changed"), cache)
+    assert len(list(cache.glob("images-cifar10-*.npy"))) == 2
+    assert not np.array_equal(other.images[0], first.images[0]) and np.array_equal(other.images[1:], first.images[1:])
+
+
 def test_natural_partition_gives_each_client_one_writer_from_a_seeded_sample(hub_copies):
     writers = hub.load_pooled(get_spec("femnist"), str(hub_copies["femnist"])).groups
 
