@@ -13,9 +13,9 @@ from tests.strategies.test_pfedhn import tiny_config
 
 
 def tiny(**hnet) -> ExperimentConfig:
-    cfg = tiny_config(num_clients=6, rounds=12, subset=3000)
-    cfg.strategy.local.steps = 20
-    cfg.sim.eval_every = 6
+    cfg = tiny_config(num_clients=6, rounds=8, subset=3000)
+    cfg.strategy.local.steps = 15
+    cfg.sim.eval_every = 4
     for key, value in hnet.items():
         setattr(cfg.hnet, key, value)
     return cfg
@@ -64,11 +64,11 @@ def test_novel_clients_are_held_out_then_fitted_and_reported(tmp_path):
 
     summary = run_experiment(cfg, tmp_path)
 
-    novel = summary.novel_clients
-    assert len(novel) == 2 and summary.rounds == 12 + 4
+    novel, trained = summary.novel_clients, cfg.sim.num_rounds
+    assert len(novel) == 2 and summary.rounds == trained + 4
     rows = [json.loads(line) for line in (tmp_path / "clients.jsonl").read_text().splitlines()]
-    trained_in = {r["client-id"] for r in rows if r["kind"] == "train" and r["round"] <= 12}
-    fitted_in = {r["client-id"] for r in rows if r["kind"] == "train" and r["round"] > 12}
+    trained_in = {r["client-id"] for r in rows if r["kind"] == "train" and r["round"] <= trained}
+    fitted_in = {r["client-id"] for r in rows if r["kind"] == "train" and r["round"] > trained}
     assert trained_in.isdisjoint(novel) and fitted_in <= set(novel) and fitted_in
     assert summary.generalization_gap == pytest.approx(summary.final_accuracy - summary.novel_accuracy)
     assert 0.0 < summary.novel_accuracy <= 1.0
