@@ -12,7 +12,7 @@ run: setup
 	$(PY) -m simulations.run $(ARGS)
 
 test: setup
-	$(PY) -m pytest -n auto --dist worksteal $(ARGS)  # a worker per core: engine tests spend much of their time waiting
+	$(PY) -m pytest -n $$(($$(nproc) + 1)) --dist worksteal $(ARGS)  # a worker per core and one more: engine tests spend much of their time waiting
 
 lint: setup
 	$(VENV)/bin/ruff check fedhyper strategies clients simulations tests benchmarks
