@@ -54,10 +54,13 @@ def hyperfan_(
     body: nn.Module, output: Output, target_shapes: dict[str, torch.Size], cond_dim: int, fan: str, samples: int = 512
 ) -> None:
     """Re-initialise ``output``'s layers in place for hyperfan-``fan``, measuring ``body``'s features."""
+    groups = output.init_groups()
+    if groups is None:
+        raise ValueError(f"hnet.init=hyperfan_{fan} needs init_groups, which {type(output).__name__} does not give")
     variance = target_variances(target_shapes, fan)
     condition = torch.randn(samples, cond_dim)
     feature_sq = body(condition).pow(2).mean(dim=(0, 2))  # E[f²] per slot: [S]
-    for linear, slots, positions in output.init_groups():
+    for linear, slots, positions in groups:
         valid = positions < len(variance)  # [rows, k]
         row_variance = (variance[positions.clamp(max=len(variance) - 1)] * valid).sum(1) / valid.sum(1)
         head_variance = row_variance / (linear.in_features * feature_sq[slots].mean())

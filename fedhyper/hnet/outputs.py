@@ -55,9 +55,10 @@ class Output(nn.Module, metaclass=abc.ABCMeta):
         """(slots, slot_dim): feature vectors it reads per client, and the size of the learned embedding
         that tells each slot apart (0: none). Known before it is built, as the body is built first."""
 
-    def init_groups(self) -> list[InitGroup]:
-        """Its output layers and the target positions each writes: what hnet.init=hyperfan_* scales (optional)."""
-        raise NotImplementedError(f"{type(self).__name__} gives no init_groups: hnet.init=hyperfan_* cannot scale it")
+    def init_groups(self) -> list[InitGroup] | None:
+        """Its output layers and the target positions each writes, which hnet.init=hyperfan_* scales;
+        None (an output that does not say) leaves hyperfan unavailable for it."""
+        return None
 
 
 def offsets(sizes: list[int]) -> list[int]:

@@ -50,6 +50,9 @@ def test_the_documented_body_input_and_output_each_take_one_class_and_one_regist
         for out in ("low_rank", "per_tensor")
     )
     assert low_rank < per_tensor
+    # The documented output gives no init_groups: hyperfan, which needs them, says so by name.
+    with pytest.raises(ValueError, match="hyperfan_in needs init_groups, which LowRankOutput does not give"):
+        HyperNetwork(SHAPES, 5, HyperNetConfig(output="low_rank", init="hyperfan_in", hidden_dim=8))
 
 
 def test_a_name_is_registered_once_and_unknown_names_list_the_choices():
