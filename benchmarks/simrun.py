@@ -38,6 +38,13 @@ class SimRecord:
         return {r["round"] for r in self.rows if "accuracy" in r}
 
 
+def read_record(run_dir: Path, start: float) -> SimRecord:
+    """The record a run left in ``run_dir``, its command having started at ``start`` (time.monotonic)."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return SimRecord(rows, summary, time.monotonic() - start)
+
+
 def run_simulation(overrides: list[str], watch: Callable[[subprocess.Popen, Path], Any] | None = None) -> SimRecord:
     """Run the launcher with Hydra ``overrides``; ``watch(process, flwr_home)`` runs while it does."""
     if os.environ.get(ENGINE_ENV, "flower") == "inprocess":
@@ -55,9 +62,7 @@ def run_simulation(overrides: list[str], watch: Callable[[subprocess.Popen, Path
             proc.wait()
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{log.read_text()[-3000:]}")
-        rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
-        summary = json.loads((Path(tmp) / "summary.json").read_text())
-    return SimRecord(rows, summary, time.monotonic() - start)
+        return read_record(Path(tmp), start)
 
 
 def run_in_process(overrides: list[str]) -> SimRecord:
@@ -67,6 +72,4 @@ def run_in_process(overrides: list[str]) -> SimRecord:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.monotonic()
         inprocess.run_experiment(run.check(overrides), Path(tmp))
-        rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
-        summary = json.loads((Path(tmp) / "summary.json").read_text())
-    return SimRecord(rows, summary, time.monotonic() - start)
+        return read_record(Path(tmp), start)
