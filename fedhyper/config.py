@@ -110,7 +110,7 @@ class FaultConfig:
 class ExperimentConfig:
     """One run: a strategy, the data and target model, the simulation, a seed."""
 
-    strategy: Any = None  # a registered strategy's config dataclass (strategies.REGISTRY)
+    strategy: Any = None  # a registered strategy's config dataclass (strategies.registry.REGISTRY)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     hnet: HyperNetConfig = field(default_factory=HyperNetConfig)  # the hypernetwork of pFedHN and pFedHN-PC

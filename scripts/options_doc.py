@@ -4,7 +4,7 @@ python -m scripts.options_doc            # (re)write docs/options.md
 python -m scripts.options_doc --check    # exit 1 when docs/options.md and the code disagree
 
 Nothing is listed by hand. The generator walks ``ExperimentConfig``'s fields, recursing into
-every nested dataclass, then every config of ``strategies.REGISTRY`` and the keys that
+every nested dataclass, then every config of ``strategies.registry.REGISTRY`` and the keys that
 ``CompareConfig`` adds; the config groups (``strategy=``, ``data=``, ``model=``) and their
 choices come from Hydra's ConfigStore and their defaults from ``simulations/conf/config.yaml``.
 A field's meaning is its comment: the comment on its line, else the comment lines directly
@@ -29,9 +29,9 @@ from typing import Any, NamedTuple
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-import strategies
 from fedhyper.config import ExperimentConfig
 from simulations.config import CompareConfig, register_configs
+from strategies import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "options.md"
@@ -211,7 +211,7 @@ def experiment_sections() -> list[str]:
 
 def registered_configs() -> dict[str, type]:
     """Each registered strategy's name and config dataclass: the one place that reads the registry."""
-    return {name: entry.config_cls for name, entry in strategies.REGISTRY.items()}
+    return {name: entry.config_cls for name, entry in registry.REGISTRY.items()}
 
 
 def strategy_sections() -> list[str]:

@@ -29,7 +29,6 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-import strategies
 from fedhyper import checkpoint, results, tracking
 from fedhyper.config import ExperimentConfig
 from simulations import plots, tuning
@@ -38,7 +37,7 @@ from simulations.engines import FlowerEngine, InProcessEngine
 from simulations.progress import GridProgress, RunLabel, written_since
 from simulations.report import markdown_report
 from simulations.run import check_machine, precheck
-from strategies import experiment
+from strategies import experiment, registry
 
 register_configs()
 COMPARE_KEYS = {f.name for f in fields(CompareConfig)} - {f.name for f in fields(ExperimentConfig)}
@@ -77,7 +76,7 @@ def experiment_overrides(argv: list[str]) -> list[str]:
 
 def validate(cc: CompareConfig) -> None:
     for name in [*cc.strategies, *cc.strategy_overrides]:
-        strategies.get(name)  # an unknown name fails with the list of known ones
+        registry.get(name)  # an unknown name fails with the list of known ones
     lists = (("strategies", cc.strategies), ("seeds", cc.seeds), ("settings", cc.settings), ("variants", cc.variants))
     for key, values in lists:
         if not values or len(set(values)) != len(values):

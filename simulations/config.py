@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
-import strategies
 from fedhyper.config import ExperimentConfig
 from fedhyper.data import SPECS, DataConfig
 from fedhyper.hnet.config import INPUTS, OUTPUTS
 from fedhyper.models import ModelConfig
 from fedhyper.tracking import BACKENDS, TrackingConfig
+from strategies import registry
 
 # Named data settings for simulations.compare: overrides applied before the command line's.
 DATA_SETTINGS: dict[str, list[str]] = {
@@ -94,7 +94,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=ExperimentConfig)
     cs.store(name="base_compare", node=CompareConfig)
-    for entry in strategies.REGISTRY.values():
+    for entry in registry.REGISTRY.values():
         cs.store(group="strategy", name=entry.name, node=entry.config_cls)
     for spec in SPECS.values():
         cs.store(group="data", name=spec.name, node=DataConfig(name=spec.name))

@@ -137,12 +137,12 @@ def stage_app(dest: Path) -> Path:
     return dest
 
 
-def simulation_entry(launch_dir: Path, sweep_interval: float, record: Path) -> Path:
+def simulation_entry(launch_dir: Path, sweep_interval: float, record: Path, start_ray: bool) -> Path:
     """A ``flwr-simulation`` in ``launch_dir`` running ``simulations.flwr_simulation``; put the folder first on PATH."""
     launch_dir.mkdir(parents=True, exist_ok=True)
     entry = launch_dir / FLOWER_ENTRY
     ours = [sys.executable, "-m", "simulations.flwr_simulation", "--sweep-interval", str(sweep_interval),
-            "--record", str(record)]  # fmt: skip
+            "--record", str(record), *(["--start-ray"] if start_ray else [])]  # fmt: skip
     entry.write_text(f'#!/bin/sh\nexec {shlex.join(ours)} -- "$@"\n')
     entry.chmod(0o755)
     return entry
@@ -196,7 +196,8 @@ def run_app(spec: SimulationSpec, run_config: dict[str, str | bool]) -> int:
     launch_dir = flwr_home / "launches" / launch_id  # this launch's flwr-simulation and its record
     record = launch_dir / MESSAGE_SWEEP
     env = flower_env(flwr_home, spec.ray_address, launch_id)
-    env["PATH"] = os.pathsep.join([str(simulation_entry(launch_dir, spec.sweep_interval, record).parent), env["PATH"]])
+    entry = simulation_entry(launch_dir, spec.sweep_interval, record, start_ray=spec.ray_address == "local")
+    env["PATH"] = os.pathsep.join([str(entry.parent), env["PATH"]])
     app_dir = stage_app(launch_dir / "app")
     federation_config = (
         f"num-supernodes={spec.num_supernodes} client-resources-num-cpus={spec.client_cpus} "

@@ -9,14 +9,13 @@ from flwr.app import ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 from omegaconf import OmegaConf
 
-import strategies
 from fedhyper import checkpoint, privacy, protocol, record, tracking
 from fedhyper.config import ExperimentConfig
 from fedhyper.device import select_device
 from fedhyper.models import client_width
 from fedhyper.record import Summary
 from fedhyper.reporting import RunReporter
-from strategies import experiment
+from strategies import experiment, registry
 from strategies.base import PersonalizedStrategy
 from strategies.directory import ClientDirectory
 from strategies.evaluation import Evaluations
@@ -66,7 +65,7 @@ def main(grid: Grid, context: Context) -> None:
 
 
 def _connect(grid: Grid, exp: experiment.Experiment) -> tuple[ConfigRecord, PersonalizedStrategy]:
-    """Validate the config, learn which node is which client, build the strategy."""
+    """Validate the config, build the strategy, learn which node is which client."""
     cfg = exp.cfg
     if not exp.fixed_num_clients:
         cfg.data.num_clients = len(list(grid.get_node_ids()))
@@ -77,11 +76,14 @@ def _connect(grid: Grid, exp: experiment.Experiment) -> tuple[ConfigRecord, Pers
     exp.run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(OmegaConf.structured(cfg), exp.run_dir / record.CONFIG_FILE)
     directory = ClientDirectory()
+    # Built first, while the simulation's clients start (its hypernetwork alone took ~1 s of start-up);
+    # a strategy reads the directory only once rounds run.
+    strategy = registry.build(cfg, directory)
     directory.discover(grid, common, expected=cfg.data.num_clients, timeout=cfg.sim.round_timeout)
     unknown = [c for c in directory.client_ids if c >= cfg.data.num_clients]
     if unknown or not len(directory):
         raise ValueError(f"nodes report client ids {unknown or 'none'} for data.num_clients={cfg.data.num_clients}")
-    return common, strategies.build(cfg, directory)
+    return common, strategy
 
 
 def round_loop(cfg: ExperimentConfig, strategy: PersonalizedStrategy, grid: Grid, common: ConfigRecord) -> RoundLoop:

@@ -16,9 +16,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-import strategies
 from fedhyper.config import ExperimentConfig
 from fedhyper.hypernet import HyperNetConfig
+from strategies import registry
 
 # Keys of the Flower run config ([tool.flwr.app.config] in pyproject.toml).
 RUN_CONFIG_FILE = "config-file"
@@ -39,7 +39,7 @@ class Experiment:
 def typed(raw: Any) -> ExperimentConfig:
     """Merge a loaded config onto the schema of its strategy and return dataclasses."""
     name = OmegaConf.select(raw, "strategy.name", default=DEFAULT_STRATEGY)
-    entry = strategies.get(name)
+    entry = registry.get(name)
     schema = OmegaConf.structured(ExperimentConfig(strategy=entry.config_cls()))
     cfg: ExperimentConfig = OmegaConf.to_object(OmegaConf.merge(schema, raw))  # type: ignore[assignment]
     return with_hnet_input(cfg)

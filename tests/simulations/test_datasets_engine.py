@@ -14,7 +14,8 @@ from fedhyper.config import ExperimentConfig
 from fedhyper.data import get_spec
 from fedhyper.models import ModelConfig, build_model, head_names
 from simulations.inprocess import run_experiment
-from strategies import REGISTRY, experiment, get
+from strategies import experiment
+from strategies.registry import REGISTRY, get
 from tests.hub_copies import build_copy
 from tests.launcher import run_simulation
 from tests.simulations.shared_run import NUM_CLIENTS, ROUNDS

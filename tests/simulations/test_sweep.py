@@ -20,8 +20,8 @@ from flwr.supercore.task_identity import TaskIdentity
 from flwr.superlink.federation import NoOpFederationManager
 from flwr.superlink.grid import InMemoryGrid
 
-from simulations import sweep
-from simulations.flwr_simulation import parse
+from simulations import launch, sweep
+from simulations.flwr_simulation import parse, ray_init_args
 
 REPO = Path(__file__).resolve().parents[2]
 FLOWERS = vce_api.add_messages_to_queue  # nothing installs a sweep in the test process: no test runs the wrapper here
@@ -104,8 +104,40 @@ def test_a_zero_interval_keeps_flowers_sweep_and_a_store_of_another_type_runs_fl
 def test_the_wrapper_splits_its_options_from_flowers():
     args, flowers = parse(["--sweep-interval", "0.01", "--record", "/r/f", "--", "--insecure", "--token", "t"])
 
-    assert args.sweep_interval == 0.01 and args.record == Path("/r/f")
+    assert args.sweep_interval == 0.01 and args.record == Path("/r/f") and not args.start_ray
     assert flowers == ["--insecure", "--token", "t"]
+    assert parse(["--sweep-interval", "0", "--record", "r", "--start-ray", "--", "x"])[0].start_ray
+
+
+@pytest.mark.parametrize("start_ray", [True, False])
+def test_the_launchers_entry_starts_ray_early_only_when_asked(tmp_path, start_ray):
+    entry = launch.simulation_entry(tmp_path, 0.005, tmp_path / "record", start_ray=start_ray)
+
+    assert ("--start-ray" in entry.read_text()) == start_ray
+
+
+def test_ray_started_early_gets_what_flowers_backend_would_give_it(monkeypatch):
+    """The arguments of the early ``ray.init`` equal those Flower 1.42's Ray backend passes for the launcher's runs.
+
+    Flower's backend config for a federation that sets no ``init-args`` (the launcher's): its
+    ``flwr-simulation`` fills in the defaults of ``DEFAULT_SIMULATION_CONFIG``.
+    """
+    import ray
+    from flwr.server.superlink.fleet.vce.backend.raybackend import RayBackend
+    from flwr.supercore.constant import DEFAULT_SIMULATION_CONFIG as defaults
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setenv("PYTHONPATH", "/somewhere")
+    init_args = {"logging_level": defaults.init_args_logging_level, "log_to_driver": defaults.init_args_log_to_driver}
+    backend = RayBackend.__new__(RayBackend)  # no __init__: it would start Ray
+    backend.init_args_key = "init_args"  # what RayBackend.__init__ sets
+    backend.init_ray({"init_args": init_args})
+    monkeypatch.setenv("PYTHONPATH", "/somewhere")
+    calls.append(ray_init_args())
+
+    assert calls[0] == calls[1]
 
 
 def test_importing_the_server_app_installs_nothing_and_imports_no_simulations_module():

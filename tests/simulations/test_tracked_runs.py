@@ -16,13 +16,12 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-import strategies
 from fedhyper import checkpoint
 from fedhyper.config import ExperimentConfig
 from simulations import compare, deploy
 from simulations.inprocess import InProcessGrid, run_experiment
 from simulations.launch import free_port
-from strategies import experiment
+from strategies import experiment, registry
 from strategies.app import run
 from tests.simulations.shared_run import ROUNDS
 
@@ -38,7 +37,7 @@ TINY = ["data.num_clients=4", "data.subset=2000", "sim.clients_per_round=2", "si
 
 
 def tiny(backend: str, uri: str = "", strategy: str = "pfedhn", rounds: int = 3) -> ExperimentConfig:
-    cfg = ExperimentConfig(strategy=strategies.get(strategy).config_cls())
+    cfg = ExperimentConfig(strategy=registry.get(strategy).config_cls())
     cfg.data.num_clients, cfg.data.subset = 4, 2000
     cfg.sim.num_rounds, cfg.sim.clients_per_round, cfg.sim.eval_every = rounds, 2, 1
     cfg.strategy.local.steps = 5
@@ -149,8 +148,8 @@ def test_an_unreachable_tracking_server_is_one_warning_and_the_run_goes_on(tmp_p
 def test_tracking_none_imports_neither_backend(tmp_path):
     code = (
         "import sys; from simulations import compare, deploy, run; from fedhyper import tracking; "
-        "from fedhyper.config import ExperimentConfig; import strategies; "
-        "cfg = ExperimentConfig(strategy=strategies.get('fedavg').config_cls()); "
+        "from fedhyper.config import ExperimentConfig; from strategies import registry; "
+        "cfg = ExperimentConfig(strategy=registry.get('fedavg').config_cls()); "
         "t = tracking.open_run(cfg, sys.argv[1]); t.record([{'round': 0, 'accuracy': 0.5}]); t.finish({}); "
         "print(t.tracker, sorted({m.split('.')[0] for m in sys.modules} & {'mlflow', 'tensorboard'}))"
     )

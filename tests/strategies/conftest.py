@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-import strategies
 from fedhyper.config import ExperimentConfig
+from strategies import registry
 from strategies.app import client_config, round_loop
 from strategies.directory import ClientDirectory
 from strategies.loop import RoundLoop
@@ -19,6 +19,6 @@ def loop_on(in_process_grid):
         grid = in_process_grid(cfg.data.num_clients, **grid_options)
         directory = ClientDirectory()
         directory.discover(grid, client_config(cfg), expected=cfg.data.num_clients, timeout=5)
-        return round_loop(cfg, strategies.build(cfg, directory), grid, client_config(cfg))
+        return round_loop(cfg, registry.build(cfg, directory), grid, client_config(cfg))
 
     return build

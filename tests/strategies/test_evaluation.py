@@ -10,8 +10,8 @@ from fedhyper import protocol
 from fedhyper.config import ExperimentConfig
 from fedhyper.data import federated
 from simulations.inprocess import run_experiment
-from strategies import get
 from strategies.evaluation import evaluation_summary
+from strategies.registry import get
 from strategies.replies import Reply
 
 

@@ -8,10 +8,9 @@ import torch
 from flwr.app import ArrayRecord, MessageType
 from omegaconf import OmegaConf
 
-import strategies
 from fedhyper import protocol
 from fedhyper.config import ExperimentConfig
-from strategies import experiment, pfedhn, pfedhn_pc
+from strategies import experiment, pfedhn, pfedhn_pc, registry
 from strategies.app import run
 from strategies.directory import ClientDirectory
 from strategies.exchange import RoundMetrics
@@ -93,7 +92,7 @@ def test_strategy_pefll_is_registered_with_its_own_config_and_reads_client_data(
     for cid in range(cfg.data.num_clients):
         directory.register(cid, 100 + cid, 10)
 
-    strategy = strategies.build(cfg, directory)
+    strategy = registry.build(cfg, directory)
 
     assert isinstance(cfg.strategy, PeFLLConfig) and cfg.hnet.input == "data"
     assert isinstance(strategy, PeFLL) and strategy.name == "pefll"

@@ -1,16 +1,30 @@
 """Every registered strategy, end to end on the real ClientApp, in a tiny seeded simulation."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from fedhyper.algorithms import ALGORITHMS, Registry
-from strategies import REGISTRY, experiment, get
+from strategies import experiment
 from strategies.app import run
 from strategies.fedprox import FedProxConfig
+from strategies.registry import REGISTRY, get
 
 NAMES = sorted(REGISTRY)
 # Near the others' time: pFedMe solves for its personal model in K steps on every batch (2 here, not its paper's 5);
 # Ditto trains a personal model beside the global one (15 steps, as the global one, not 50).
 OWN_OVERRIDES = {"pfedme": ["strategy.inner_steps=2"], "ditto": ["strategy.personal_steps=15"]}
+
+
+def test_finding_the_server_app_imports_no_strategy():
+    """``flwr run`` finds ``strategies.app`` before it sends a run, which imports the package: it must stay light."""
+    probe = "import sys, strategies; print(sorted(m for m in ('torch', 'strategies.registry') if m in sys.modules))"
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", probe], cwd=repo, capture_output=True, text=True, timeout=60)
+
+    assert done.stdout == "[]\n", done.stderr[-2000:]
 
 
 def test_the_registry_holds_every_public_name():
