@@ -15,7 +15,8 @@ test: setup
 	$(PY) -m pytest -n $$(($$(nproc) + 1)) --dist worksteal $(ARGS)  # a worker per core and one more: engine tests spend much of their time waiting
 
 lint: setup
-	$(VENV)/bin/ruff check fedhyper strategies clients simulations tests benchmarks
+	$(VENV)/bin/ruff check fedhyper strategies clients simulations tests benchmarks scripts
+	$(VENV)/bin/ruff format --check fedhyper strategies clients simulations tests benchmarks scripts
 
 bench: setup
 	$(PY) -m benchmarks.round_overhead $(ARGS)

@@ -216,8 +216,12 @@ def tune_grid(cc: CompareConfig, common: list[str]) -> dict[Cell, list[str]]:
             for variant in cc.variants:
                 _, cfg = compose_run(cc, common, setting, name, variant)
                 fixed = override_keys(
-                    [*cc.setting_overrides[setting], *cc.variant_overrides[variant], *common,
-                     *cc.strategy_overrides.get(name, [])]  # fmt: skip
+                    [
+                        *cc.setting_overrides[setting],
+                        *cc.variant_overrides[variant],
+                        *common,
+                        *cc.strategy_overrides.get(name, []),
+                    ]
                 )
                 space = {k: d for k, d in type(cfg.strategy).search_space.items() if k not in fixed}
                 rounds = cc.tune_rounds or max(1, cfg.sim.num_rounds // 4)

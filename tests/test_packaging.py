@@ -108,7 +108,7 @@ def setup_copy(tmp_path: Path, tools: list[str], uid: str) -> tuple[Path, dict[s
     for tool in ("dirname", "mkdir", "touch", "sh", *tools):
         os.symlink(shutil.which(tool) or tool, bin_dir / tool)
     (bin_dir / "id").write_text(f"#!/bin/sh\necho {uid}\n")
-    (bin_dir / "apt-get").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'apt-calls'}\nexit 100\n")
+    (bin_dir / "apt-get").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "apt-calls"}\nexit 100\n')
     for fake in ("id", "apt-get"):
         (bin_dir / fake).chmod(0o755)
     (venv / "bin" / "python").chmod(0o755)

@@ -205,7 +205,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-
 def grid_config(tc: TrackingConfig, out_dir: str | Path) -> TrackingConfig:
     """A grid's tracking: one MLflow store (``out_dir/mlflow.db`` unless ``tracking.uri``) and one experiment."""
     tc = with_store(tc, Path(out_dir))

@@ -57,8 +57,14 @@ class FinishedRun:
         return (launch_dir / SAVED).is_file()
 
     def save(self) -> None:
-        saved = {"run_dir": str(self.run_dir), "left_running": self.left_running, "args": self.result.args,
-                 "returncode": self.result.returncode, "stdout": self.result.stdout, "stderr": self.result.stderr}
+        saved = {
+            "run_dir": str(self.run_dir),
+            "left_running": self.left_running,
+            "args": self.result.args,
+            "returncode": self.result.returncode,
+            "stdout": self.result.stdout,
+            "stderr": self.result.stderr,
+        }
         (self.launch_dir / SAVED).write_text(json.dumps(saved))
 
     @classmethod

@@ -78,6 +78,4 @@ def test_optuna_maximises_the_validation_accuracy_the_runs_return(launch, tmp_pa
     assert best["best_value"] == max(t["val_accuracy"] for t in trials)
     best_lrs = [OmegaConf.load(p.parent / "config.yaml").strategy.local.lr for p in tmp_path.glob("*/summary.json")
                 if json.loads(p.read_text())["val_accuracy"] == best["best_value"]]  # fmt: skip
-    assert any(
-        lr == pytest.approx(best["best_params"]["strategy.local.lr"]) for lr in best_lrs
-    )
+    assert any(lr == pytest.approx(best["best_params"]["strategy.local.lr"]) for lr in best_lrs)

@@ -36,9 +36,7 @@ def test_each_design_trains_and_reports_its_size(tmp_path, hnet):
     summary = run_experiment(tiny(**hnet), tmp_path)
 
     assert summary.final_accuracy > summary.initial_accuracy + 0.05
-    assert summary.target_parameters == sum(
-        p.numel() for p in build_model(ModelConfig(), (1, 28, 28), 10).parameters()
-    )
+    assert summary.target_parameters == sum(p.numel() for p in build_model(ModelConfig(), (1, 28, 28), 10).parameters())
     if hnet.get("output") == "chunked":
         assert summary.hnet_target_ratio < 10
     assert (tmp_path / "embeddings.png").stat().st_size > 10_000
