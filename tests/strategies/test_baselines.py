@@ -9,10 +9,11 @@ from clients.personal import PRIVATE
 from fedhyper import protocol
 from fedhyper.config import ExperimentConfig
 from fedhyper.models import apply
-from strategies import experiment, get
+from strategies import experiment
 from strategies.app import client_config, run
 from strategies.directory import ClientDirectory
 from strategies.exchange import RoundMetrics
+from strategies.registry import get
 
 
 def configured(name: str, num_clients: int = 3, subset: int = 600) -> ExperimentConfig:

@@ -8,9 +8,10 @@ from clients.personal import PRIVATE
 from fedhyper import protocol
 from fedhyper.config import ExperimentConfig
 from fedhyper.models import ModelConfig, client_width
-from strategies import experiment, get
+from strategies import experiment
 from strategies.app import run
 from strategies.exchange import RoundMetrics
+from strategies.registry import get
 
 WIDTHS = [0.5, 1.0]  # clients 0 and 2 at half width, 1 and 3 at full width
 
