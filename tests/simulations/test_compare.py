@@ -210,30 +210,30 @@ def test_a_finished_run_is_reported_by_its_test_accuracy_and_a_tuning_trial_by_i
     assert lines[1].endswith("validation accuracy 55.00%")
 
 
-def test_tuning_picks_each_strategys_best_validation_trial_and_the_grid_runs_with_it(tmp_path, capsys):
+def test_tuning_picks_the_best_validation_trial_and_the_grid_runs_with_it(tmp_path, capsys):
     out = tmp_path / "tuned"
-    argv = ["strategies=[fedavg,fedprox]", "seeds=[0]", "engine=inprocess", "jobs=2", f"out_dir={out}", *TINY,
+    # One strategy: FedProx's space holds the shared key (local lr) and one of its own (mu).
+    argv = ["strategies=[fedprox]", "seeds=[0]", "engine=inprocess", "jobs=2", f"out_dir={out}", *TINY,
             "sim.num_rounds=4", "tune=2", "tune_rounds=2"]  # fmt: skip
 
     assert compare.main(argv) == 0, capsys.readouterr()
 
     tuned = OmegaConf.to_container(OmegaConf.load(out / "tuned.yaml"))
-    for name, own_key in (("fedavg", None), ("fedprox", "strategy.mu")):
-        trials = [json.loads(p.read_text()) | {"dir": p.parent}
-                  for p in (out / "tuning" / "default" / name).glob("*/summary.json")]  # fmt: skip
-        assert len(trials) == 2
-        assert all(t["final_accuracy"] is None and t["rounds"] == 2 for t in trials)  # the test split unread
-        best = max(trials, key=lambda t: t["val_accuracy"])
-        cell = tuned["chosen"]["default"][name]
-        assert cell["val_accuracy"] == best["val_accuracy"]
-        best_config = OmegaConf.load(best["dir"] / "config.yaml")
-        assert cell["values"]["strategy.local.lr"] == best_config.strategy.local.lr
-        if own_key:
-            assert cell["values"][own_key] == OmegaConf.select(best_config, own_key)
-        row = next(r for r in csv.DictReader((out / "results.csv").open()) if r["strategy"] == name)
-        grid_config = OmegaConf.load(Path(row["run_dir"]) / "config.yaml")
-        assert grid_config.strategy.local.lr == cell["values"]["strategy.local.lr"]
-        assert grid_config.sim.num_rounds == 4 and grid_config.sim.eval_test
+    trials = [json.loads(p.read_text()) | {"dir": p.parent}
+              for p in (out / "tuning" / "default" / "fedprox").glob("*/summary.json")]  # fmt: skip
+    assert len(trials) == 2
+    assert all(t["final_accuracy"] is None and t["rounds"] == 2 for t in trials)  # the test split unread
+    best = max(trials, key=lambda t: t["val_accuracy"])
+    cell = tuned["chosen"]["default"]["fedprox"]
+    assert cell["val_accuracy"] == best["val_accuracy"]
+    best_config = OmegaConf.load(best["dir"] / "config.yaml")
+    assert cell["values"]["strategy.local.lr"] == best_config.strategy.local.lr
+    assert cell["values"]["strategy.mu"] == best_config.strategy.mu
+    (row,) = csv.DictReader((out / "results.csv").open())
+    grid_config = OmegaConf.load(Path(row["run_dir"]) / "config.yaml")
+    assert grid_config.strategy.local.lr == cell["values"]["strategy.local.lr"]
+    assert grid_config.strategy.mu == cell["values"]["strategy.mu"]
+    assert grid_config.sim.num_rounds == 4 and grid_config.sim.eval_test
     assert "## Tuning" in (out / "report.md").read_text()
     before = {p: p.stat().st_mtime_ns for p in out.glob("**/summary.json")}
 
