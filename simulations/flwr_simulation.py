@@ -55,6 +55,8 @@ def ray_init_args() -> dict:
     (``flwr.supercore.constant.DEFAULT_SIMULATION_CONFIG``); Flower also puts the driver's path
     in the workers' ``PYTHONPATH`` and in its own environment.
     """
+    from flwr.supercore.constant import DEFAULT_SIMULATION_CONFIG as defaults
+
     pythonpath = os.pathsep.join(sys.path)
     if os.environ.get("PYTHONPATH"):
         pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
@@ -62,8 +64,8 @@ def ray_init_args() -> dict:
     return {
         "runtime_env": {"env_vars": {"PYTHONPATH": pythonpath}},
         "include_dashboard": False,
-        "logging_level": "WARNING",
-        "log_to_driver": True,
+        "logging_level": defaults.init_args_logging_level,
+        "log_to_driver": defaults.init_args_log_to_driver,
     }
 
 
