@@ -5,7 +5,7 @@ run, by that name, from PATH; that process holds the in-memory message store, th
 sweeps it, the ServerApp and the Ray driver. The launcher puts a ``flwr-simulation`` of its own
 first on the run's PATH (``launch.simulation_entry``), which runs
 
-    python -m simulations.flwr_simulation --sweep-interval S --record FILE [--start-ray] -- <Flower's arguments>
+    python -m simulations.flwr_simulation --sweep-interval S --record FILE [--ray-head FILE] -- <Flower's arguments>
 
 This installs ``simulations.sweep`` (interval ``S``, the run's ``sim.sweep_interval``), then
 runs Flower's own entry point with Flower's arguments. ``FILE`` is written, holding
@@ -13,14 +13,16 @@ runs Flower's own entry point with Flower's arguments. ``FILE`` is written, hold
 ``summary.json``'s ``message_sweep``. Nothing else imports this module: a ServerApp started
 any other way (a bare ``flwr run``, a deployment) runs on Flower alone.
 
-``--start-ray`` (the launcher's private Ray instance, ``sim.ray_address=local``) starts Ray at
-once, in a thread, with the arguments Flower's Ray backend would give it; Flower, finding Ray
-running, keeps it. Flower itself starts Ray only after it has loaded the ServerApp and the
-ClientApp in this process, which on 2 cores left Ray's 3-4 s of start-up and the clients' own
-imports on the path to the first round. One difference: Flower's Ray workers get this process's
-``sys.path`` with the run's installed app folder first; these get it without that folder, so they
-import the same packages from this environment (for a simulation the launcher bundles exactly
-those packages, so the code is the same).
+``--ray-head FILE`` (the launcher's private Ray, ``sim.ray_address=local``): the launcher has
+started Ray and Flower's client actors beside the SuperLink (``simulations.ray_head``), which
+describes them in ``FILE``; this process connects to that Ray as soon as it starts, in a thread,
+with the arguments Flower's Ray backend would give it, and Flower's actor pool takes those
+actors instead of creating its own. Without it Flower starts Ray, and then its actors, only
+after it has loaded the ServerApp and the ClientApp in this process: on 2 cores that left Ray's
+3-4 s of start-up and the workers' own imports on the path to the first round. One difference:
+Flower's workers get this process's ``sys.path`` with the run's installed app folder first; the
+launch's get the head's, without that folder, so they import the same packages from this
+environment (for a simulation the launcher bundles exactly those packages: the code is the same).
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ import logging
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 from simulations import sweep
+from simulations.ray_head import Head, flower_init_args, worker_path
 
 FLOWER_ENTRY = "flwr-simulation"  # Flower reads its process kind from argv[0]'s name
 log = logging.getLogger("fedhyper")
@@ -44,7 +48,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="python -m simulations.flwr_simulation", description=__doc__.splitlines()[0])
     parser.add_argument("--sweep-interval", type=float, required=True, help="sim.sweep_interval; 0: Flower's sweep")
     parser.add_argument("--record", type=Path, required=True, help="written once fedhyper's sweep starts")
-    parser.add_argument("--start-ray", action="store_true", help="start a local Ray now, not after the apps load")
+    parser.add_argument("--ray-head", type=Path, help="connect to the Ray simulations.ray_head describes here")
     return parser.parse_args(ours), flowers
 
 
@@ -55,57 +59,75 @@ def ray_init_args() -> dict:
     (``flwr.supercore.constant.DEFAULT_SIMULATION_CONFIG``); Flower also puts the driver's path
     in the workers' ``PYTHONPATH`` and in its own environment.
     """
-    from flwr.supercore.constant import DEFAULT_SIMULATION_CONFIG as defaults
-
-    pythonpath = os.pathsep.join(sys.path)
-    if os.environ.get("PYTHONPATH"):
-        pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
+    pythonpath = worker_path()
     os.environ["PYTHONPATH"] = pythonpath
-    return {
-        "runtime_env": {"env_vars": {"PYTHONPATH": pythonpath}},
-        "include_dashboard": False,
-        "logging_level": defaults.init_args_logging_level,
-        "log_to_driver": defaults.init_args_log_to_driver,
-    }
+    return {"runtime_env": {"env_vars": {"PYTHONPATH": pythonpath}}, **flower_init_args()}
 
 
-def start_ray() -> threading.Event:
-    """Start Ray in a thread; Flower's backend waits until it is up before it looks for a running Ray.
+def wait_for(file: Path, timeout: float = 120.0) -> Head:
+    """What ``simulations.ray_head`` wrote to ``file``, once it has."""
+    deadline = time.monotonic() + timeout
+    while not file.is_file():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"simulations.ray_head wrote nothing to {file} in {timeout:.0f}s")
+        time.sleep(0.02)
+    return Head.read(file)
 
+
+def hand_actors_to_flower(actors: list) -> None:
+    """Flower's actor pool takes ``actors`` (handles) before it creates any of its own."""
+    from flwr.simulation.ray_transport import ray_actor
+
+    flower_init = ray_actor.BasicActorPool.__init__
+
+    def init(pool: ray_actor.BasicActorPool, *args, **kwargs) -> None:
+        flower_init(pool, *args, **kwargs)
+        create = pool.create_actor_fn
+        pool.create_actor_fn = lambda: actors.pop(0) if actors else create()
+
+    ray_actor.BasicActorPool.__init__ = init
+
+
+def connect(head_file: Path) -> threading.Event:
+    """Connect to the launch's Ray (``simulations.ray_head``) in a thread, and give its actors to Flower.
+
+    Flower's backend waits until the connection is made, then finds Ray running and keeps it.
     The thread that calls ``ray.init`` stays alive, idle, until the process ends: Ray 2.55 binds
     the driver's connection to it, and once that thread had ended ``ray.nodes()`` (which Flower's
     actor pool calls) hung on any other thread.
     """
-    started = threading.Event()
+    connected = threading.Event()
 
-    def connect() -> None:
+    def run() -> None:
         import ray
 
         try:
-            ray.init(**ray_init_args())
-        except Exception as err:  # Flower then starts Ray itself, as it would have anyway
-            log.warning("starting Ray early failed (%s); Flower starts it", err)
-        started.set()
+            head = wait_for(head_file)
+            ray.init(address=head.address, **ray_init_args(), namespace=head.namespace)
+            hand_actors_to_flower([ray.get_actor(name) for name in head.actors])
+        except Exception as err:  # Flower then starts Ray and its actors itself, as it would have anyway
+            log.warning("connecting to the launch's Ray failed (%s); Flower starts its own", err)
+        connected.set()
         threading.Event().wait()  # never set: the thread holds the driver until the process exits
 
-    threading.Thread(target=connect, name="fedhyper-ray-driver", daemon=True).start()
+    threading.Thread(target=run, name="fedhyper-ray-driver", daemon=True).start()
     from flwr.server.superlink.fleet.vce.backend import raybackend
 
     flower_init = raybackend.RayBackend.init_ray
 
     def init_ray(backend: raybackend.RayBackend, backend_config: dict) -> None:
-        started.wait()
+        connected.wait()
         flower_init(backend, backend_config)  # nothing to do when Ray is running
 
     raybackend.RayBackend.init_ray = init_ray
-    return started
+    return connected
 
 
 def main(argv: list[str]) -> None:
     args, flower_args = parse(argv)
     args.record.unlink(missing_ok=True)
-    if args.start_ray:
-        start_ray()
+    if args.ray_head is not None:
+        connect(args.ray_head)
     sweep.install(args.sweep_interval, on_start=lambda: args.record.write_text(sweep.FEDHYPER))
     from flwr.simulation.app import flwr_simulation  # after install: nothing of Flower's runs before it
 

@@ -47,6 +47,7 @@ log = logging.getLogger("fedhyper")
 APP_DIR = Path(__file__).resolve().parents[1]  # the repository root holds pyproject.toml
 FEDERATION = "fedhyper-sim"
 SUPERLINK_LOG = "superlink.log"
+RAY_HEAD = "ray_head"  # the file simulations.ray_head writes the launch's Ray address to
 MESSAGE_SWEEP = "message_sweep"  # the file simulations.flwr_simulation writes once fedhyper's sweep starts
 
 
@@ -137,12 +138,12 @@ def stage_app(dest: Path) -> Path:
     return dest
 
 
-def simulation_entry(launch_dir: Path, sweep_interval: float, record: Path, start_ray: bool) -> Path:
+def simulation_entry(launch_dir: Path, sweep_interval: float, record: Path, ray_head: Path | None) -> Path:
     """A ``flwr-simulation`` in ``launch_dir`` running ``simulations.flwr_simulation``; put the folder first on PATH."""
     launch_dir.mkdir(parents=True, exist_ok=True)
     entry = launch_dir / FLOWER_ENTRY
     ours = [sys.executable, "-m", "simulations.flwr_simulation", "--sweep-interval", str(sweep_interval),
-            "--record", str(record), *(["--start-ray"] if start_ray else [])]  # fmt: skip
+            "--record", str(record), *(["--ray-head", str(ray_head)] if ray_head else [])]  # fmt: skip
     entry.write_text(f'#!/bin/sh\nexec {shlex.join(ours)} -- "$@"\n')
     entry.chmod(0o755)
     return entry
@@ -183,6 +184,20 @@ def start_superlink(flwr_home: Path, env: dict[str, str], port: int) -> subproce
         return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def client_app_module() -> str:
+    """The module of the app's ClientApp (``[tool.flwr.app.components] clientapp``)."""
+    components = tomllib.loads((APP_DIR / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["components"]
+    return components["clientapp"].partition(":")[0]
+
+
+def start_ray_head(file: Path, spec: SimulationSpec, env: dict[str, str], namespace: str) -> subprocess.Popen:
+    """``simulations.ray_head``: the launch's Ray and its client actors, described in ``file`` once up."""
+    cmd = [sys.executable, "-m", "simulations.ray_head", str(file), "--client-app", client_app_module(),
+           "--cpus", str(spec.client_cpus), "--gpus", str(float(spec.client_gpus)),
+           "--namespace", namespace]  # fmt: skip
+    return subprocess.Popen(cmd, env=env, start_new_session=True)
+
+
 def _toml(value: str | bool | int | float) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -196,7 +211,8 @@ def run_app(spec: SimulationSpec, run_config: dict[str, str | bool]) -> int:
     launch_dir = flwr_home / "launches" / launch_id  # this launch's flwr-simulation and its record
     record = launch_dir / MESSAGE_SWEEP
     env = flower_env(flwr_home, spec.ray_address, launch_id)
-    entry = simulation_entry(launch_dir, spec.sweep_interval, record, start_ray=spec.ray_address == "local")
+    ray_head = launch_dir / RAY_HEAD if spec.ray_address == "local" else None
+    entry = simulation_entry(launch_dir, spec.sweep_interval, record, ray_head)
     env["PATH"] = os.pathsep.join([str(entry.parent), env["PATH"]])
     app_dir = stage_app(launch_dir / "app")
     federation_config = (
@@ -208,12 +224,15 @@ def run_app(spec: SimulationSpec, run_config: dict[str, str | bool]) -> int:
     port = free_port()
     with reaper(launch_marker(launch_id)):
         try:
-            started.append(start_superlink(flwr_home, env, port))
+            if ray_head is not None:  # Ray and the client actors start beside the SuperLink
+                started.append(start_ray_head(ray_head, spec, env, namespace=launch_id))
+            superlink = start_superlink(flwr_home, env, port)
+            started.append(superlink)
             # The CLI imports Flower while the SuperLink starts, and sends the run once it listens.
             cmd = [sys.executable, "-m", "simulations.flwr_run", str(port), "--", "run", str(app_dir), FEDERATION,
                    "--stream", "--run-config", run_cfg, "--federation-config", federation_config]  # fmt: skip
             started.append(subprocess.Popen(cmd, env=env, start_new_session=True))
-            _wait_for_port(port, started[0], timeout=60.0, log_file=flwr_home / SUPERLINK_LOG)
+            _wait_for_port(port, superlink, timeout=60.0, log_file=flwr_home / SUPERLINK_LOG)
             code = started[-1].wait()
         finally:
             stop_marked(launch_marker(launch_id))  # one way out for every ending: done, failed, interrupted

@@ -20,7 +20,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from flwr.superlink.federation import NoOpFederationManager
 from flwr.superlink.grid import InMemoryGrid
 
-from simulations import launch, sweep
+from simulations import sweep
 from simulations.flwr_simulation import parse, ray_init_args
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,20 +104,12 @@ def test_a_zero_interval_keeps_flowers_sweep_and_a_store_of_another_type_runs_fl
 def test_the_wrapper_splits_its_options_from_flowers():
     args, flowers = parse(["--sweep-interval", "0.01", "--record", "/r/f", "--", "--insecure", "--token", "t"])
 
-    assert args.sweep_interval == 0.01 and args.record == Path("/r/f") and not args.start_ray
+    assert args.sweep_interval == 0.01 and args.record == Path("/r/f") and args.ray_head is None
     assert flowers == ["--insecure", "--token", "t"]
-    assert parse(["--sweep-interval", "0", "--record", "r", "--start-ray", "--", "x"])[0].start_ray
 
 
-@pytest.mark.parametrize("start_ray", [True, False])
-def test_the_launchers_entry_starts_ray_early_only_when_asked(tmp_path, start_ray):
-    entry = launch.simulation_entry(tmp_path, 0.005, tmp_path / "record", start_ray=start_ray)
-
-    assert ("--start-ray" in entry.read_text()) == start_ray
-
-
-def test_ray_started_early_gets_what_flowers_backend_would_give_it(monkeypatch):
-    """The arguments of the early ``ray.init`` equal those Flower 1.42's Ray backend passes for the launcher's runs.
+def test_the_simulation_process_connects_to_ray_with_what_flowers_backend_would_give_it(monkeypatch):
+    """The arguments of its ``ray.init`` equal those Flower 1.42's Ray backend passes for the launcher's runs.
 
     Flower's backend config for a federation that sets no ``init-args`` (the launcher's): its
     ``flwr-simulation`` fills in the defaults of ``DEFAULT_SIMULATION_CONFIG``.

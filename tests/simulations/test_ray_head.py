@@ -1,0 +1,122 @@
+"""The launch's own Ray and client actors (simulations.ray_head), and how the simulation process takes them."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+from flwr.simulation.ray_transport import ray_actor
+
+from simulations import launch, ray_head
+from simulations.flwr_simulation import hand_actors_to_flower, parse, ray_init_args
+
+
+def test_the_head_file_is_written_whole_and_read_back(tmp_path):
+    file = tmp_path / "ray_head"
+    head = ray_head.Head("10.0.0.1:6379", "launch-1", ["client-actor-0", "client-actor-1"])
+    head.write(file)
+
+    assert ray_head.Head.read(file) == head
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ray_head"]  # the partial file was renamed, not left
+
+
+class FakeActorClass:
+    """``ClientAppActor`` as ``start_actors`` uses it: ``.options(**o).remote(**kw)``, recorded."""
+
+    def __init__(self) -> None:
+        self.created: list[tuple[dict, dict]] = []
+
+    def options(self, **options):
+        return type("Options", (), {"remote": lambda _, **kwargs: self.created.append((options, kwargs))})()
+
+
+def test_the_head_starts_as_many_client_actors_as_flowers_pool_would_each_importing_the_client_app(monkeypatch):
+    fake = FakeActorClass()
+    asked = []
+    monkeypatch.setattr(ray_actor, "ClientAppActor", fake)
+    monkeypatch.setattr(ray_actor, "pool_size_from_resources", lambda resources: asked.append(resources) or 3)
+    monkeypatch.delitem(sys.modules, "json.tool", raising=False)
+
+    names = ray_head.start_actors("json.tool", cpus=2.0, gpus=0.5)
+
+    assert asked == [{"num_cpus": 2.0, "num_gpus": 0.5}]  # Flower's own count for these resources
+    assert names == ["client-actor-0", "client-actor-1", "client-actor-2"]
+    assert [o for o, _ in fake.created] == [
+        {"name": n, "lifetime": "detached", "num_cpus": 2.0, "num_gpus": 0.5} for n in names
+    ]
+    on_start = fake.created[0][1]["on_actor_init_fn"]
+    assert "json.tool" not in sys.modules
+    on_start()  # what ClientAppActor.__init__ calls in the actor's worker
+    assert "json.tool" in sys.modules
+
+
+def test_flowers_pool_takes_the_launchs_actors_before_creating_its_own(monkeypatch):
+    monkeypatch.setattr(ray_actor.BasicActorPool, "__init__", ray_actor.BasicActorPool.__init__)  # restored after
+    monkeypatch.setattr(ray_actor, "pool_size_from_resources", lambda resources: 3)
+    created = []
+
+    class Flowers:  # stands for ClientAppActor: what Flower's pool would create
+        @staticmethod
+        def options(**options):
+            return type("Options", (), {"remote": lambda _, **kw: created.append(options) or f"new-{len(created)}"})()
+
+    hand_actors_to_flower(["launch-0", "launch-1"])
+    pool = ray_actor.BasicActorPool(Flowers, {"num_cpus": 1, "num_gpus": 0.0}, {})
+    pool.add_actors_to_pool(pool.actors_capacity)
+
+    assert pool.pool == ["launch-0", "launch-1", "new-1"]  # Flower's own only beyond the launch's
+    assert created == [{"num_cpus": 1, "num_gpus": 0.0}]
+
+
+def test_the_heads_ray_gets_flowers_arguments_with_the_workers_path_in_its_environment(monkeypatch):
+    """Flower's backend passes the workers' path as a runtime environment; the head puts the same path in
+    the environment its raylet and workers inherit, and passes the rest as Flower does."""
+    monkeypatch.setenv("PYTHONPATH", "/somewhere")
+    flowers = ray_init_args()  # equal to Flower's own (tests/simulations/test_sweep.py)
+    monkeypatch.setenv("PYTHONPATH", "/somewhere")
+
+    assert {k: v for k, v in flowers.items() if k != "runtime_env"} == ray_head.flower_init_args()
+    assert flowers["runtime_env"] == {"env_vars": {"PYTHONPATH": ray_head.worker_path()}}
+
+
+def test_the_simulation_entry_connects_to_the_launchs_ray_only_when_it_has_one(tmp_path):
+    with_head = launch.simulation_entry(tmp_path / "a", 0.005, tmp_path / "record", tmp_path / "head")
+    without = launch.simulation_entry(tmp_path / "b", 0.005, tmp_path / "record", None)
+
+    assert f"--ray-head {tmp_path / 'head'}" in with_head.read_text()
+    assert "--ray-head" not in without.read_text()
+    args, _ = parse(["--sweep-interval", "0", "--record", "r", "--ray-head", "h", "--", "x"])
+    assert args.ray_head == Path("h")
+
+
+def test_the_launcher_names_the_apps_client_module_from_pyproject():
+    module = launch.client_app_module()
+
+    assert module == "clients.app"
+    assert hasattr(importlib.import_module(module), "app")
+
+
+@pytest.mark.parametrize("cpus,gpus", [(1, 0.0), (2, 0.25)])
+def test_the_head_is_started_with_the_runs_client_resources(tmp_path, monkeypatch, cpus, gpus):
+    started = []
+    monkeypatch.setattr(launch.subprocess, "Popen", lambda cmd, **kw: started.append((cmd, kw)))
+    spec = launch.SimulationSpec(tmp_path, num_supernodes=4, sweep_interval=0.005, client_cpus=cpus, client_gpus=gpus)
+    launch.start_ray_head(tmp_path / "head", spec, {"X": "1"}, namespace="n1")
+
+    ((cmd, kw),) = started
+    assert ray_head.parse(cmd[3:]) == ray_head.parse(
+        [
+            str(tmp_path / "head"),
+            "--client-app",
+            "clients.app",
+            "--cpus",
+            str(cpus),
+            "--gpus",
+            str(gpus),
+            "--namespace",
+            "n1",
+        ]  # fmt: skip
+    )
+    assert kw["env"] == {"X": "1"} and kw["start_new_session"]
