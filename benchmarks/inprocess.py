@@ -62,17 +62,20 @@ def inprocess_round_times(
     return times
 
 
-def _mean_accuracy(trainer: HyperNetTrainer, model: torch.nn.Module, fd, chunk: int = 256) -> float:
-    """Mean over clients (those with test examples) of each client's accuracy on its own test split."""
-    accs = []
+def _accuracies(trainer: HyperNetTrainer, model: torch.nn.Module, fd, chunk: int = 256) -> dict[str, float]:
+    """``accuracy``: mean over clients (those with test examples) of each one's accuracy on its own
+    test split; ``accuracy_pooled``: all clients' test examples together."""
+    accs, correct, total = [], 0.0, 0
     for start in range(0, len(fd), chunk):
         ids = list(range(start, min(start + chunk, len(fd))))
         generated = trainer.generate(ids)
         for b, cid in enumerate(ids):
             client = fd.client(cid)
             if len(client.y_test):
-                accs.append(evaluate(model, {n: w[b] for n, w in generated.items()}, client.x_test, client.y_test)[1])
-    return float(np.mean(accs))
+                acc = evaluate(model, {n: w[b] for n, w in generated.items()}, client.x_test, client.y_test)[1]
+                accs.append(acc)
+                correct, total = correct + acc * len(client.y_test), total + len(client.y_test)
+    return {"accuracy": float(np.mean(accs)), "accuracy_pooled": correct / total}
 
 
 def pfedhn_reference(
@@ -89,7 +92,8 @@ def pfedhn_reference(
 
     Every ``eval_every`` steps all clients are evaluated with the clock stopped, so the
     times are training time only. Stops after ``updates`` steps or ``budget_s`` seconds of
-    training. Returns one row per evaluation: ``updates``, ``elapsed_s``, ``accuracy``.
+    training. Returns one row per evaluation: ``updates``, ``elapsed_s``, ``accuracy`` (mean over
+    clients) and ``accuracy_pooled``.
     """
     fd = load_federated(data, seed)
     model = build_model(ModelConfig(), fd.input_shape, fd.num_classes)
@@ -97,7 +101,7 @@ def pfedhn_reference(
     hypernet = HyperNetwork(target_shapes(model), data.num_clients, hnet or HyperNetConfig())
     trainer = HyperNetTrainer(hypernet, outer or OuterConfig())
     rng = np.random.default_rng(seed)
-    rows = [{"updates": 0, "elapsed_s": 0.0, "accuracy": _mean_accuracy(trainer, model, fd)}]
+    rows = [{"updates": 0, "elapsed_s": 0.0, **_accuracies(trainer, model, fd)}]
     elapsed = 0.0
     for step in range(1, updates + 1):
         start = time.perf_counter()
@@ -111,7 +115,7 @@ def pfedhn_reference(
         trainer.step([cid], {n: w.unsqueeze(0) for n, w in weights.items()}, [max(len(client.y_train), 1)])
         elapsed += time.perf_counter() - start
         if step % eval_every == 0 or step == updates or elapsed >= budget_s:
-            rows.append({"updates": step, "elapsed_s": elapsed, "accuracy": _mean_accuracy(trainer, model, fd)})
+            rows.append({"updates": step, "elapsed_s": elapsed, **_accuracies(trainer, model, fd)})
         if elapsed >= budget_s:
             break
     return rows

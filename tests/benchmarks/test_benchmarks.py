@@ -68,6 +68,36 @@ def test_time_to_accuracy_benchmark_compares_at_the_same_client_updates():
     assert re.search(r"at the same number of client updates \(12\): accuracy difference [+-][0-9.]+ points", out)
 
 
+def test_fidelity_benchmark_runs_pfedhn_and_the_reference_at_the_same_budget_and_records_both(tmp_path):
+    out_file = tmp_path / "fidelity.jsonl"
+
+    out = run_module("benchmarks.fidelity", "--tiny", "--settings", "dirichlet", "--out", str(out_file))
+
+    (row,) = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert (row["setting"], row["updates"], row["per_round"]) == ("dirichlet", 4, 2)
+    for key in ("simulation", "reference", "simulation_pooled", "reference_pooled"):
+        assert 0 < row[key] <= 100
+    assert row["difference"] == row["simulation"] - row["reference"]
+    assert row["difference_pooled"] == row["simulation_pooled"] - row["reference_pooled"]
+    assert f"difference {row['difference']:+.2f} points" in out
+
+
+def test_the_fidelity_benchmarks_simulation_runs_pfedhn_for_the_updates_asked():
+    from benchmarks.fidelity import experiment
+
+    cfg = experiment("pfedhn", 1, updates=2000, per_round=10, steps=50, extra=[])
+
+    assert (cfg.strategy.name, cfg.sim.num_rounds, cfg.sim.clients_per_round, cfg.sim.eval_every) == (
+        "pfedhn",
+        200,
+        10,
+        200,
+    )
+    assert (cfg.data.num_clients, cfg.data.partition, cfg.strategy.local.steps, cfg.seed) == (50, "pathological", 50, 1)
+    with pytest.raises(SystemExit, match="whole number of rounds"):
+        experiment("pfedhn", 0, updates=25, per_round=10, steps=50, extra=[])
+
+
 def test_gpu_benchmark_writes_its_figures_and_runs_the_cpu_parts_without_cuda(tmp_path):
     out_file = tmp_path / "gpu.json"
 
