@@ -71,7 +71,10 @@ def wait_for(file: Path, timeout: float = 120.0) -> Head:
         if time.monotonic() > deadline:
             raise TimeoutError(f"simulations.ray_head wrote nothing to {file} in {timeout:.0f}s")
         time.sleep(0.02)
-    return Head.read(file)
+    head = Head.read(file)
+    if head.error:
+        raise RuntimeError(f"simulations.ray_head failed: {head.error}")
+    return head
 
 
 def hand_actors_to_flower(actors: list) -> None:

@@ -47,6 +47,7 @@ class Head:
     address: str  # Ray's GCS, host:port
     namespace: str  # the actors' namespace
     actors: list[str]  # their names, one per client slot
+    error: str | None = None  # why the head could not start them: the simulation then starts Ray itself
 
     def write(self, file: Path) -> None:
         partial = file.with_suffix(".partial")
@@ -118,11 +119,15 @@ def main(argv: list[str]) -> None:
     actor_module.start()
     import ray
 
-    context = ray.init(namespace=args.namespace, **flower_init_args())
-    for sig in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which installs handlers of its own
-        signal.signal(sig, lambda *_: os._exit(0))  # the launcher stops Ray's processes itself
-    actor_module.join()
-    actors = start_actors(args.client_app, args.cpus, args.gpus)
+    try:
+        context = ray.init(namespace=args.namespace, **flower_init_args())
+        for sig in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which installs handlers of its own
+            signal.signal(sig, lambda *_: os._exit(0))  # the launcher stops Ray's processes itself
+        actor_module.join()
+        actors = start_actors(args.client_app, args.cpus, args.gpus)
+    except Exception as err:  # said at once, so that the simulation does not wait for an address
+        Head("", args.namespace, [], error=f"{type(err).__name__}: {err}").write(args.file)
+        raise
     Head(context.address_info["gcs_address"], args.namespace, actors).write(args.file)
     while os.getppid() != 1:  # until stopped, or the launcher is gone (its watchdog stops the rest)
         time.sleep(1.0)

@@ -10,7 +10,7 @@ import pytest
 from flwr.simulation.ray_transport import ray_actor
 
 from simulations import launch, ray_head
-from simulations.flwr_simulation import hand_actors_to_flower, parse, ray_init_args
+from simulations.flwr_simulation import hand_actors_to_flower, parse, ray_init_args, wait_for
 
 
 def test_the_head_file_is_written_whole_and_read_back(tmp_path):
@@ -120,3 +120,15 @@ def test_the_head_is_started_with_the_runs_client_resources(tmp_path, monkeypatc
         ]  # fmt: skip
     )
     assert kw["env"] == {"X": "1"} and kw["start_new_session"]
+
+
+def test_a_head_that_failed_says_so_and_the_simulation_stops_waiting_at_once(tmp_path):
+    file = tmp_path / "ray_head"
+    ray_head.Head("", "n", [], error="RuntimeError: no Ray").write(file)
+
+    with pytest.raises(RuntimeError, match="simulations.ray_head failed: RuntimeError: no Ray"):
+        wait_for(file, timeout=0.01)
+    ray_head.Head("127.0.0.1:1", "n", ["a"]).write(file)
+    assert wait_for(file).actors == ["a"]
+    with pytest.raises(TimeoutError):
+        wait_for(tmp_path / "never", timeout=0.05)
