@@ -198,6 +198,13 @@ def start_ray_head(file: Path, spec: SimulationSpec, env: dict[str, str], namesp
     return subprocess.Popen(cmd, env=env, start_new_session=True)
 
 
+def stop_head(head: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Ask ``simulations.ray_head`` to shut its Ray down, and wait for it (``stop_marked`` ends what is left)."""
+    head.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        head.wait(timeout)
+
+
 def _toml(value: str | bool | int | float) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -235,6 +242,8 @@ def run_app(spec: SimulationSpec, run_config: dict[str, str | bool]) -> int:
             _wait_for_port(port, superlink, timeout=60.0, log_file=flwr_home / SUPERLINK_LOG)
             code = started[-1].wait()
         finally:
+            if ray_head is not None:  # Ray first, by its own shutdown, which also ends its agents
+                stop_head(started[0])
             stop_marked(launch_marker(launch_id))  # one way out for every ending: done, failed, interrupted
             for proc in started:
                 proc.wait()

@@ -85,20 +85,35 @@ def launch_processes(launch_id: str) -> list[int]:
     return marked_processes(launch_marker(launch_id))
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def stop_marked(marker: str, grace: float = 10.0) -> None:
-    """SIGTERM every process carrying ``marker``, then SIGKILL those still there after ``grace`` s."""
+    """SIGTERM every process carrying ``marker``, then SIGKILL those still there after ``grace`` s.
+
+    A process once found is followed by its pid, not its marker: Ray's agents rewrite their
+    environment for their process titles, so once their parent (the raylet) is gone they carry
+    no trace of the launch, and a SIGTERM does not always end them.
+    """
+    found: set[int] = set()
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        pids = marked_processes(marker)
-        if not pids:
+        found = {pid for pid in found | set(marked_processes(marker)) if _alive(pid)}
+        if not found:
             return
-        for pid in pids:
+        for pid in found:
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + wait
-        while marked_processes(marker) and time.monotonic() < deadline:
+        while found and time.monotonic() < deadline:
             time.sleep(0.1)
+            found = {pid for pid in found | set(marked_processes(marker)) if _alive(pid)}
 
 
 def stop_run_processes(flwr_home: Path, grace: float = 10.0) -> None:

@@ -33,7 +33,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -119,18 +118,20 @@ def main(argv: list[str]) -> None:
     actor_module.start()
     import ray
 
+    stop = threading.Event()
     try:
         context = ray.init(namespace=args.namespace, **flower_init_args())
         for sig in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which installs handlers of its own
-            signal.signal(sig, lambda *_: os._exit(0))  # the launcher stops Ray's processes itself
+            signal.signal(sig, lambda *_: stop.set())
         actor_module.join()
         actors = start_actors(args.client_app, args.cpus, args.gpus)
     except Exception as err:  # said at once, so that the simulation does not wait for an address
         Head("", args.namespace, [], error=f"{type(err).__name__}: {err}").write(args.file)
         raise
     Head(context.address_info["gcs_address"], args.namespace, actors).write(args.file)
-    while os.getppid() != 1:  # until stopped, or the launcher is gone (its watchdog stops the rest)
-        time.sleep(1.0)
+    while not stop.wait(0.5) and os.getppid() != 1:  # until stopped, or the launcher is gone
+        pass
+    ray.shutdown()  # Ray stops its own processes, its agents included
 
 
 if __name__ == "__main__":

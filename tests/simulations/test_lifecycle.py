@@ -186,3 +186,27 @@ def test_a_run_that_ends_or_fails_leaves_nothing_running(tmp_path, request):
     assert ended.result.returncode == 0 and ended.left_running == []
     assert failed.returncode == 1 and "the run failed" in failed_err
     assert processes_left(tmp_path / "bad", timeout=10) == []
+
+
+def test_a_process_found_once_is_stopped_even_after_it_loses_its_launchs_marker():
+    """Ray's agents rewrite their environment for their titles; once their parent (the raylet) dies,
+    nothing marks them as the launch's any more, and they may outlive a SIGTERM."""
+    from simulations.processes import _alive, new_launch_id, stop_marked
+
+    launch_id = new_launch_id()
+    child = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(60)"
+    parent = (
+        "import subprocess, sys, time; "
+        f"c = subprocess.Popen([sys.executable, '-c', {child!r}], env={{}}, stdout=subprocess.PIPE); "
+        "c.stdout.readline(); print(c.pid, flush=True); time.sleep(60)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", parent], env={**os.environ, LAUNCH_ENV: launch_id}, stdout=subprocess.PIPE, text=True
+    )
+    orphan = int(proc.stdout.readline())  # unmarked, ignoring SIGTERM; only its parent carries the marker
+    assert launch_processes(launch_id) == sorted([proc.pid, orphan])
+
+    stop_marked(launch_marker(launch_id), grace=1.0)
+
+    assert proc.wait(timeout=10) == -signal.SIGTERM
+    assert not _alive(orphan)  # SIGKILLed after the grace, though an orphan without the marker by then
