@@ -113,6 +113,11 @@ def flower_env(flwr_home: Path, ray_address: str, launch_id: str | None = None) 
     return env
 
 
+def flower_app() -> dict:
+    """The app's ``[tool.flwr.app]`` table of ``pyproject.toml``: what Flower bundles and runs."""
+    return tomllib.loads((APP_DIR / "pyproject.toml").read_text())["tool"]["flwr"]["app"]
+
+
 def stage_app(dest: Path) -> Path:
     """A folder from which ``flwr run`` sends the repository's app bundle: ``dest``, holding a copy of its files.
 
@@ -121,7 +126,7 @@ def stage_app(dest: Path) -> Path:
     of each launch's start-up on 2 cores. The include patterns name a few top folders; only those,
     ``pyproject.toml`` and ``.gitignore`` (which Flower also filters by) are copied.
     """
-    patterns = tomllib.loads((APP_DIR / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["fab-include"]
+    patterns = flower_app()["fab-include"]
     tops = {pattern.split("/", 1)[0] for pattern in patterns}
     if any(set(top) & set("*?[!") for top in tops):  # a pattern that matches at any depth: Flower walks it all
         return APP_DIR
@@ -186,8 +191,7 @@ def start_superlink(flwr_home: Path, env: dict[str, str], port: int) -> subproce
 
 def client_app_module() -> str:
     """The module of the app's ClientApp (``[tool.flwr.app.components] clientapp``)."""
-    components = tomllib.loads((APP_DIR / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["components"]
-    return components["clientapp"].partition(":")[0]
+    return flower_app()["components"]["clientapp"].partition(":")[0]
 
 
 def start_ray_head(file: Path, spec: SimulationSpec, env: dict[str, str], namespace: str) -> subprocess.Popen:
@@ -228,11 +232,13 @@ def run_app(spec: SimulationSpec, run_config: dict[str, str | bool]) -> int:
     )
     run_cfg = " ".join(f"{k}={_toml(v)}" for k, v in run_config.items())
     started: list[subprocess.Popen] = []
+    head: subprocess.Popen | None = None
     port = free_port()
     with reaper(launch_marker(launch_id)):
         try:
             if ray_head is not None:  # Ray and the client actors start beside the SuperLink
-                started.append(start_ray_head(ray_head, spec, env, namespace=launch_id))
+                head = start_ray_head(ray_head, spec, env, namespace=launch_id)
+                started.append(head)
             superlink = start_superlink(flwr_home, env, port)
             started.append(superlink)
             # The CLI imports Flower while the SuperLink starts, and sends the run once it listens.
@@ -242,8 +248,8 @@ def run_app(spec: SimulationSpec, run_config: dict[str, str | bool]) -> int:
             _wait_for_port(port, superlink, timeout=60.0, log_file=flwr_home / SUPERLINK_LOG)
             code = started[-1].wait()
         finally:
-            if ray_head is not None:  # Ray first, by its own shutdown, which also ends its agents
-                stop_head(started[0])
+            if head is not None:  # Ray first, by its own shutdown, which also ends its agents
+                stop_head(head)
             stop_marked(launch_marker(launch_id))  # one way out for every ending: done, failed, interrupted
             for proc in started:
                 proc.wait()

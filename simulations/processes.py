@@ -101,8 +101,12 @@ def stop_marked(marker: str, grace: float = 10.0) -> None:
     no trace of the launch, and a SIGTERM does not always end them.
     """
     found: set[int] = set()
+
+    def alive() -> set[int]:  # those found before and those marked now, still running
+        return {pid for pid in found | set(marked_processes(marker)) if _alive(pid)}
+
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        found = {pid for pid in found | set(marked_processes(marker)) if _alive(pid)}
+        found = alive()
         if not found:
             return
         for pid in found:
@@ -113,7 +117,7 @@ def stop_marked(marker: str, grace: float = 10.0) -> None:
         deadline = time.monotonic() + wait
         while found and time.monotonic() < deadline:
             time.sleep(0.1)
-            found = {pid for pid in found | set(marked_processes(marker)) if _alive(pid)}
+            found = alive()
 
 
 def stop_run_processes(flwr_home: Path, grace: float = 10.0) -> None:
