@@ -11,6 +11,7 @@ from fedhyper.hypernet import HyperNetwork
 from fedhyper.privacy import ClientClipping
 
 OPTIMIZERS = ("sgd", "adam")  # strategy.outer.optimizer
+WEIGHTINGS = ("examples", "uniform")  # strategy.outer.weighting
 
 
 @dataclass
@@ -25,6 +26,9 @@ class OuterConfig:
     # How a round's client gradients combine: "sum" (each client counts as one pFedHN step,
     # so clients_per_round=K moves Φ like K reference steps) or "mean" (a K-times smaller step).
     aggregate: str = "sum"
+    # Each client's share of that combination: "examples" (n_i / Σn, FedAvg's weighting) or "uniform"
+    # (every client alike, as pFedHN's one-client steps count a client of 20 examples as one of 2,000).
+    weighting: str = "examples"
     # sgd: pFedHN's SGD with momentum; adam: Adam (momentum unused), weight_decay as its L2 term on Φ.
     optimizer: str = "sgd"
 
@@ -35,6 +39,13 @@ class OuterConfig:
             raise ValueError(f"{prefix}.lr={self.lr} and {prefix}.embedding_lr={self.embedding_lr} must be positive")
         if self.aggregate not in AGGREGATES:
             raise ValueError(f"{prefix}.aggregate={self.aggregate!r} is unknown; choose one of {', '.join(AGGREGATES)}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"{prefix}.weighting={self.weighting!r} is unknown; choose one of {', '.join(WEIGHTINGS)}")
+
+    def client_weights(self, num_examples: list[int]) -> torch.Tensor:
+        """[B] weights of a step's clients in Φ's gradient, from their example counts."""
+        counts = num_examples if self.weighting == "examples" else [1] * len(num_examples)
+        return example_weights(counts, self.aggregate)
 
 
 def outer_optimizer(hnet: HyperNetwork, cfg: OuterConfig) -> torch.optim.Optimizer:
@@ -138,7 +149,7 @@ class HyperNetTrainer:
         """Generate from ``condition``, pull the clients' Δ_i back: gradients of ``params`` and ``leaf`` [B, d]."""
         generated = self.hnet.generate(condition)
         deltas = {n: trained[n].to(self.device) - generated[n].detach() for n in generated}
-        weights = example_weights(num_examples, self.cfg.aggregate).to(self.device)
+        weights = self.cfg.client_weights(num_examples).to(self.device)
         if self.privacy is not None and params:  # Φ's step: uniform weights, each client's part clipped to C
             weights = self.privacy.clipped_weights(self.hnet, params, condition, deltas, self.cfg.aggregate)
         return hypernet_gradients(generated, deltas, weights, params, leaf)

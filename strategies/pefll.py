@@ -31,7 +31,6 @@ from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
 from fedhyper.data import dataset_info
 from fedhyper.descriptor import DescriptorNet
-from fedhyper.hypergrad import example_weights
 from fedhyper.outer import HyperNetTrainer
 from strategies.base import RoundPlan
 from strategies.directory import ClientDirectory
@@ -137,7 +136,7 @@ class PeFLL(PFedHN):
         if not valid:
             return {"psi_clients": 0}
         answered = sorted(valid)
-        weights = example_weights([counts[c] for c in answered], self.trainer.cfg.aggregate)  # [B']
+        weights = self.trainer.cfg.client_weights([counts[c] for c in answered])  # [B']
         for name, p in psi.items():
             p.grad = torch.tensordot(weights, torch.stack([valid[c].weights[name] for c in answered]), dims=1).to(p)
         norm = torch.nn.utils.clip_grad_norm_(self.psi.parameters(), self.trainer.cfg.grad_clip or float("inf"))

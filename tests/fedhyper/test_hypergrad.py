@@ -96,3 +96,23 @@ def test_an_outer_step_moves_generated_weights_towards_the_trained_ones(tiny_hne
     untouched = trainer.generate([0])
     assert hnet.conditioner.table.weight.grad[0].abs().sum() == 0  # client 0 did not take part
     assert untouched["w"].shape == (1, 3, 2)
+
+
+@pytest.mark.parametrize(
+    ("weighting", "aggregate", "expected"),
+    [
+        ("examples", "sum", [1.5, 0.5]),  # K n_i / Σn: the bigger client counts for more
+        ("examples", "mean", [0.75, 0.25]),
+        ("uniform", "sum", [1.0, 1.0]),  # each client one pFedHN step, whatever its size
+        ("uniform", "mean", [0.5, 0.5]),
+    ],
+)
+def test_a_steps_client_weights_follow_its_weighting_and_aggregate(weighting, aggregate, expected):
+    cfg = OuterConfig(weighting=weighting, aggregate=aggregate)
+
+    assert cfg.client_weights([30, 10]).tolist() == expected
+
+
+def test_an_unknown_weighting_is_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match="strategy.outer.weighting='size' is unknown; choose one of examples, uniform"):
+        OuterConfig(weighting="size").validate()

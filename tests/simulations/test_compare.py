@@ -213,7 +213,7 @@ def test_a_finished_run_is_reported_by_its_test_accuracy_and_a_tuning_trial_by_i
 def test_tuning_picks_the_best_validation_trial_and_the_grid_runs_with_it(tmp_path, capsys):
     out = tmp_path / "tuned"
     # One strategy: FedProx's space holds the shared key (local lr) and one of its own (mu).
-    argv = ["strategies=[fedprox]", "seeds=[0]", "engine=inprocess", "jobs=2", f"out_dir={out}", *TINY,
+    argv = ["strategies=[fedprox]", "seeds=[0]", "engine=inprocess", "jobs=1", f"out_dir={out}", *TINY,
             "sim.num_rounds=4", "tune=2", "tune_rounds=2"]  # fmt: skip
 
     assert compare.main(argv) == 0, capsys.readouterr()

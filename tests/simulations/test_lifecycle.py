@@ -22,6 +22,7 @@ SMALL = [
     "sim.clients_per_round=2",
     "sim.eval_every=2",
     "strategy.local.steps=5",
+    "sim.client_cpus=2",  # one client actor on these 2 cores: what is tested is the launch's processes
     "seed=2",
 ]
 

@@ -89,6 +89,19 @@ def test_a_flower_simulation_on_ray_trains_personalised_models(shared_run):
 
 
 @pytest.mark.engine
+def test_a_simulation_attaches_to_a_running_ray_cluster_and_leaves_it_as_it_found_it(shared_run):
+    cluster = shared_run.cluster
+
+    assert shared_run.result.returncode == 0 and shared_run.summary["num_clients"] == NUM_CLIENTS
+    # The simulation's driver ran on the cluster (a private Ray would log into a session of its own) ...
+    assert cluster.drivers_after > cluster.drivers_before
+    # ... which stayed up after the run (the launch stopped its own processes, not the cluster's) until
+    # the fixture stopped it.
+    assert cluster.processes_after_run > 0
+    assert shared_run.left_running == [] and cluster.left_running == []
+
+
+@pytest.mark.engine
 def test_clients_that_raise_are_left_out_and_kept_heads_persist_across_rounds_on_ray(shared_run):
     summary, rows, replies = shared_run.summary, shared_run.rows, shared_run.replies
 
