@@ -2,6 +2,7 @@
 
     python -m benchmarks.fidelity                                  # both settings, 2,000 updates of 50 steps
     python -m benchmarks.fidelity --settings dirichlet --seeds 0 1 2
+    python -m benchmarks.fidelity --settings dirichlet strategy.outer.weighting=uniform   # pfedhn with an override
     python -m benchmarks.fidelity --tiny                           # seconds; shows it still works
 
 For each named comparison setting (``simulations.config.DATA_SETTINGS``) and seed, the same number
@@ -86,9 +87,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=50, help="local steps of each update")
     parser.add_argument("--out", type=Path, help="append one JSON line per setting and seed here")
     parser.add_argument("--tiny", action="store_true", help="a few seconds on a data subset (CI)")
+    parser.add_argument("overrides", nargs="*", help="key=value options of both runs, on top of pfedhn's defaults")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # one core each, as a simulated client process has: run settings side by side
-    extra = TINY if args.tiny else []
+    extra = [*(TINY if args.tiny else []), *args.overrides]
     updates, per_round, steps = (4, 2, 2) if args.tiny else (args.updates, args.per_round, args.steps)
     for setting in args.settings:
         for seed in args.seeds:
@@ -103,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
             if args.out:
-                line = {"setting": setting, "seed": seed, "updates": updates, "per_round": per_round, "steps": steps}
+                line = {"setting": setting, "seed": seed, "updates": updates, "per_round": per_round, "steps": steps,
+                        "overrides": args.overrides}  # fmt: skip
                 with args.out.open("a") as out:
                     out.write(json.dumps({**line, **row}) + "\n")
 

@@ -71,10 +71,12 @@ def test_time_to_accuracy_benchmark_compares_at_the_same_client_updates():
 def test_fidelity_benchmark_runs_pfedhn_and_the_reference_at_the_same_budget_and_records_both(tmp_path):
     out_file = tmp_path / "fidelity.jsonl"
 
-    out = run_module("benchmarks.fidelity", "--tiny", "--settings", "dirichlet", "--out", str(out_file))
+    out = run_module("benchmarks.fidelity", "--tiny", "--settings", "dirichlet", "--out", str(out_file),
+                     "strategy.outer.weighting=uniform")  # fmt: skip
 
     (row,) = [json.loads(line) for line in out_file.read_text().splitlines()]
     assert (row["setting"], row["updates"], row["per_round"]) == ("dirichlet", 4, 2)
+    assert row["overrides"] == ["strategy.outer.weighting=uniform"]
     for key in ("simulation", "reference", "simulation_pooled", "reference_pooled"):
         assert 0 < row[key] <= 100
     assert row["difference"] == row["simulation"] - row["reference"]
