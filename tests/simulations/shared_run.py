@@ -90,14 +90,13 @@ class RayCluster:
 
     address: str
     home: str  # FLWR_HOME of every process of the cluster: what marks them
-    drivers_before: int = 0  # driver logs in the cluster's session before the run
-    drivers_after: int = 0
+    drivers_added: int = 0  # driver logs the run added to the cluster's session
     processes_after_run: int = 0  # the cluster's processes once the run had ended
     left_running: list[int] | None = None  # the cluster's processes after it was stopped
 
 
 @contextmanager
-def ray_cluster(num_cpus: int = 2) -> Iterator[tuple[RayCluster, Path]]:
+def ray_cluster(num_cpus: int) -> Iterator[tuple[RayCluster, Path]]:
     """``ray start --head`` on 127.0.0.1; yields the cluster and its session folder, then stops exactly it."""
     # Ray's socket paths must stay short: a folder of its own under /tmp, not pytest's deep tmp_path.
     temp_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
@@ -133,9 +132,9 @@ def run_shared(launch_dir: Path, cifar10_copy: Path) -> FinishedRun:
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # started from the launch directory, as a user in another folder
     with ray_cluster(num_cpus=1) as (cluster, session):  # one client actor: Ray's start-up is the cost here
         drivers = session / "logs"
-        cluster.drivers_before = len(list(drivers.glob("python-core-driver-*")))
+        before = len(list(drivers.glob("python-core-driver-*")))
         result = run_simulation(run_dir, *overrides, f"sim.ray_address={cluster.address}", cwd=launch_dir, env=env)
-        cluster.drivers_after = len(list(drivers.glob("python-core-driver-*")))
+        cluster.drivers_added = len(list(drivers.glob("python-core-driver-*"))) - before
         cluster.processes_after_run = len(run_processes(Path(cluster.home)))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return FinishedRun(run_dir, launch_dir, result, processes_left(run_dir, timeout=10), cluster)
