@@ -28,6 +28,8 @@ class OuterConfig:
     aggregate: str = "sum"
     # Each client's share of that combination: "examples" (n_i / Σn, FedAvg's weighting) or "uniform"
     # (every client alike, as pFedHN's one-client steps count a client of 20 examples as one of 2,000).
+    # Under client-level DP (privacy.*) the weights are uniform whatever this says: a client's example
+    # count is its data, and through n_i / Σn it would set every other client's weight.
     weighting: str = "examples"
     # sgd: pFedHN's SGD with momentum; adam: Adam (momentum unused), weight_decay as its L2 term on Φ.
     optimizer: str = "sgd"
@@ -42,9 +44,9 @@ class OuterConfig:
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"{prefix}.weighting={self.weighting!r} is unknown; choose one of {', '.join(WEIGHTINGS)}")
 
-    def client_weights(self, num_examples: list[int]) -> torch.Tensor:
-        """[B] weights of a step's clients in Φ's gradient, from their example counts."""
-        counts = num_examples if self.weighting == "examples" else [1] * len(num_examples)
+    def client_weights(self, num_examples: list[int], private: bool = False) -> torch.Tensor:
+        """[B] weights of a step's clients in Φ's gradient, from their example counts; uniform if ``private``."""
+        counts = num_examples if self.weighting == "examples" and not private else [1] * len(num_examples)
         return example_weights(counts, self.aggregate)
 
 
@@ -149,9 +151,9 @@ class HyperNetTrainer:
         """Generate from ``condition``, pull the clients' Δ_i back: gradients of ``params`` and ``leaf`` [B, d]."""
         generated = self.hnet.generate(condition)
         deltas = {n: trained[n].to(self.device) - generated[n].detach() for n in generated}
-        weights = self.cfg.client_weights(num_examples).to(self.device)
-        if self.privacy is not None and params:  # Φ's step: uniform weights, each client's part clipped to C
-            weights = self.privacy.clipped_weights(self.hnet, params, condition, deltas, self.cfg.aggregate)
+        weights = self.cfg.client_weights(num_examples, private=self.privacy is not None).to(self.device)
+        if self.privacy is not None and params:  # Φ's step: each client's part clipped to C
+            weights = self.privacy.clipped(weights, self.hnet, params, condition, deltas)
         return hypernet_gradients(generated, deltas, weights, params, leaf)
 
     def _set_embedding_grad(self, ids: torch.Tensor, leaf_grads: torch.Tensor) -> None:

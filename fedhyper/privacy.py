@@ -26,7 +26,7 @@ import torch
 from flwr.serverapp import GaussianPrivacyEvent, NeighboringRelation, RdpAccountant, SamplingMethod
 from flwr.serverapp import PrivacyConfig as FlowerPrivacyConfig
 
-from fedhyper.hypergrad import example_weights, flat_norms, per_client_gradients
+from fedhyper.hypergrad import flat_norms, per_client_gradients
 
 # RDP orders the accountant evaluates: any order gives a valid bound, the smallest is reported.
 # dp-accounting's default 160 orders cost ~0.5 s per composition (order 256 alone 0.16 s);
@@ -246,22 +246,21 @@ class ClientClipping(GaussianNoise):
     Each sampled client's contribution (∂θ̃_i/∂Φ)ᵀ(−w_i Δ_i) is measured on its own (a VJP per client,
     vectorised with ``torch.func``) and scaled to norm ≤ C by a factor s_i; since the batched VJP is
     linear in each client's ``grad_outputs``, one batched backward with grad_outputs −s_i w_i Δ_i
-    gives the clipped sum exactly, at the speed of the non-private step. The weights w_i are uniform
-    (a client's example count is its data and would set everyone's weight). The client's embedding
+    gives the clipped sum exactly, at the speed of the non-private step. The weights w_i come uniform
+    from the step (``OuterConfig.client_weights(..., private=True)``: a client's example count is its
+    data and would set everyone's weight). The client's embedding
     row is neither clipped nor noised: it is not released to anyone (docs/privacy.md).
     """
 
-    def clipped_weights(
+    def clipped(
         self,
+        weights: torch.Tensor,
         hnet: torch.nn.Module,
         shared: list[torch.Tensor],
         condition: torch.Tensor,
         deltas: dict[str, torch.Tensor],
-        aggregate: str,
     ) -> torch.Tensor:
-        """[B] weights s_i w_i: uniform w_i (``aggregate``), s_i = min(1, C / ‖client i's contribution‖)."""
-        batch = condition.shape[0]
-        weights = example_weights([1] * batch, aggregate).to(condition.device)
+        """[B] weights s_i w_i from the (uniform) ``weights`` w_i: s_i = min(1, C / ‖client i's contribution‖)."""
         cotangents = {n: -d * weights.view(-1, *([1] * (d.dim() - 1))) for n, d in deltas.items()}
         norms = flat_norms(per_client_gradients(hnet, shared, condition, cotangents))
         return weights * torch.clamp(self.clip / norms, max=1.0)  # C = inf or a zero norm: factor 1 exactly

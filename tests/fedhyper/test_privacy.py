@@ -132,7 +132,7 @@ def test_every_clients_clipped_contribution_has_norm_at_most_c_measured_on_real_
     clip = float(raw.median())  # half the clients above C
     clipping = privacy.ClientClipping(mech(0.0, clip=clip))
 
-    weights = clipping.clipped_weights(hnet, shared, leaf, deltas, "sum")
+    weights = clipping.clipped(OuterConfig().client_weights([40] * len(ids), private=True), hnet, shared, leaf, deltas)
     cotangents = {n: -d * weights.view(-1, *[1] * (d.dim() - 1)) for n, d in deltas.items()}
     clipped = flat_norms(per_client_gradients(hnet, shared, leaf, cotangents))
     total, emb = hypernet_gradients(generated, deltas, weights, shared, leaf)
@@ -163,6 +163,19 @@ def test_with_sigma_zero_and_c_infinite_the_private_step_changes_no_bit():
     # a finite C does change the step (the comparison can fail)
     clipped = steps_of(privacy.ClientClipping(mech(0.0, clip=1e-3)), [40, 40, 40])
     assert not torch.equal(plain.hnet.state_dict()["body.mlp.0.weight"], clipped.hnet.state_dict()["body.mlp.0.weight"])
+
+
+def test_a_private_step_weighs_its_clients_alike_whatever_their_example_counts():
+    # The default weighting (examples) would give the client of 30 examples three times the weight of the one of
+    # 10: under DP a count is the client's data, and through n_i / Σn it would move every other client's weight.
+    exact = privacy.ClientClipping(mech(0.0, clip=math.inf))
+    unequal, equal = steps_of(exact, [10, 20, 30]), steps_of(exact, [40, 40, 40])
+    plain_unequal, plain_equal = steps_of(None, [10, 20, 30]), steps_of(None, [40, 40, 40])
+
+    for (name, a), b in zip(unequal.hnet.state_dict().items(), equal.hnet.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    name = "body.mlp.0.weight"  # without DP the counts do set the step (the comparison above can fail)
+    assert not torch.equal(plain_unequal.hnet.state_dict()[name], plain_equal.hnet.state_dict()[name])
 
 
 def test_the_noise_on_phis_gradient_has_std_sigma_times_c():
