@@ -116,7 +116,11 @@ def run(grid: Grid, exp: experiment.Experiment) -> Summary:
     first_round = checkpointer.restore() + 1 if exp.resume else 0
     if not cfg.sim.flower_logs:
         logging.getLogger("flwr").setLevel(logging.WARNING)
-    loop.run(first_round)
+    try:
+        loop.run(first_round)
+    except BaseException:
+        reporter.tracking.fail()  # an MLflow run left RUNNING would look alive in the UI for ever
+        raise
     last = reporter.evaluations()[-1] if reporter.evaluations() else {}
     novel = {k: last[k] for k in (record.NOVEL_ACCURACY, record.GENERALIZATION_GAP) if k in last}
     return reporter.finish(

@@ -79,7 +79,9 @@ class Tracker(Protocol):
 
     def log_artifacts(self, paths: list[Path]) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self, failed: bool = False) -> None:
+        """End the run's record: finished, or ``failed`` (the run raised before its summary)."""
+        ...
 
 
 class RunTracking:
@@ -116,6 +118,14 @@ class RunTracking:
             self.tracker.log_summary(summary_metrics(values))
             self.tracker.log_artifacts(run_files(self.run_dir))
             self.tracker.close()
+        self.tracker = None
+
+    def fail(self) -> None:
+        """Mark the tracked run failed and close it: the run raised, and no summary will come."""
+        if self.tracker is None or not self.started:
+            return
+        with self._guard():
+            self.tracker.close(failed=True)
         self.tracker = None
 
     @contextmanager

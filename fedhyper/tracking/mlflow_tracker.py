@@ -106,8 +106,8 @@ class MlflowTracker:
         for path in paths:
             self.client.log_artifact(self.run_id, str(path))
 
-    def close(self) -> None:
-        self.client.set_terminated(self.run_id, "FINISHED")
+    def close(self, failed: bool = False) -> None:
+        self.client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
 
     def _log(self, step: int, metrics: dict[str, float]) -> None:
         now = int(time.time() * 1000)

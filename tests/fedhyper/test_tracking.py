@@ -35,8 +35,8 @@ class Recorder:
     def log_artifacts(self, paths):
         self.files = paths
 
-    def close(self):
-        self.closed = True
+    def close(self, failed=False):
+        self.closed = "failed" if failed else "finished"
 
 
 def rows(*rounds: int) -> list[dict]:
@@ -62,7 +62,7 @@ def test_a_new_run_starts_its_tracker_at_round_0_and_logs_every_round(tmp_path):
     assert recorder.steps == [0, 1, 2, 3]
     assert recorder.summary == {"summary/final_accuracy": 0.3}
     assert [p.name for p in recorder.files] == ["summary.json", "embeddings.png"]
-    assert recorder.closed
+    assert recorder.closed == "finished"
 
 
 @pytest.mark.parametrize(("lacks", "expected"), [(5, [5, 6]), (3, [3, 4, 5, 6]), (0, [0, 1, 2, 3, 4, 5, 6])])
@@ -91,9 +91,23 @@ def test_a_failing_tracker_is_one_warning_and_the_record_goes_on(tmp_path, caplo
     assert recorder.steps == [0] and recorder.summary == {} and not recorder.closed
 
 
+def test_a_run_that_fails_closes_its_started_tracker_as_failed_once(tmp_path):
+    before_any_row, recorder = Recorder(), Recorder()
+    RunTracking(before_any_row, {}, {}, tmp_path).fail()  # failed before round 0: nothing was opened
+    run = RunTracking(recorder, {}, {"strategy": "fedavg", "seed": "0"}, tmp_path)
+    feed(run, rows(0, 1), first=0)
+
+    run.fail()
+    run.finish({"final_accuracy": 0.3})  # too late: the tracker is closed
+
+    assert before_any_row.started == [] and not before_any_row.closed
+    assert recorder.closed == "failed" and recorder.summary == {} and recorder.files == []
+
+
 def test_tracking_off_reaches_no_tracker(tmp_path):
     tracking.OFF.record(rows(0))
     tracking.OFF.finish({"final_accuracy": 0.1})
+    tracking.OFF.fail()
     assert tracking.OFF.tracker is None and not tracking.OFF.started
 
 

@@ -29,7 +29,7 @@ mlflow = pytest.importorskip("mlflow")
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer  # noqa: E402
-from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: E402
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["data.num_clients=4", "data.subset=2000", "sim.clients_per_round=2", "sim.eval_every=1",
@@ -65,6 +65,12 @@ def hparams(acc: EventAccumulator) -> dict[str, str]:
     return {k: v.string_value for k, v in start.hparams.items()}
 
 
+def session_status(acc: EventAccumulator) -> int:
+    """The status the run's TensorBoard session ended with (api_pb2.STATUS_*)."""
+    content = acc.PluginTagToContent("hparams")["_hparams_/session_end_info"]
+    return plugin_data_pb2.HParamsPluginData.FromString(content).session_end_info.status
+
+
 def history(client, run_id: str, key: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
 
@@ -84,7 +90,7 @@ def test_tensorboard_holds_one_scalar_per_metric_per_round_and_the_runs_hparams(
     assert [s for s, _ in scalars(acc, "train_loss")] == [1, 2, 3]
     assert scalars(acc, "summary/final_accuracy") == [(3, pytest.approx(summary.final_accuracy, rel=1e-6))]
     assert hparams(acc) == {"strategy": "pfedhn", "seed": "0"}
-    assert "_hparams_/session_end_info" in acc.PluginTagToContent("hparams")
+    assert session_status(acc) == api_pb2.STATUS_SUCCESS
     assert acc.Tags()["images"] == ["embeddings"]
     assert sorted(acc.PluginTagToContent("text")) == ["config.yaml/text_summary", "summary.json/text_summary"]
 
@@ -135,6 +141,22 @@ def test_a_resumed_run_continues_its_tracked_run_without_a_repeated_or_missing_s
         found = only_run(client, "fedhyper")  # the resumed process continued the same run
         assert history(client, found.info.run_id, "accuracy") == expected
         assert found.info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("backend", ["tensorboard", "mlflow"])
+def test_a_run_that_raises_ends_its_tracked_run_as_failed_not_running(tmp_path, backend, crashing_grid):
+    uri = f"sqlite:///{tmp_path}/mlflow.db" if backend == "mlflow" else ""
+    cfg = tiny(backend, uri, strategy="fedavg")
+
+    with pytest.raises(RuntimeError, match="the machine died"):  # round 1's evaluation: rounds 0 and 1 tracked
+        run(crashing_grid(4, call=4), experiment.Experiment(cfg, tmp_path, True))
+
+    if backend == "tensorboard":
+        acc = events(tmp_path)
+        assert [s for s, _ in scalars(acc, "accuracy")] == [0] and session_status(acc) == api_pb2.STATUS_FAILURE
+    else:
+        found = only_run(mlflow.MlflowClient(uri), "fedhyper")
+        assert found.info.status == "FAILED" and found.info.end_time is not None
 
 
 def test_an_unreachable_tracking_server_is_one_warning_and_the_run_goes_on(tmp_path):
