@@ -58,7 +58,7 @@ class LocalDeployment:
 
     @property
     def env(self) -> dict[str, str]:
-        return flower_env(self.flwr_home, ray_address="local", launch_id=self.launch_id)
+        return flower_env(self.flwr_home, ray_address="local", launch_id=self.launch_id, start_up=False)
 
     def start_superlink(self) -> None:
         self.port = free_port()

@@ -91,11 +91,17 @@ START_UP = {
 }
 
 
-def flower_env(flwr_home: Path, ray_address: str, launch_id: str | None = None) -> dict[str, str]:
-    """The environment of every process a launch starts; ``launch_id`` marks them as this launch's."""
+def flower_env(
+    flwr_home: Path, ray_address: str, launch_id: str | None = None, start_up: bool = True
+) -> dict[str, str]:
+    """The environment of every process a launch starts; ``launch_id`` marks them as this launch's.
+
+    ``start_up``: with the simulation's start-up settings (``START_UP``); a deployment, which stays
+    up for its whole run, keeps Flower's one-second poll in each of its SuperExecs.
+    """
     env = dict(os.environ)
     env.setdefault("RAY_max_direct_call_object_size", str(RAY_INLINE_BYTES))
-    for name, value in START_UP.items():
+    for name, value in START_UP.items() if start_up else ():
         env.setdefault(name, value)
     env.update(
         FLWR_HOME=str(flwr_home),

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from simulations import certs
-from simulations.deploy import local_deployment, write_config
-from simulations.launch import run_processes
+from simulations.deploy import LocalDeployment, local_deployment, write_config
+from simulations.launch import START_UP, flower_env, run_processes
 from simulations.processes import LAUNCH_ENV
 from strategies import experiment
 
@@ -48,10 +48,7 @@ def another_launch():
 
 
 @pytest.mark.engine
-def test_two_authenticated_supernodes_with_their_own_data_train_pfedhn_over_tls(tmp_path, monkeypatch, another_launch):
-    # Flower's own poll (1 s), not the launcher's start-up setting (0.2 s): four SuperExecs polling five times a
-    # second cost this test more CPU than the waits they save, on a machine whose cores the whole suite shares.
-    monkeypatch.setenv("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "1.0")
+def test_two_authenticated_supernodes_with_their_own_data_train_pfedhn_over_tls(tmp_path, another_launch):
     keys = certs.ensure(tmp_path / "certs", num_nodes=2)
     stranger = certs.make_node_key(keys, "stranger")  # a valid key that nobody registered
     sites = [write_site(tmp_path / f"site{i}", n, (2 * i, 2 * i + 1), i) for i, n in enumerate(TRAIN_SIZES)]
@@ -85,6 +82,16 @@ def test_two_authenticated_supernodes_with_their_own_data_train_pfedhn_over_tls(
     for cid in (0, 1):  # and the hypernetwork learned from the round: what it generates for each node moved
         assert sent[("evaluate", 1, cid)]["received-norm"] != pytest.approx(sent[("train", 1, cid)]["received-norm"])
     assert left == [other.pid]  # every process of the deployment stopped, and only those
+
+
+def test_a_deployment_keeps_flowers_poll_where_a_simulation_launch_polls_faster(tmp_path, monkeypatch):
+    poll = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"
+    monkeypatch.delenv(poll, raising=False)
+    deployment = LocalDeployment(tmp_path / ".flwr", certs=None)
+
+    assert poll not in deployment.env  # Flower's 1 s, in each of its SuperExecs for as long as it runs
+    assert deployment.env[LAUNCH_ENV] == deployment.launch_id
+    assert flower_env(tmp_path, "local")[poll] == START_UP[poll] == "0.2"
 
 
 @pytest.mark.parametrize(
