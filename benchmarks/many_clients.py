@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--max-embedding-dim", type=int, help="hnet.max_embedding_dim (default: the library's, 64)")
     parser.add_argument("--eval-clients", type=int, default=0, help="sim.eval_clients (0: evaluate every client)")
     parser.add_argument("--subset", type=int)
+    parser.add_argument("--client-cpus", type=int, help="sim.client_cpus: CPUs per client process (default: 1)")
     parser.add_argument("--tiny", action="store_true", help="40 clients on a data subset (CI)")
     args = parser.parse_args()
     if args.tiny:
@@ -82,6 +83,7 @@ def main() -> None:
     overrides += [f"hnet.max_embedding_dim={args.max_embedding_dim}"] if args.max_embedding_dim else []
     overrides += [f"sim.eval_clients={args.eval_clients}"] if args.eval_clients else []
     overrides += [f"data.subset={args.subset}"] if args.subset else []
+    overrides += [f"sim.client_cpus={args.client_cpus}"] if args.client_cpus else []
     peaks: dict[str, float] = {}
     record = run_simulation(overrides, watch=lambda proc, home: peaks.update(watch(proc, home)))
     summary, ends = record.summary, record.round_ends()

@@ -115,7 +115,9 @@ def test_a_bad_deployment_option_exits_2_before_any_process_starts(tmp_path, arg
 
 @pytest.mark.engine
 def test_sigterm_stops_every_process_the_deployment_started(tmp_path):
-    cmd = [sys.executable, "-m", "simulations.deploy", "--insecure", "--nodes", "2", "--run-dir", str(tmp_path),
+    # One node: every message starts a flwr-clientapp process (about 6 s of CPU each), and what is tested is that
+    # SIGTERM stops the SuperLink, the SuperNode and whatever they started.
+    cmd = [sys.executable, "-m", "simulations.deploy", "--insecure", "--nodes", "1", "--run-dir", str(tmp_path),
            "sim.num_rounds=100", "strategy.local.steps=5", "data.subset=2000"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -123,7 +125,7 @@ def test_sigterm_stops_every_process_the_deployment_started(tmp_path):
         while not (tmp_path / "metrics.jsonl").exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
         assert (tmp_path / "metrics.jsonl").exists(), "no round 0 within 240 s"
-        assert len(run_processes(tmp_path / ".flwr")) >= 3  # SuperLink and two SuperNodes at least
+        assert len(run_processes(tmp_path / ".flwr")) >= 2  # the SuperLink and the SuperNode at least
 
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
