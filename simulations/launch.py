@@ -101,8 +101,9 @@ def flower_env(
     """
     env = dict(os.environ)
     env.setdefault("RAY_max_direct_call_object_size", str(RAY_INLINE_BYTES))
-    for name, value in START_UP.items() if start_up else ():
-        env.setdefault(name, value)
+    if start_up:
+        for name, value in START_UP.items():
+            env.setdefault(name, value)
     env.update(
         FLWR_HOME=str(flwr_home),
         FLWR_TELEMETRY_ENABLED="0",

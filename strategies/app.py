@@ -118,17 +118,17 @@ def run(grid: Grid, exp: experiment.Experiment) -> Summary:
         logging.getLogger("flwr").setLevel(logging.WARNING)
     try:
         loop.run(first_round)
-    except BaseException:
+        last = reporter.evaluations()[-1] if reporter.evaluations() else {}
+        novel = {k: last[k] for k in (record.NOVEL_ACCURACY, record.GENERALIZATION_GAP) if k in last}
+        return reporter.finish(
+            loop.evaluations.accuracy,
+            **strategy.summary_extras(),
+            **({"novel_clients": schedule.novel_ids, **novel} if schedule.novel_ids else {}),
+            widths={cid: client_width(cfg.model, cid) for cid in loop.evaluations.accuracy},
+            rejected_replies=dict(loop.replies.rejected),
+            server_device=str(select_device(cfg.device)),
+            privacy=None if budget is None else budget.report(),
+        )
+    except BaseException:  # the rounds or the summary: the tracked run ends failed (a no-op once it has finished)
         reporter.tracking.fail()  # an MLflow run left RUNNING would look alive in the UI for ever
         raise
-    last = reporter.evaluations()[-1] if reporter.evaluations() else {}
-    novel = {k: last[k] for k in (record.NOVEL_ACCURACY, record.GENERALIZATION_GAP) if k in last}
-    return reporter.finish(
-        loop.evaluations.accuracy,
-        **strategy.summary_extras(),
-        **({"novel_clients": schedule.novel_ids, **novel} if schedule.novel_ids else {}),
-        widths={cid: client_width(cfg.model, cid) for cid in loop.evaluations.accuracy},
-        rejected_replies=dict(loop.replies.rejected),
-        server_device=str(select_device(cfg.device)),
-        privacy=None if budget is None else budget.report(),
-    )

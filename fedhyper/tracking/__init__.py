@@ -117,15 +117,18 @@ class RunTracking:
         with self._guard():
             self.tracker.log_summary(summary_metrics(values))
             self.tracker.log_artifacts(run_files(self.run_dir))
-            self.tracker.close()
-        self.tracker = None
+        self._close(failed=False)
 
     def fail(self) -> None:
         """Mark the tracked run failed and close it: the run raised, and no summary will come."""
+        self._close(failed=True)
+
+    def _close(self, failed: bool) -> None:
+        """End the started tracker's run, once; a tracker that failed before (None) is left alone."""
         if self.tracker is None or not self.started:
             return
         with self._guard():
-            self.tracker.close(failed=True)
+            self.tracker.close(failed=failed)
         self.tracker = None
 
     @contextmanager
