@@ -2,7 +2,7 @@
 
     python -m benchmarks.fidelity                                  # both settings, 2,000 updates of 50 steps
     python -m benchmarks.fidelity --settings dirichlet --seeds 0 1 2
-    python -m benchmarks.fidelity --settings dirichlet strategy.outer.weighting=uniform   # pfedhn with an override
+    python -m benchmarks.fidelity --settings dirichlet strategy.outer.weighting=examples  # pfedhn with an override
     python -m benchmarks.fidelity --tiny                           # seconds; shows it still works
 
 For each named comparison setting (``simulations.config.DATA_SETTINGS``) and seed, the same number

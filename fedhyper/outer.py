@@ -11,7 +11,7 @@ from fedhyper.hypernet import HyperNetwork
 from fedhyper.privacy import ClientClipping
 
 OPTIMIZERS = ("sgd", "adam")  # strategy.outer.optimizer
-WEIGHTINGS = ("examples", "uniform")  # strategy.outer.weighting
+WEIGHTINGS = ("uniform", "examples")  # strategy.outer.weighting
 
 
 @dataclass
@@ -26,11 +26,11 @@ class OuterConfig:
     # How a round's client gradients combine: "sum" (each client counts as one pFedHN step,
     # so clients_per_round=K moves Φ like K reference steps) or "mean" (a K-times smaller step).
     aggregate: str = "sum"
-    # Each client's share of that combination: "examples" (n_i / Σn, FedAvg's weighting) or "uniform"
-    # (every client alike, as pFedHN's one-client steps count a client of 20 examples as one of 2,000).
+    # Each client's share of that combination: "uniform" (every client alike, as pFedHN's one-client
+    # steps count a client of 20 examples as one of 2,000) or "examples" (n_i / Σn, FedAvg's weighting).
     # Under client-level DP (privacy.*) the weights are uniform whatever this says: a client's example
     # count is its data, and through n_i / Σn it would set every other client's weight.
-    weighting: str = "examples"
+    weighting: str = "uniform"
     # sgd: pFedHN's SGD with momentum; adam: Adam (momentum unused), weight_decay as its L2 term on Φ.
     optimizer: str = "sgd"
 

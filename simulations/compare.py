@@ -29,7 +29,7 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from fedhyper import checkpoint, results, tracking
+from fedhyper import checkpoint, record, results, tracking
 from fedhyper.config import ExperimentConfig
 from simulations import plots, tuning
 from simulations.config import ENGINES, CompareConfig, register_configs
@@ -167,7 +167,8 @@ def finished_twin(run_dir: Path, config: dict[str, Any]) -> Path:
 
     A run directory is named by a digest of its resolved config, which changes whenever the config
     gains an option, even one at its default. A run recorded before such a change is the same run
-    if its ``config.yaml``, read with today's defaults for what it lacks, resolves to ``config``;
+    if its ``config.yaml``, read with today's defaults for what it lacks (``experiment.recorded``:
+    except options whose default differs from what runs did before them), resolves to ``config``;
     it is reused rather than run again. Configs that no longer parse never match.
     """
     if run_dir.exists():
@@ -177,7 +178,7 @@ def finished_twin(run_dir: Path, config: dict[str, Any]) -> Path:
         if not results.is_finished(other):
             continue
         try:
-            typed = experiment.typed(OmegaConf.load(other / "config.yaml"))
+            typed = experiment.typed(experiment.recorded(other / record.CONFIG_FILE))
             recorded = OmegaConf.to_container(OmegaConf.structured(typed))
         except Exception:  # an option since removed or renamed: not the same run
             continue

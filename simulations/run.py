@@ -99,7 +99,7 @@ def prepare(raw: DictConfig, run_dir: Path) -> tuple[Path, SimulationSpec, dict[
         run_dir = Path(resume).expanduser().resolve()
         if not (run_dir / "config.yaml").is_file():
             raise ValueError(f"resume={resume} holds no config.yaml; give the directory of an earlier run")
-        raw = OmegaConf.load(run_dir / "config.yaml")
+        raw = experiment.recorded(run_dir / "config.yaml")
         checkpoint.load_checkpoint(run_dir / checkpoint.FILENAME)
     cfg = validated(raw)
     cfg.tracking = tracking.with_store(cfg.tracking, tracking.OUTPUTS)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from fedhyper.config import ExperimentConfig
 from fedhyper.hypernet import HyperNetConfig
@@ -26,6 +26,12 @@ RUN_DIR = "run-dir"
 RUN_OVERRIDES = "overrides"
 RUN_RESUME = "resume"
 DEFAULT_STRATEGY = "pfedhn"
+
+# Options whose default is not what runs did before the option existed: a config.yaml recorded
+# without one ran with the value here, not with today's default.
+VALUES_BEFORE_OPTION: dict[str, Any] = {
+    "strategy.outer.weighting": "examples",  # added with that default; "uniform" since issue 12's fidelity check
+}
 
 
 @dataclass
@@ -43,6 +49,18 @@ def typed(raw: Any) -> ExperimentConfig:
     schema = OmegaConf.structured(ExperimentConfig(strategy=entry.config_cls()))
     cfg: ExperimentConfig = OmegaConf.to_object(OmegaConf.merge(schema, raw))  # type: ignore[assignment]
     return with_hnet_input(cfg)
+
+
+def recorded(config_file: Path) -> DictConfig:
+    """A run's ``config.yaml``, with ``VALUES_BEFORE_OPTION`` filled in where it predates them."""
+    raw = OmegaConf.load(config_file)
+    assert isinstance(raw, DictConfig), f"{config_file} holds no mapping"
+    for key, value in VALUES_BEFORE_OPTION.items():
+        section, _, option = key.rpartition(".")
+        node = OmegaConf.select(raw, section)
+        if isinstance(node, DictConfig) and option not in node:  # a strategy without the section has no option
+            node[option] = value
+    return raw
 
 
 def with_hnet_input(cfg: ExperimentConfig) -> ExperimentConfig:

@@ -114,5 +114,5 @@ def test_a_steps_client_weights_follow_its_weighting_and_aggregate(weighting, ag
 
 
 def test_an_unknown_weighting_is_refused_with_the_known_ones():
-    with pytest.raises(ValueError, match="strategy.outer.weighting='size' is unknown; choose one of examples, uniform"):
+    with pytest.raises(ValueError, match="strategy.outer.weighting='size' is unknown; choose one of uniform, examples"):
         OuterConfig(weighting="size").validate()

@@ -91,8 +91,8 @@ def test_default_design_generates_bit_for_bit_what_the_pre_refactor_code_did(nam
 
 
 # Sums of squares of every generated tensor, for a tiny default design after one outer step,
-# computed with the code as it stood before issue 16's refactor (commit ae49e87): the trainer's
-# step must move Φ and the table exactly as it did.
+# computed with the code as it stood before issue 16's refactor (commit ae49e87), whose steps weighed
+# clients by example count: the trainer's step must move Φ and the table exactly as it did.
 STEPPED_SQUARES = {
     "fc1.weight": 13.46517942768092,
     "fc1.bias": 0.5839701622111652,
@@ -108,7 +108,9 @@ def test_default_design_after_one_outer_step_matches_the_pre_refactor_numbers():
 
     shapes = target_shapes(build_model(ModelConfig(name="mlp", hidden=8), (1, 4, 4), 3))
     torch.manual_seed(5)
-    trainer = HyperNetTrainer(HyperNetwork(shapes, 7, HyperNetConfig(hidden_dim=16, n_hidden=2)), OuterConfig())
+    trainer = HyperNetTrainer(
+        HyperNetwork(shapes, 7, HyperNetConfig(hidden_dim=16, n_hidden=2)), OuterConfig(weighting="examples")
+    )
     ids = [0, 3, 6]
     generated = trainer.generate(ids)
 

@@ -148,7 +148,8 @@ def test_every_clients_clipped_contribution_has_norm_at_most_c_measured_on_real_
 
 def steps_of(clipping: privacy.ClientClipping | None, counts: list[int], grad_clip: float = 50.0) -> HyperNetTrainer:
     hnet = tiny_hnet()
-    trainer = HyperNetTrainer(hnet, OuterConfig(grad_clip=grad_clip), seed=0, privacy=clipping)
+    # example weights asked for, so that a private step's uniform weights are the clipping's doing
+    trainer = HyperNetTrainer(hnet, OuterConfig(grad_clip=grad_clip, weighting="examples"), seed=0, privacy=clipping)
     for ids in ([0, 2, 4], [1, 3, 5]):
         trainer.step(ids, trained_round(hnet, ids, steps=5), counts)
     return trainer
@@ -166,8 +167,8 @@ def test_with_sigma_zero_and_c_infinite_the_private_step_changes_no_bit():
 
 
 def test_a_private_step_weighs_its_clients_alike_whatever_their_example_counts():
-    # The default weighting (examples) would give the client of 30 examples three times the weight of the one of
-    # 10: under DP a count is the client's data, and through n_i / Σn it would move every other client's weight.
+    # Example weighting, asked for by steps_of, would give the client of 30 examples three times the weight of the
+    # one of 10: under DP a count is the client's data, and through n_i / Σn it would move every other client's weight.
     exact = privacy.ClientClipping(mech(0.0, clip=math.inf))
     unequal, equal = steps_of(exact, [10, 20, 30]), steps_of(exact, [40, 40, 40])
     plain_unequal, plain_equal = steps_of(None, [10, 20, 30]), steps_of(None, [40, 40, 40])

@@ -2,7 +2,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from fedhyper.config import ExperimentConfig
-from strategies import experiment
+from simulations import compare
+from strategies import experiment, registry
 from strategies.pfedhn import PFedHNConfig
 
 
@@ -29,3 +30,37 @@ def test_a_launcher_config_file_is_loaded_typed(tmp_path):
 def test_unknown_strategy_in_overrides_lists_the_registered_ones():
     with pytest.raises(ValueError, match="choose one of ditto, fedavg, .*pfedhn, pfedhn_pc, pfedla, pfedme"):
         experiment.load({"overrides": "strategy=magic"})
+
+
+def recorded_without_weighting(run_dir, strategy: str):
+    """A finished run of ``strategy`` whose config.yaml predates ``strategy.outer.weighting``."""
+    run_dir.mkdir(parents=True)
+    raw = OmegaConf.to_container(OmegaConf.structured(ExperimentConfig(strategy=registry.get(strategy).config_cls())))
+    del raw["strategy"]["outer"]["weighting"]
+    OmegaConf.save(OmegaConf.create(raw), run_dir / "config.yaml")
+    (run_dir / "summary.json").write_text("{}")
+    return run_dir
+
+
+def test_a_config_recorded_before_an_option_reads_as_what_runs_did_then_not_todays_default(tmp_path):
+    before = recorded_without_weighting(tmp_path / "pfedhn", "pfedhn")
+
+    assert PFedHNConfig().outer.weighting == "uniform"  # today's default, different from what the run did
+    assert experiment.typed(experiment.recorded(before / "config.yaml")).strategy.outer.weighting == "examples"
+    assert experiment.typed(OmegaConf.load(before / "config.yaml")).strategy.outer.weighting == "uniform"
+    fedavg = tmp_path / "fedavg.yaml"  # a strategy without the section gains no option
+    OmegaConf.save(OmegaConf.structured(ExperimentConfig(strategy=registry.get("fedavg").config_cls())), fedavg)
+    assert experiment.typed(experiment.recorded(fedavg)) == ExperimentConfig(
+        strategy=registry.get("fedavg").config_cls()
+    )
+
+
+@pytest.mark.parametrize(("strategy", "reused"), [("pfedhn", False), ("fedhyper", True)])
+def test_a_grid_reuses_an_older_run_only_if_it_ran_as_todays_default_would(tmp_path, strategy, reused):
+    # pFedHN's runs before the option weighed clients by examples, its default now is uniform: run again.
+    # FedHyper's default is still examples: the older run is the same run.
+    older = recorded_without_weighting(tmp_path / "seed0-0123456789", strategy)
+    today = OmegaConf.to_container(OmegaConf.structured(ExperimentConfig(strategy=registry.get(strategy).config_cls())))
+    wanted = tmp_path / f"seed0-{compare.config_digest(today, 'inprocess')}"
+
+    assert compare.finished_twin(wanted, today) == (older if reused else wanted)
