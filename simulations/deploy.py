@@ -31,8 +31,8 @@ from omegaconf import OmegaConf
 
 from fedhyper import protocol, tracking
 from simulations import certs
-from simulations.launch import APP_DIR, _bin, _toml, _wait_for_port, flower_env, free_port, stage_app
-from simulations.processes import launch_marker, new_launch_id, reaper, stop_marked
+from simulations.launch import APP_DIR, _bin, _toml, _wait_for_port, free_port, stage_app
+from simulations.processes import flower_env, launch_marker, new_launch_id, reaper, stop_marked
 from simulations.run import CONF_DIR, precheck
 from strategies import experiment
 

@@ -29,11 +29,12 @@ from pathlib import Path
 
 from fedhyper.record import Summary
 from fedhyper.results import is_finished
-from simulations import sweep
+from simulations import ray_head, sweep
 from simulations.flwr_run import port_open
 from simulations.flwr_simulation import FLOWER_ENTRY
 from simulations.processes import (  # noqa: F401  deploy.py, tests: run_processes, stop_run_processes
     LAUNCH_ENV,
+    flower_env,
     launch_marker,
     new_launch_id,
     reaper,
@@ -71,53 +72,6 @@ class SimulationSpec:
     client_cpus: int = 1
     client_gpus: float = 0.0
     ray_address: str = "local"
-
-
-# Ray passes a task's arguments and results up to this size inline with the call instead of
-# through its shared-memory object store; Ray's default of 100 KB sends every model of the
-# default CNN (343 KB) through the store. Measured on 2 cores, an actor call carrying 345 KB took
-# 2.3-2.7 ms inline against 6.4-7.9 ms through the store (1 MB: 6.5 vs 10.0 ms; 8 MB: 40 vs 28 ms).
-RAY_INLINE_BYTES = 1 << 20
-
-
-# Start-up settings, each unless already set (benchmarks/startup.py measures them together):
-START_UP = {
-    # SuperExec asks the SuperLink for a new task every second by default: a run waited 0-1 s to start.
-    "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2",
-    # Ray starts one worker a core for its first driver; Flower's actors need workers with its
-    # runtime environment, so those first ones only took CPU from the start-up on a small machine.
-    "RAY_prestart_worker_first_driver": "0",
-    "RAY_USAGE_STATS_ENABLED": "0",
-}
-
-
-def flower_env(
-    flwr_home: Path, ray_address: str, launch_id: str | None = None, start_up: bool = True
-) -> dict[str, str]:
-    """The environment of every process a launch starts; ``launch_id`` marks them as this launch's.
-
-    ``start_up``: with the simulation's start-up settings (``START_UP``); a deployment, which stays
-    up for its whole run, keeps Flower's one-second poll in each of its SuperExecs.
-    """
-    env = dict(os.environ)
-    env.setdefault("RAY_max_direct_call_object_size", str(RAY_INLINE_BYTES))
-    if start_up:
-        for name, value in START_UP.items():
-            env.setdefault(name, value)
-    env.update(
-        FLWR_HOME=str(flwr_home),
-        FLWR_TELEMETRY_ENABLED="0",
-        FLWR_DISABLE_UPDATE_CHECK="1",
-        FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
-        # Ray attaches to any head already running on this machine unless told otherwise.
-        RAY_ADDRESS=ray_address,
-        PYTHONUNBUFFERED="1",
-        # Flower starts its own helpers (flower-superexec, flwr-serverapp) by name.
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-    )
-    if launch_id is not None:
-        env[LAUNCH_ENV] = launch_id
-    return env
 
 
 def flower_app() -> dict:
@@ -201,36 +155,41 @@ def client_app_module() -> str:
     return flower_app()["components"]["clientapp"].partition(":")[0]
 
 
-def start_ray_head(file: Path, spec: SimulationSpec, env: dict[str, str], namespace: str) -> subprocess.Popen:
-    """``simulations.ray_head``: the launch's Ray and its client actors, described in ``file`` once up."""
-    cmd = [sys.executable, "-m", "simulations.ray_head", str(file), "--client-app", client_app_module(),
-           "--cpus", str(spec.client_cpus), "--gpus", str(float(spec.client_gpus)),
-           "--namespace", namespace]  # fmt: skip
-    return subprocess.Popen(cmd, env=env, start_new_session=True)
-
-
-def stop_head(head: subprocess.Popen, timeout: float = 10.0) -> None:
-    """Ask ``simulations.ray_head`` to shut its Ray down, and wait for it (``stop_marked`` ends what is left)."""
-    head.terminate()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        head.wait(timeout)
-
-
 def _toml(value: str | bool | int | float) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return f'"{value}"' if isinstance(value, str) else str(value)
 
 
-def run_app(spec: SimulationSpec, run_config: dict[str, str | bool]) -> int:
-    """Start a SuperLink, ``flwr run`` the app with ``run_config``, stream its logs; return flwr's exit code."""
+def ordered_head(
+    head: ray_head.Started | None, file: Path | None, spec: SimulationSpec, launch_id: str, env: dict[str, str]
+) -> ray_head.Started | None:
+    """The launch's Ray head (``head``, else one started now), ordered to write ``file``; None without ``file``.
+
+    No ``file``: the run uses another Ray (``sim.ray_address``), and a head started early is cancelled.
+    """
+    if file is None:
+        if head is not None:
+            head.cancel()
+        return None
+    head = head or ray_head.start(launch_id, env)
+    head.order(ray_head.Order(str(file), env["FLWR_HOME"], client_app_module(), spec.client_cpus, spec.client_gpus))
+    return head
+
+
+def run_app(spec: SimulationSpec, run_config: dict[str, str | bool], head: ray_head.Started | None = None) -> int:
+    """Start a SuperLink, ``flwr run`` the app with ``run_config``, stream its logs; return flwr's exit code.
+
+    ``head``: this launch's Ray, started before its config was known (``ray_head.start_before_config``);
+    it is ordered its actors if the run wants a local Ray, else cancelled. Without it, one starts here.
+    """
     flwr_home = spec.run_dir / ".flwr"
-    launch_id = new_launch_id()
+    launch_id = head.launch_id if head is not None else new_launch_id()
     launch_dir = flwr_home / "launches" / launch_id  # this launch's flwr-simulation and its record
     record = launch_dir / MESSAGE_SWEEP
     env = flower_env(flwr_home, spec.ray_address, launch_id)
-    ray_head = launch_dir / RAY_HEAD if spec.ray_address == "local" else None
-    entry = simulation_entry(launch_dir, spec.sweep_interval, record, ray_head)
+    head_file = launch_dir / RAY_HEAD if spec.ray_address == "local" else None
+    entry = simulation_entry(launch_dir, spec.sweep_interval, record, head_file)
     env["PATH"] = os.pathsep.join([str(entry.parent), env["PATH"]])
     app_dir = stage_app(launch_dir / "app")
     federation_config = (
@@ -239,13 +198,12 @@ def run_app(spec: SimulationSpec, run_config: dict[str, str | bool]) -> int:
     )
     run_cfg = " ".join(f"{k}={_toml(v)}" for k, v in run_config.items())
     started: list[subprocess.Popen] = []
-    head: subprocess.Popen | None = None
     port = free_port()
     with reaper(launch_marker(launch_id)):
         try:
-            if ray_head is not None:  # Ray and the client actors start beside the SuperLink
-                head = start_ray_head(ray_head, spec, env, namespace=launch_id)
-                started.append(head)
+            head = ordered_head(head, head_file, spec, launch_id, env)  # Ray starts beside the SuperLink, or has
+            if head is not None:
+                started.append(head.process)
             superlink = start_superlink(flwr_home, env, port)
             started.append(superlink)
             # The CLI imports Flower while the SuperLink starts, and sends the run once it listens.
@@ -256,7 +214,7 @@ def run_app(spec: SimulationSpec, run_config: dict[str, str | bool]) -> int:
             code = started[-1].wait()
         finally:
             if head is not None:  # Ray first, by its own shutdown, which also ends its agents
-                stop_head(head)
+                head.stop()
             stop_marked(launch_marker(launch_id))  # one way out for every ending: done, failed, interrupted
             for proc in started:
                 proc.wait()

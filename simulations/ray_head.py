@@ -1,40 +1,58 @@
-"""The launch's private Ray instance and its client actors, started as the launch starts.
+"""The launch's private Ray instance and its client actors, started before anything else of the launch.
 
-``python -m simulations.ray_head FILE --client-app MODULE --cpus C --gpus G``
+``python -m simulations.ray_head --namespace NS``, then one order on its standard input
 
 Flower starts Ray, and then one actor a client slot, only once the SuperLink, the SuperExec and
 its simulation process are up and that process has loaded the ServerApp and the ClientApp; each
 actor then starts a Python worker that imports Flower, torch and the ClientApp again. On 2 cores
-that was most of a 50-client simulation's 18 s before its first round. The launcher starts this
-process beside the SuperLink instead. It
+that was most of a 50-client simulation's 18 s before its first round. The launcher
+(``python -m simulations.run``) starts this process instead as its very first step, before it
+imports torch and composes the config (about 1.5 s of one core, while the other is idle). It
 
-1. starts a local Ray (``ray.init()`` on free ports, with the arguments Flower's backend would
-   give it), in a namespace of the launch's own;
-2. creates Flower's own client actor (``ClientAppActor``) as many times as Flower would (one per
-   ``C`` CPUs and ``G`` GPUs of the cluster), as named detached actors that import ``MODULE``
-   (the ClientApp) as they start;
-3. writes the Ray address, the namespace and the actors' names to ``FILE`` (JSON), and holds
-   the instance until it is stopped.
+1. imports Ray and Flower's actor module at once (about 2 s of one core);
+2. reads one order from its standard input (``Order``, a JSON line): where to write, the run's
+   Flower folder, the ClientApp's module and each client's CPUs and GPUs, which the launcher
+   knows once the config is composed. If the input ends first (the run wants another Ray, its
+   config was refused, the launcher is gone), it exits, having started nothing;
+3. starts a local Ray (``ray.init()`` on free ports, with the arguments Flower's backend would
+   give it) in a namespace of the launch's own, the Flower folder in its environment;
+4. creates Flower's own client actor (``ClientAppActor``) as many times as Flower would (one per
+   ``C`` CPUs and ``G`` GPUs of the cluster), as named detached actors that import the ClientApp
+   as they start, and waits until every one has started: a driver that looked an actor up by
+   name while it was still being created waited about 30 s for its first reply (2 of 4 runs
+   when Ray was started before the config, and so up before the simulation process);
+5. writes the Ray address, the namespace and the actors' names to the order's file (JSON), and
+   holds the instance until it is stopped (SIGTERM, SIGINT) or its launcher is gone.
 
 The simulation process (``simulations.flwr_simulation --ray-head FILE``) connects to that
 address as a second driver, as it would to a cluster given by ``sim.ray_address``, and Flower's
 actor pool takes these actors instead of creating its own: by then their workers have started
 and imported the ClientApp. Every Ray process inherits this one's environment, so the launch's
 marker reaches them and the launcher stops them with the rest of the launch.
+
+Only the standard library is imported here before ``main`` runs: the launcher imports this
+module before anything heavy.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
+import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TextIO
+
+from simulations.processes import flower_env
 
 ACTOR_MODULE = "flwr.simulation.ray_transport.ray_actor"  # Flower's client actor and its pool
 
@@ -83,29 +101,92 @@ def flower_init_args() -> dict:
     }
 
 
+@dataclass
+class Order:
+    """What the launcher tells its head once the run's config is known: one JSON line on its input."""
+
+    file: str  # where to write the Head
+    flwr_home: str  # the launch's Flower folder, in the environment of every Ray process
+    client_app: str  # the ClientApp's module, which each actor imports as it starts
+    cpus: float  # sim.client_cpus
+    gpus: float  # sim.client_gpus
+
+    def line(self) -> str:
+        return json.dumps(asdict(self)) + "\n"
+
+    @classmethod
+    def read(cls, stream: TextIO) -> Order | None:
+        """The order, or None when the input ended without one."""
+        line = stream.readline()
+        return cls(**json.loads(line)) if line.strip() else None
+
+
+@dataclass
+class Started:
+    """A head process of launch ``launch_id``: it imports Ray, then starts it and its actors on ``order``."""
+
+    launch_id: str
+    process: subprocess.Popen
+
+    def order(self, order: Order) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(order.line())
+        self.process.stdin.close()  # one order; the head then holds Ray until it is stopped
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the head to shut its Ray down, and wait for it (the launcher's ``stop_marked`` ends what is left)."""
+        self.process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout)
+
+    def cancel(self) -> None:
+        """No order: the head's input ends and it exits, having started no Ray."""
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            self.process.stdin.close()
+
+
+def start(launch_id: str, env: dict[str, str]) -> Started:
+    """Start ``python -m simulations.ray_head`` for launch ``launch_id`` (its Ray namespace) with ``env``."""
+    cmd = [sys.executable, "-m", "simulations.ray_head", "--namespace", launch_id]
+    process = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, text=True, start_new_session=True)
+    return Started(launch_id, process)
+
+
+# Launcher options after which the config may not want this Ray: a Hydra flag (--help, --cfg,
+# --multirun, ...), a multirun by config, or another Ray. The config decides in the end (run_app).
+NOT_BEFORE_CONFIG = ("-", "hydra.mode=", "sim.ray_address=")
+
+
+def start_before_config(argv: list[str], launch_id: str) -> Started | None:
+    """A head for a launch with ``argv``, started before its config is composed; None when it may not be wanted."""
+    if any(arg.lstrip("+~").startswith(NOT_BEFORE_CONFIG) for arg in argv if arg != "sim.ray_address=local"):
+        return None
+    return start(launch_id, flower_env(None, ray_address="local", launch_id=launch_id))
+
+
 def import_client_app(module: str) -> None:
     """A client actor's start: import the ClientApp's module, so that its first message finds it loaded."""
     importlib.import_module(module)
 
 
 def start_actors(module: str, cpus: float, gpus: float) -> list[str]:
-    """Flower's client actors, as many as its pool would create, named and detached; their names."""
-    ray_actor = importlib.import_module(ACTOR_MODULE)
+    """Flower's client actors, as many as its pool would create, named and detached, once all have started."""
+    import ray
 
+    ray_actor = importlib.import_module(ACTOR_MODULE)
     resources = {"num_cpus": cpus, "num_gpus": gpus}
     names = [f"client-actor-{i}" for i in range(ray_actor.pool_size_from_resources(resources))]
     on_start = functools.partial(import_client_app, module)
-    for name in names:
+    actors = [
         ray_actor.ClientAppActor.options(name=name, lifetime="detached", **resources).remote(on_actor_init_fn=on_start)
+        for name in names
+    ]
+    ray.get([actor.__ray_ready__.remote() for actor in actors])  # each has run __init__: imported the ClientApp
     return names
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m simulations.ray_head", description=__doc__.splitlines()[0])
-    parser.add_argument("file", type=Path, help="where to write the address, namespace and actor names (JSON)")
-    parser.add_argument("--client-app", required=True, help="the ClientApp's module, imported by each actor")
-    parser.add_argument("--cpus", type=float, required=True, help="CPUs per client actor (sim.client_cpus)")
-    parser.add_argument("--gpus", type=float, required=True, help="GPUs per client actor (sim.client_gpus)")
     parser.add_argument("--namespace", default="fedhyper", help="Ray namespace of the actors")
     return parser.parse_args(argv)
 
@@ -113,25 +194,38 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> None:
     args = parse(argv)
     os.environ["PYTHONPATH"] = worker_path()
-    # Flower's actor module takes about a second to import; Ray's start mostly waits on its daemons.
+    # Ray and Flower's actor module take about 2 s of one core to import: done while the launcher
+    # composes the config; Ray itself starts once the order says in which folder (FLWR_HOME).
     actor_module = threading.Thread(target=importlib.import_module, args=(ACTOR_MODULE,))
     actor_module.start()
     import ray
 
-    stop = threading.Event()
+    order = Order.read(sys.stdin)
+    if order is None:  # the run wants another Ray, its config was refused, or the launcher is gone
+        return
+    os.environ["FLWR_HOME"] = order.flwr_home  # Ray's processes inherit it: found as this run's (run_processes)
+    # ray.init's advice about accelerator variables in Ray's next versions, said at every start.
+    warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
     try:
         context = ray.init(namespace=args.namespace, **flower_init_args())
-        for sig in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which installs handlers of its own
-            signal.signal(sig, lambda *_: stop.set())
+        # SIGTERM and SIGINT end the hold below, and Ray is shut down (set after ray.init, which
+        # installs handlers of its own).
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.default_int_handler)
         actor_module.join()
-        actors = start_actors(args.client_app, args.cpus, args.gpus)
+        actors = start_actors(order.client_app, order.cpus, order.gpus)
     except Exception as err:  # said at once, so that the simulation does not wait for an address
-        Head("", args.namespace, [], error=f"{type(err).__name__}: {err}").write(args.file)
+        Head("", args.namespace, [], error=f"{type(err).__name__}: {err}").write(Path(order.file))
+        ray.shutdown()
         raise
-    Head(context.address_info["gcs_address"], args.namespace, actors).write(args.file)
-    while not stop.wait(0.5) and os.getppid() != 1:  # until stopped, or the launcher is gone
+    Head(context.address_info["gcs_address"], args.namespace, actors).write(Path(order.file))
+    try:
+        while os.getppid() != 1:  # until stopped, or the launcher is gone
+            time.sleep(0.5)
+    except KeyboardInterrupt:
         pass
-    ray.shutdown()  # Ray stops its own processes, its agents included
+    finally:
+        ray.shutdown()  # Ray stops its own processes, its agents included
 
 
 if __name__ == "__main__":

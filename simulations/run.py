@@ -8,10 +8,23 @@ the Flower App there on a private SuperLink and Ray instance. The ServerApp writ
 
 from __future__ import annotations
 
+import atexit
+import sys
+
+from simulations import processes, ray_head
+
+# The launch's Ray head starts first and imports Ray on the core this process leaves idle while it
+# imports torch and the strategies and composes the config below (about 1.5 s); run_app then orders
+# it to start Ray and the client actors, or cancels it; at exit it is cancelled if nothing took it.
+BEFORE_CONFIG = (
+    ray_head.start_before_config(sys.argv[1:], processes.new_launch_id()) if __name__ == "__main__" else None
+)
+if BEFORE_CONFIG is not None:
+    atexit.register(BEFORE_CONFIG.cancel)
+
 import json
 import logging
 import signal
-import sys
 from pathlib import Path
 
 import hydra
@@ -122,6 +135,13 @@ def prepare(raw: DictConfig, run_dir: Path) -> tuple[Path, SimulationSpec, dict[
     return run_dir, spec, run_config
 
 
+def _head_started_before_config() -> ray_head.Started | None:
+    """The Ray head this command started before its config (once: a later run of the process starts its own)."""
+    global BEFORE_CONFIG
+    head, BEFORE_CONFIG = BEFORE_CONFIG, None
+    return head
+
+
 class RunFailed(Exception):
     """A run that could not start (``code`` 2: a bad option) or did not finish (1)."""
 
@@ -141,7 +161,7 @@ def simulate(raw: DictConfig, run_dir: Path) -> dict:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        code = run_app(spec, run_config)
+        code = run_app(spec, run_config, head=_head_started_before_config())
     except KeyboardInterrupt:
         print(f"interrupted; every process the run started is stopped. Outputs so far in {run_dir}", file=sys.stderr)
         sys.exit(130)

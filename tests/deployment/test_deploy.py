@@ -13,8 +13,8 @@ import pytest
 
 from simulations import certs
 from simulations.deploy import LocalDeployment, local_deployment, write_config
-from simulations.launch import START_UP, flower_env, run_processes
-from simulations.processes import LAUNCH_ENV
+from simulations.launch import run_processes
+from simulations.processes import LAUNCH_ENV, START_UP, flower_env
 from strategies import experiment
 
 REPO = Path(__file__).resolve().parents[2]

@@ -67,7 +67,7 @@ def test_ctrl_c_interrupts_the_launcher_even_when_started_with_sigint_ignored(tm
     """A shell's background job starts with SIGINT ignored; the launcher handles it anyway, as Ctrl-C."""
     launcher = (
         "import signal, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); from simulations import run; "
-        "run.run_app = lambda spec, config: (print('engine up', flush=True), time.sleep(120)); "
+        "run.run_app = lambda spec, config, head: (print('engine up', flush=True), time.sleep(120)); "
         f"sys.argv = ['run', 'sim.num_rounds=1', 'hydra.run.dir={tmp_path}']; run.cli()"
     )
     proc = subprocess.Popen(

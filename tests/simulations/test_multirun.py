@@ -19,7 +19,8 @@ TINY = ["data.num_clients=3", "data.subset=600", "data.partition=iid", "sim.num_
 def in_process_launch(fail: str):
     """Stands in for the Flower launch: the same run in this process; runs of strategy ``fail`` exit 1 as flwr would."""
 
-    def run_app(spec, run_config):
+    def run_app(spec, run_config, head):
+        assert head is None  # a sweep's jobs start their own Ray, none before the config
         cfg = experiment.typed(OmegaConf.load(run_config[experiment.RUN_CONFIG_FILE]))
         if cfg.strategy.name == fail:
             return 1

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import importlib
+import io
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import ray
 from flwr.simulation.ray_transport import ray_actor
 
 from simulations import launch, ray_head
 from simulations.flwr_simulation import hand_actors_to_flower, parse, ray_init_args, wait_for
+from simulations.processes import run_processes
 
 
 def test_the_head_file_is_written_whole_and_read_back(tmp_path):
@@ -29,7 +34,18 @@ class FakeActorClass:
         self.created: list[tuple[dict, dict]] = []
 
     def options(self, **options):
-        return type("Options", (), {"remote": lambda _, **kwargs: self.created.append((options, kwargs))})()
+        def remote(_, **kwargs):
+            self.created.append((options, kwargs))
+            return FakeActor(options["name"])
+
+        return type("Options", (), {"remote": remote})()
+
+
+class FakeActor:
+    """An actor handle whose readiness is a string naming it."""
+
+    def __init__(self, name: str) -> None:
+        self.__ray_ready__ = type("Method", (), {"remote": lambda _: f"{name} ready"})()
 
 
 def test_the_head_starts_as_many_client_actors_as_flowers_pool_would_each_importing_the_client_app(monkeypatch):
@@ -38,11 +54,14 @@ def test_the_head_starts_as_many_client_actors_as_flowers_pool_would_each_import
     monkeypatch.setattr(ray_actor, "ClientAppActor", fake)
     monkeypatch.setattr(ray_actor, "pool_size_from_resources", lambda resources: asked.append(resources) or 3)
     monkeypatch.delitem(sys.modules, "json.tool", raising=False)
+    awaited = []
+    monkeypatch.setattr(ray, "get", lambda refs: awaited.extend(refs))
 
     names = ray_head.start_actors("json.tool", cpus=2.0, gpus=0.5)
 
     assert asked == [{"num_cpus": 2.0, "num_gpus": 0.5}]  # Flower's own count for these resources
     assert names == ["client-actor-0", "client-actor-1", "client-actor-2"]
+    assert awaited == [f"{n} ready" for n in names]  # returned once every actor had started
     assert [o for o, _ in fake.created] == [
         {"name": n, "lifetime": "detached", "num_cpus": 2.0, "num_gpus": 0.5} for n in names
     ]
@@ -98,28 +117,97 @@ def test_the_launcher_names_the_apps_client_module_from_pyproject():
     assert hasattr(importlib.import_module(module), "app")
 
 
-@pytest.mark.parametrize("cpus,gpus", [(1, 0.0), (2, 0.25)])
-def test_the_head_is_started_with_the_runs_client_resources(tmp_path, monkeypatch, cpus, gpus):
-    started = []
-    monkeypatch.setattr(launch.subprocess, "Popen", lambda cmd, **kw: started.append((cmd, kw)))
-    spec = launch.SimulationSpec(tmp_path, num_supernodes=4, sweep_interval=0.005, client_cpus=cpus, client_gpus=gpus)
-    launch.start_ray_head(tmp_path / "head", spec, {"X": "1"}, namespace="n1")
+class FakeHead:
+    """A ``ray_head.Started`` that records what the launcher asked of it."""
 
-    ((cmd, kw),) = started
-    assert ray_head.parse(cmd[3:]) == ray_head.parse(
-        [
-            str(tmp_path / "head"),
-            "--client-app",
-            "clients.app",
-            "--cpus",
-            str(cpus),
-            "--gpus",
-            str(gpus),
-            "--namespace",
-            "n1",
-        ]  # fmt: skip
+    def __init__(self, launch_id: str = "early") -> None:
+        self.launch_id, self.process = launch_id, object()
+        self.orders: list[ray_head.Order] = []
+        self.cancelled = False
+
+    def order(self, order: ray_head.Order) -> None:
+        self.orders.append(order)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@pytest.mark.parametrize("cpus,gpus", [(1, 0.0), (2, 0.25)])
+def test_a_head_started_before_the_config_is_ordered_the_runs_client_resources(tmp_path, monkeypatch, cpus, gpus):
+    monkeypatch.setattr(ray_head, "start", lambda *a: pytest.fail("a second head was started"))
+    spec = launch.SimulationSpec(tmp_path, num_supernodes=4, sweep_interval=0.005, client_cpus=cpus, client_gpus=gpus)
+    early = FakeHead()
+
+    head = launch.ordered_head(early, tmp_path / "head", spec, "early", {"FLWR_HOME": "/runs/a/.flwr"})
+
+    assert head is early and not early.cancelled
+    assert early.orders == [ray_head.Order(str(tmp_path / "head"), "/runs/a/.flwr", "clients.app", cpus, gpus)]
+
+
+def test_without_an_early_head_one_is_started_in_the_launchs_namespace_and_environment(tmp_path, monkeypatch):
+    started = []
+    monkeypatch.setattr(
+        ray_head, "start", lambda launch_id, env: started.append((launch_id, env)) or FakeHead(launch_id)
     )
-    assert kw["env"] == {"X": "1"} and kw["start_new_session"]
+    spec = launch.SimulationSpec(tmp_path, num_supernodes=4, sweep_interval=0.005)
+
+    env = {"FLWR_HOME": "/runs/a/.flwr", "X": "1"}
+    head = launch.ordered_head(None, tmp_path / "head", spec, "n1", env)
+
+    assert started == [("n1", env)]
+    assert head.orders == [ray_head.Order(str(tmp_path / "head"), "/runs/a/.flwr", "clients.app", 1, 0.0)]
+
+
+def test_a_run_on_another_ray_cancels_the_early_head_and_starts_none(tmp_path, monkeypatch):
+    monkeypatch.setattr(ray_head, "start", lambda *a: pytest.fail("a head was started"))
+    spec = launch.SimulationSpec(tmp_path, num_supernodes=4, sweep_interval=0.005, ray_address="auto")
+    early = FakeHead()
+
+    assert launch.ordered_head(early, None, spec, "early", {}) is None
+    assert early.cancelled and not early.orders
+    assert launch.ordered_head(None, None, spec, "n1", {}) is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "early"),
+    [
+        ([], True),
+        (["strategy=fedavg", "sim.num_rounds=3", "hydra.run.dir=/tmp/x"], True),
+        (["sim.ray_address=local", "resume=/tmp/run"], True),
+        (["sim.ray_address=auto"], False),  # another Ray
+        (["+sim.ray_address=10.0.0.1:6379"], False),
+        (["--multirun", "seed=0,1"], False),  # one launch per job
+        (["-m", "seed=0,1"], False),
+        (["hydra.mode=MULTIRUN"], False),
+        (["--help"], False),  # no launch at all
+        (["--cfg", "job"], False),
+    ],
+)
+def test_the_launcher_starts_its_ray_before_the_config_only_when_the_command_line_allows_one(monkeypatch, argv, early):
+    monkeypatch.setattr(ray_head, "start", lambda launch_id, env: FakeHead(launch_id))
+
+    head = ray_head.start_before_config(argv, "l1")
+
+    assert (head is not None) == early
+
+
+def test_the_early_head_is_marked_as_the_launchs_and_never_attaches_to_another_ray(monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    started = []
+    monkeypatch.setattr(ray_head, "start", lambda launch_id, env: started.append(env) or FakeHead(launch_id))
+
+    ray_head.start_before_config([], "l1")
+
+    ((env,),) = [started]
+    assert env[launch.LAUNCH_ENV] == "l1" and env["RAY_ADDRESS"] == "local" and "FLWR_HOME" not in env
+
+
+def test_an_order_goes_as_one_line_and_the_end_of_input_means_none(tmp_path):
+    order = ray_head.Order(str(tmp_path / "head"), "/runs/a/.flwr", "clients.app", 2, 0.5)
+
+    assert ray_head.Order.read(io.StringIO(order.line())) == order
+    assert order.line().count("\n") == 1
+    assert ray_head.Order.read(io.StringIO("")) is None
 
 
 def test_a_head_that_failed_says_so_and_the_simulation_stops_waiting_at_once(tmp_path):
@@ -132,3 +220,12 @@ def test_a_head_that_failed_says_so_and_the_simulation_stops_waiting_at_once(tmp
     assert wait_for(file).actors == ["a"]
     with pytest.raises(TimeoutError):
         wait_for(tmp_path / "never", timeout=0.05)
+
+
+def test_a_head_whose_input_ends_without_an_order_exits_having_started_no_ray(tmp_path):
+    env = {**os.environ, "RAY_ADDRESS": "local", "FLWR_HOME": str(tmp_path)}
+    head = subprocess.run([sys.executable, "-m", "simulations.ray_head", "--namespace", "n1"], input="", env=env,
+                          cwd=launch.APP_DIR, capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    assert head.returncode == 0, head.stderr
+    assert run_processes(tmp_path) == []  # nothing of a Ray left carrying the folder
