@@ -129,9 +129,20 @@ class Started:
     process: subprocess.Popen
 
     def order(self, order: Order) -> None:
+        """Send ``order`` (the only one: the head then holds Ray until it is stopped).
+
+        A head that has already exited gets it said in the order's file, so that the simulation
+        starts Ray itself at once instead of waiting for an address.
+        """
         assert self.process.stdin is not None
-        self.process.stdin.write(order.line())
-        self.process.stdin.close()  # one order; the head then holds Ray until it is stopped
+        try:
+            self.process.stdin.write(order.line())
+            self.process.stdin.close()
+        except BrokenPipeError:
+            code = self.process.wait()
+            Head("", self.launch_id, [], error=f"simulations.ray_head exited ({code}) before its order").write(
+                Path(order.file)
+            )
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the head to shut its Ray down, and wait for it (the launcher's ``stop_marked`` ends what is left)."""

@@ -16,6 +16,8 @@ from simulations import processes, ray_head
 # The launch's Ray head starts first and imports Ray on the core this process leaves idle while it
 # imports torch and the strategies and composes the config below (about 1.5 s); run_app then orders
 # it to start Ray and the client actors, or cancels it; at exit it is cancelled if nothing took it.
+# Only as ``python -m simulations.run``: ``fedhyper-run`` imports this module first, and its launch
+# starts the head once the config is known, as any other caller of run_app does.
 BEFORE_CONFIG = (
     ray_head.start_before_config(sys.argv[1:], processes.new_launch_id()) if __name__ == "__main__" else None
 )

@@ -229,3 +229,14 @@ def test_a_head_whose_input_ends_without_an_order_exits_having_started_no_ray(tm
 
     assert head.returncode == 0, head.stderr
     assert run_processes(tmp_path) == []  # nothing of a Ray left carrying the folder
+
+
+def test_a_head_gone_before_its_order_is_said_in_its_file_so_the_simulation_starts_ray_at_once(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], stdin=subprocess.PIPE, text=True)
+    gone.wait()
+    head = ray_head.Started("l1", gone)
+
+    head.order(ray_head.Order(str(tmp_path / "head"), str(tmp_path), "clients.app", 1, 0.0))
+
+    with pytest.raises(RuntimeError, match=r"simulations.ray_head exited \(3\) before its order"):
+        wait_for(tmp_path / "head", timeout=0.01)
