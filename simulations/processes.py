@@ -36,8 +36,9 @@ RAY_INLINE_BYTES = 1 << 20
 START_UP = {
     # SuperExec asks the SuperLink for a new task every second by default: a run waited 0-1 s to start.
     "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2",
-    # Ray starts one worker a core for its first driver; Flower's actors need workers with its
-    # runtime environment, so those first ones only took CPU from the start-up on a small machine.
+    # Ray starts one worker a core for its first driver. Flower's own actors (when Flower starts Ray)
+    # need workers with its runtime environment, so those only took CPU from the start-up on a small
+    # machine; the launch's head (simulations/ray_head.py) could use them, and measured no gain.
     "RAY_prestart_worker_first_driver": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
 }
