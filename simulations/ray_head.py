@@ -72,6 +72,11 @@ class Head:
         partial.replace(file)  # a reader sees all of it or nothing
 
     @classmethod
+    def failed(cls, namespace: str, error: str) -> Head:
+        """A head that could not start its Ray or actors: the simulation then starts Ray itself at once."""
+        return cls("", namespace, [], error=error)
+
+    @classmethod
     def read(cls, file: Path) -> Head:
         return cls(**json.loads(file.read_text()))
 
@@ -140,7 +145,7 @@ class Started:
             self.process.stdin.close()
         except BrokenPipeError:
             code = self.process.wait()
-            Head("", self.launch_id, [], error=f"simulations.ray_head exited ({code}) before its order").write(
+            Head.failed(self.launch_id, f"simulations.ray_head exited ({code}) before its order").write(
                 Path(order.file)
             )
 
@@ -226,7 +231,7 @@ def main(argv: list[str]) -> None:
         actor_module.join()
         actors = start_actors(order.client_app, order.cpus, order.gpus)
     except Exception as err:  # said at once, so that the simulation does not wait for an address
-        Head("", args.namespace, [], error=f"{type(err).__name__}: {err}").write(Path(order.file))
+        Head.failed(args.namespace, f"{type(err).__name__}: {err}").write(Path(order.file))
         ray.shutdown()
         raise
     Head(context.address_info["gcs_address"], args.namespace, actors).write(Path(order.file))
