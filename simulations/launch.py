@@ -38,6 +38,7 @@ from simulations.processes import (  # noqa: F401  deploy.py, tests: run_process
     launch_marker,
     new_launch_id,
     reaper,
+    record_launch,
     run_processes,
     stop_marked,
     stop_run_processes,
@@ -173,7 +174,7 @@ def ordered_head(
             head.cancel()
         return None
     head = head or ray_head.start(launch_id, env)
-    head.order(ray_head.Order(str(file), env["FLWR_HOME"], client_app_module(), spec.client_cpus, spec.client_gpus))
+    head.order(ray_head.Order(str(file), client_app_module(), spec.client_cpus, spec.client_gpus))
     return head
 
 
@@ -185,6 +186,7 @@ def run_app(spec: SimulationSpec, run_config: dict[str, str | bool], head: ray_h
     """
     flwr_home = spec.run_dir / ".flwr"
     launch_id = head.launch_id if head is not None else new_launch_id()
+    record_launch(flwr_home, launch_id)  # its Ray may carry the launch's id only: found by it (run_processes)
     launch_dir = flwr_home / "launches" / launch_id  # this launch's flwr-simulation and its record
     record = launch_dir / MESSAGE_SWEEP
     env = flower_env(flwr_home, spec.ray_address, launch_id)

@@ -5,8 +5,10 @@ A launch marks every process it starts with an entry of their environment: its o
 same run directory at once. Flower detaches some of its processes (SuperExec, the simulation
 with its Ray cluster) into sessions of their own, so neither process groups nor the
 SuperLink's shutdown reach them all; the environment does, and Ray's agents (which drop it)
-are descendants of a marked process. ``run_processes(flwr_home)`` finds processes by their
-``FLWR_HOME`` instead: for observers (tests) and for starters that set no launch id.
+are descendants of a marked process. ``run_processes(flwr_home)`` finds the processes of a run
+folder instead, for observers (tests) and for starters that set no launch id: those carrying
+``FLWR_HOME=flwr_home``, and those of every launch recorded in it (``record_launch``; a launch's
+Ray starts before its folder is known, so its processes carry the launch's id only).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 LAUNCH_ENV = "FEDHYPER_LAUNCH_ID"
+LAUNCHES = "launch-ids"  # in a run's Flower folder: the id of every launch into it, one a line
 APP_DIR = Path(__file__).resolve().parents[1]  # where ``python -m simulations.reaper`` resolves
 
 
@@ -90,6 +93,20 @@ def folder_marker(flwr_home: Path) -> str:
     return f"FLWR_HOME={flwr_home}"
 
 
+def record_launch(flwr_home: Path, launch_id: str) -> None:
+    """Record launch ``launch_id`` in the run folder ``flwr_home`` (kept after the launch, for observers)."""
+    flwr_home.mkdir(parents=True, exist_ok=True)
+    with (flwr_home / LAUNCHES).open("a") as out:
+        out.write(f"{launch_id}\n")
+
+
+def folder_markers(flwr_home: Path) -> list[str]:
+    """What marks a process of the run folder ``flwr_home``: its ``FLWR_HOME``, or a launch recorded there."""
+    record = flwr_home / LAUNCHES
+    launches = record.read_text().split() if record.is_file() else []
+    return [folder_marker(flwr_home), *(launch_marker(launch_id) for launch_id in launches)]
+
+
 def _parents() -> dict[int, int]:
     """pid -> parent pid of every live process (Linux /proc)."""
     parents = {}
@@ -103,15 +120,15 @@ def _parents() -> dict[int, int]:
     return parents
 
 
-def marked_processes(marker: str) -> list[int]:
-    """Live processes whose environment holds ``marker`` (``KEY=VALUE``), and all their descendants."""
-    entry = marker.encode()
+def marked_processes(*markers: str) -> list[int]:
+    """Live processes whose environment holds one of ``markers`` (``KEY=VALUE``), and all their descendants."""
+    entries = {marker.encode() for marker in markers}
     parents = _parents()
     found: set[int] = set()
     for pid in parents:
         if pid != os.getpid():
             try:
-                if entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                if entries.intersection(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")):
                     found.add(pid)
             except OSError:  # gone, or not ours to read
                 continue
@@ -128,8 +145,8 @@ def marked_processes(marker: str) -> list[int]:
 
 
 def run_processes(flwr_home: Path) -> list[int]:
-    """Live processes carrying ``FLWR_HOME=flwr_home`` (of any launch), and their descendants."""
-    return marked_processes(folder_marker(flwr_home))
+    """Live processes of the run folder ``flwr_home`` (any launch into it), and their descendants."""
+    return marked_processes(*folder_markers(flwr_home))
 
 
 def launch_processes(launch_id: str) -> list[int]:
@@ -145,8 +162,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def stop_marked(marker: str, grace: float = 10.0) -> None:
-    """SIGTERM every process carrying ``marker``, then SIGKILL those still there after ``grace`` s.
+def stop_marked(*markers: str, grace: float = 10.0) -> None:
+    """SIGTERM every process carrying one of ``markers``, then SIGKILL those still there after ``grace`` s.
 
     A process once found is followed by its pid, not its marker: Ray's agents rewrite their
     environment for their process titles, so once their parent (the raylet) is gone they carry
@@ -155,7 +172,7 @@ def stop_marked(marker: str, grace: float = 10.0) -> None:
     found: set[int] = set()
 
     def alive() -> set[int]:  # those found before and those marked now, still running
-        return {pid for pid in found | set(marked_processes(marker)) if _alive(pid)}
+        return {pid for pid in found | set(marked_processes(*markers)) if _alive(pid)}
 
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         found = alive()
@@ -173,19 +190,17 @@ def stop_marked(marker: str, grace: float = 10.0) -> None:
 
 
 def stop_run_processes(flwr_home: Path, grace: float = 10.0) -> None:
-    """Stop every process carrying ``FLWR_HOME=flwr_home``, whichever launch started it."""
-    stop_marked(folder_marker(flwr_home), grace)
+    """Stop every process of the run folder ``flwr_home``, whichever launch started it."""
+    stop_marked(*folder_markers(flwr_home), grace=grace)
 
 
 @contextmanager
-def reaper(target: str | Path) -> Iterator[None]:
-    """A watchdog that stops ``target``'s processes once this process is gone, however it went.
+def reaper(marker: str) -> Iterator[None]:
+    """A watchdog that stops the processes carrying ``marker`` (``launch_marker(id)``) once this process is gone.
 
-    ``target`` is a marker (``launch_marker(id)``), or an FLWR_HOME folder: the processes carrying
-    it, of any launch. The watchdog waits for EOF on a pipe whose writing end only this process
-    holds: a normal exit, an exception and a SIGKILL all close it.
+    The watchdog waits for EOF on a pipe whose writing end only this process holds: a normal
+    exit, an exception and a SIGKILL all close it.
     """
-    marker = folder_marker(target) if isinstance(target, Path) else target
     key = marker.split("=", 1)[0]
     env = {k: v for k, v in os.environ.items() if k != key}  # the watchdog must not match itself
     watchdog = subprocess.Popen(

@@ -9,13 +9,15 @@ that was most of a 50-client simulation's 18 s before its first round. The launc
 (``python -m simulations.run``) starts this process instead as its very first step, before it
 imports torch and composes the config (about 1.5 s of one core, while the other is idle). It
 
-1. imports Ray and Flower's actor module at once (about 2 s of one core);
-2. reads one order from its standard input (``Order``, a JSON line): where to write, the run's
-   Flower folder, the ClientApp's module and each client's CPUs and GPUs, which the launcher
-   knows once the config is composed. If the input ends first (the run wants another Ray, its
-   config was refused, the launcher is gone), it exits, having started nothing;
-3. starts a local Ray (``ray.init()`` on free ports, with the arguments Flower's backend would
-   give it) in a namespace of the launch's own, the Flower folder in its environment;
+1. imports Ray (about 0.5 s) and, in a thread, Flower's actor module;
+2. starts a local Ray at once (``ray.init()`` on free ports, with the arguments Flower's backend
+   would give it; about 3 s) in a namespace of the launch's own. The run's folder is not known
+   yet, so Ray's processes carry the launch's id and not ``FLWR_HOME``: the launch records its
+   id in the folder (``processes.record_launch``), where observers look it up;
+3. reads one order from its standard input (``Order``, a JSON line): where to write, the
+   ClientApp's module and each client's CPUs and GPUs, which the launcher knows once the config
+   is composed. If the input ends first (the run wants another Ray, its config was refused, the
+   launcher is gone), it shuts its Ray down and exits;
 4. creates Flower's own client actor (``ClientAppActor``) as many times as Flower would (one per
    ``C`` CPUs and ``G`` GPUs of the cluster), as named detached actors that import the ClientApp
    as they start, and waits until every one has started: a driver that looked an actor up by
@@ -111,7 +113,6 @@ class Order:
     """What the launcher tells its head once the run's config is known: one JSON line on its input."""
 
     file: str  # where to write the Head
-    flwr_home: str  # the launch's Flower folder, in the environment of every Ray process
     client_app: str  # the ClientApp's module, which each actor imports as it starts
     cpus: float  # sim.client_cpus
     gpus: float  # sim.client_gpus
@@ -156,7 +157,7 @@ class Started:
             self.process.wait(timeout)
 
     def cancel(self) -> None:
-        """No order: the head's input ends and it exits, having started no Ray."""
+        """No order: the head's input ends, and it shuts its Ray down and exits."""
         if self.process.stdin is not None and not self.process.stdin.closed:
             self.process.stdin.close()
 
@@ -210,38 +211,46 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> None:
     args = parse(argv)
     os.environ["PYTHONPATH"] = worker_path()
-    # Ray and Flower's actor module take about 2 s of one core to import: done while the launcher
-    # composes the config; Ray itself starts once the order says in which folder (FLWR_HOME).
+    # Ray starts while the launcher composes the config; Flower's actor module (about 1.5 s of one
+    # core to import) is needed only once the order has come.
     actor_module = threading.Thread(target=importlib.import_module, args=(ACTOR_MODULE,))
     actor_module.start()
     import ray
 
-    order = Order.read(sys.stdin)
-    if order is None:  # the run wants another Ray, its config was refused, or the launcher is gone
-        return
-    os.environ["FLWR_HOME"] = order.flwr_home  # Ray's processes inherit it: found as this run's (run_processes)
     # ray.init's advice about accelerator variables in Ray's next versions, said at every start.
     warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
     try:
         context = ray.init(namespace=args.namespace, **flower_init_args())
-        # SIGTERM and SIGINT end the hold below, and Ray is shut down (set after ray.init, which
-        # installs handlers of its own).
+    except Exception as err:
+        say_failed(Order.read(sys.stdin), args.namespace, err)
+        raise
+    try:
+        # SIGTERM and SIGINT end the wait for the order or the hold below, and Ray is shut down
+        # (set after ray.init, which installs handlers of its own).
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.default_int_handler)
-        actor_module.join()
-        actors = start_actors(order.client_app, order.cpus, order.gpus)
-    except Exception as err:  # said at once, so that the simulation does not wait for an address
-        Head.failed(args.namespace, f"{type(err).__name__}: {err}").write(Path(order.file))
-        ray.shutdown()
-        raise
-    Head(context.address_info["gcs_address"], args.namespace, actors).write(Path(order.file))
-    try:
+        order = Order.read(sys.stdin)
+        if order is None:  # the run wants another Ray, its config was refused, or the launcher is gone
+            return
+        try:
+            actor_module.join()
+            actors = start_actors(order.client_app, order.cpus, order.gpus)
+        except Exception as err:
+            say_failed(order, args.namespace, err)
+            raise
+        Head(context.address_info["gcs_address"], args.namespace, actors).write(Path(order.file))
         while os.getppid() != 1:  # until stopped, or the launcher is gone
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
         ray.shutdown()  # Ray stops its own processes, its agents included
+
+
+def say_failed(order: Order | None, namespace: str, err: Exception) -> None:
+    """Tell the simulation at once that this head failed (it then starts Ray itself), if an order came."""
+    if order is not None:
+        Head.failed(namespace, f"{type(err).__name__}: {err}").write(Path(order.file))
 
 
 if __name__ == "__main__":

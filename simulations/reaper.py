@@ -2,7 +2,7 @@
 
 Reads its standard input until EOF, which comes when the launcher that holds the other end
 exits or is killed, then stops every process whose environment holds ``KEY=VALUE``
-(``simulations.processes``: a launch's id, or an FLWR_HOME folder).
+(``simulations.processes.launch_marker``: a launch's id).
 """
 
 from __future__ import annotations

@@ -12,7 +12,15 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from simulations import inprocess
-from simulations.processes import LAUNCH_ENV, launch_marker, launch_processes, reaper, run_processes
+from simulations.processes import (
+    LAUNCH_ENV,
+    launch_marker,
+    launch_processes,
+    reaper,
+    record_launch,
+    run_processes,
+    stop_run_processes,
+)
 from simulations.run import check
 from tests.launcher import REPO, processes_left, start_simulation
 
@@ -164,6 +172,29 @@ def test_a_launchs_watchdog_stops_its_own_processes_only_not_another_launchs_in_
         assert resumed.poll() is None and launch_processes("resumed-launch") == [resumed.pid]
     finally:
         resumed.kill()
+
+
+def test_a_run_folder_finds_and_stops_the_processes_of_every_launch_recorded_in_it(tmp_path):
+    """A launch's Ray starts before its folder is known: its processes carry the launch's id, not FLWR_HOME."""
+    folder = tmp_path / ".flwr"
+
+    def process_of(launch: str) -> subprocess.Popen:
+        env = {**os.environ, LAUNCH_ENV: launch}
+        return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+
+    recorded, elsewhere = process_of("recorded-launch"), process_of("launch-elsewhere")
+    try:
+        assert recorded.pid not in run_processes(folder)
+        record_launch(folder, "recorded-launch")
+        assert run_processes(folder) == [recorded.pid]
+
+        stop_run_processes(folder, grace=5.0)
+
+        assert recorded.wait(timeout=10) == -signal.SIGTERM
+        assert elsewhere.poll() is None
+    finally:
+        recorded.kill()
+        elsewhere.kill()
 
 
 def test_resuming_from_a_directory_without_a_checkpoint_is_a_config_error(tmp_path):

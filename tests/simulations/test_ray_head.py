@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,8 @@ from flwr.simulation.ray_transport import ray_actor
 
 from simulations import launch, ray_head
 from simulations.flwr_simulation import hand_actors_to_flower, parse, ray_init_args, wait_for
-from simulations.processes import run_processes
+from simulations.processes import flower_env, new_launch_id, record_launch
+from tests.launcher import processes_left
 
 
 def test_the_head_file_is_written_whole_and_read_back(tmp_path):
@@ -141,7 +141,7 @@ def test_a_head_started_before_the_config_is_ordered_the_runs_client_resources(t
     head = launch.ordered_head(early, tmp_path / "head", spec, "early", {"FLWR_HOME": "/runs/a/.flwr"})
 
     assert head is early and not early.cancelled
-    assert early.orders == [ray_head.Order(str(tmp_path / "head"), "/runs/a/.flwr", "clients.app", cpus, gpus)]
+    assert early.orders == [ray_head.Order(str(tmp_path / "head"), "clients.app", cpus, gpus)]
 
 
 def test_without_an_early_head_one_is_started_in_the_launchs_namespace_and_environment(tmp_path, monkeypatch):
@@ -155,7 +155,7 @@ def test_without_an_early_head_one_is_started_in_the_launchs_namespace_and_envir
     head = launch.ordered_head(None, tmp_path / "head", spec, "n1", env)
 
     assert started == [("n1", env)]
-    assert head.orders == [ray_head.Order(str(tmp_path / "head"), "/runs/a/.flwr", "clients.app", 1, 0.0)]
+    assert head.orders == [ray_head.Order(str(tmp_path / "head"), "clients.app", 1, 0.0)]
 
 
 def test_a_run_on_another_ray_cancels_the_early_head_and_starts_none(tmp_path, monkeypatch):
@@ -203,7 +203,7 @@ def test_the_early_head_is_marked_as_the_launchs_and_never_attaches_to_another_r
 
 
 def test_an_order_goes_as_one_line_and_the_end_of_input_means_none(tmp_path):
-    order = ray_head.Order(str(tmp_path / "head"), "/runs/a/.flwr", "clients.app", 2, 0.5)
+    order = ray_head.Order(str(tmp_path / "head"), "clients.app", 2, 0.5)
 
     assert ray_head.Order.read(io.StringIO(order.line())) == order
     assert order.line().count("\n") == 1
@@ -222,13 +222,15 @@ def test_a_head_that_failed_says_so_and_the_simulation_stops_waiting_at_once(tmp
         wait_for(tmp_path / "never", timeout=0.05)
 
 
-def test_a_head_whose_input_ends_without_an_order_exits_having_started_no_ray(tmp_path):
-    env = {**os.environ, "RAY_ADDRESS": "local", "FLWR_HOME": str(tmp_path)}
-    head = subprocess.run([sys.executable, "-m", "simulations.ray_head", "--namespace", "n1"], input="", env=env,
-                          cwd=launch.APP_DIR, capture_output=True, text=True, timeout=60)  # fmt: skip
+def test_a_head_whose_input_ends_without_an_order_shuts_its_ray_down_and_exits(tmp_path):
+    launch_id = new_launch_id()
+    record_launch(tmp_path / ".flwr", launch_id)  # as run_app records its launch: Ray's processes carry only the id
+    head = subprocess.run([sys.executable, "-m", "simulations.ray_head", "--namespace", launch_id], input="",
+                          env=flower_env(None, "local", launch_id), cwd=launch.APP_DIR, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
 
     assert head.returncode == 0, head.stderr
-    assert run_processes(tmp_path) == []  # nothing of a Ray left carrying the folder
+    assert processes_left(tmp_path, timeout=10) == []  # nothing of its Ray left
 
 
 def test_a_head_gone_before_its_order_is_said_in_its_file_so_the_simulation_starts_ray_at_once(tmp_path):
@@ -236,7 +238,7 @@ def test_a_head_gone_before_its_order_is_said_in_its_file_so_the_simulation_star
     gone.wait()
     head = ray_head.Started("l1", gone)
 
-    head.order(ray_head.Order(str(tmp_path / "head"), str(tmp_path), "clients.app", 1, 0.0))
+    head.order(ray_head.Order(str(tmp_path / "head"), "clients.app", 1, 0.0))
 
     with pytest.raises(RuntimeError, match=r"simulations.ray_head exited \(3\) before its order"):
         wait_for(tmp_path / "head", timeout=0.01)

@@ -1,8 +1,12 @@
 """``python -m simulations.run`` as a user runs it: its checks, and a real Flower simulation on Ray (the shared one)."""
 
+import os
+import time
+
 import pytest
 import torch
 
+from simulations.processes import marked_processes
 from simulations.run import check
 from tests.launcher import run_simulation
 from tests.simulations.shared_run import FAULTY_PER_ROUND, NUM_CLIENTS, PER_ROUND, ROUNDS
@@ -52,11 +56,17 @@ def test_a_bad_option_is_refused_with_one_line_naming_it(override, message):
 
 @pytest.mark.parametrize("override", ["strategy=nope", "strategy.local.lr=-1"])
 def test_the_command_exits_2_on_a_bad_option_before_any_engine_starts(tmp_path, override):
-    result = run_simulation(tmp_path, override, timeout=120)
+    marker = f"FEDHYPER_TEST_COMMAND={tmp_path}"  # inherited by everything the command starts
+    result = run_simulation(tmp_path, override, timeout=120, env={**os.environ, **dict([marker.split("=", 1)])})
 
     assert result.returncode == 2
     assert result.stderr.startswith("config error:") and result.stderr.count("\n") == 1
     assert not (tmp_path / ".flwr").exists()  # no engine was started
+    # The launch's Ray head, started with the command (simulations/ray_head.py), shuts its Ray down.
+    deadline = time.monotonic() + 30
+    while marked_processes(marker) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert marked_processes(marker) == []
 
 
 def test_a_data_folder_with_malformed_files_is_refused_before_any_engine_starts(tmp_path, idx_dir):
