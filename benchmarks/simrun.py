@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedhyper import record
+
 REPO = Path(__file__).resolve().parents[1]
 ENGINE_ENV = "FEDHYPER_BENCH_ENGINE"  # flower (unset) or inprocess
 
@@ -40,8 +42,8 @@ class SimRecord:
 
 def read_record(run_dir: Path, start: float) -> SimRecord:
     """The record a run left in ``run_dir``, its command having started at ``start`` (time.monotonic)."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    summary = json.loads((run_dir / "summary.json").read_text())
+    rows = [json.loads(line) for line in (run_dir / record.METRICS_FILE).read_text().splitlines()]
+    summary = json.loads((run_dir / record.SUMMARY_FILE).read_text())
     return SimRecord(rows, summary, time.monotonic() - start)
 
 

@@ -20,6 +20,7 @@ METRICS_FILE = "metrics.jsonl"
 CLIENTS_FILE = "clients.jsonl"
 SUMMARY_FILE = "summary.json"
 EMBEDDINGS_FILE = "embeddings.png"
+LOG_FILE = "run.log"  # the run's log lines, on the in-process engine and in a grid
 
 # Keys of a metrics.jsonl row. Every row has ROUND and ELAPSED_S; the rest where they apply.
 ROUND = "round"

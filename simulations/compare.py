@@ -283,7 +283,7 @@ def watch(futures: dict[Future, PlannedRun], progress: GridProgress, every: floa
     while futures:
         time.sleep(0.5)
         for future, run in list(futures.items()):
-            if future not in announced and written_since(run.label.run_dir / "run.log", progress.started_at):
+            if future not in announced and written_since(run.label.run_dir / record.LOG_FILE, progress.started_at):
                 announced[future] = time.time()
                 progress.started(run.label)
             if not future.done():

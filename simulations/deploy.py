@@ -29,7 +29,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from fedhyper import protocol, tracking
+from fedhyper import protocol, record, tracking
 from simulations import certs
 from simulations.launch import APP_DIR, _bin, _toml, _wait_for_port, free_port, stage_app
 from simulations.processes import flower_env, launch_marker, new_launch_id, reaper, stop_marked
@@ -151,7 +151,7 @@ def write_config(overrides: list[str], num_nodes: int, run_dir: Path) -> Path:
     cfg.validate()
     cfg.tracking = tracking.with_store(cfg.tracking, tracking.OUTPUTS)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config_file = run_dir / "config.yaml"
+    config_file = run_dir / record.CONFIG_FILE
     OmegaConf.save(OmegaConf.structured(cfg), config_file)
     return config_file
 
@@ -198,10 +198,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print(f"interrupted; every process the deployment started is stopped. Outputs in {run_dir}", file=sys.stderr)
         sys.exit(130)
-    if code != 0 or not (run_dir / "summary.json").exists():
+    if code != 0 or not (run_dir / record.SUMMARY_FILE).exists():
         print(f"the run failed (flwr exit code {code}); logs in {run_dir} and {run_dir / '.flwr'}", file=sys.stderr)
         sys.exit(1)
-    print((run_dir / "summary.json").read_text())
+    print((run_dir / record.SUMMARY_FILE).read_text())
     print(f"outputs in {run_dir}")
 
 

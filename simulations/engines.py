@@ -16,7 +16,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from fedhyper import results
+from fedhyper import record, results
 from fedhyper.record import Summary
 from simulations import inprocess
 from simulations.launch import APP_DIR
@@ -64,7 +64,7 @@ class FlowerEngine:
         args = [f"resume={run_dir}"] if resume else overrides
         cmd = [sys.executable, "-m", "simulations.run", *args, f"hydra.run.dir={run_dir}"]
         run_dir.mkdir(parents=True, exist_ok=True)
-        with (run_dir / "run.log").open("a" if resume else "w") as log_file:
+        with (run_dir / record.LOG_FILE).open("a" if resume else "w") as log_file:
             if self.stopping.is_set():
                 raise RuntimeError("the grid was stopped")
             self.running = subprocess.Popen(cmd, cwd=APP_DIR, stdout=log_file, stderr=subprocess.STDOUT)

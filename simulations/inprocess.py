@@ -20,7 +20,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from omegaconf import OmegaConf
 
 from clients.app import app as client_app
-from fedhyper import protocol
+from fedhyper import protocol, record
 from fedhyper.config import ExperimentConfig
 from fedhyper.record import Summary
 from strategies import experiment
@@ -85,7 +85,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: Path, resume: bool = False) -
     progress line for all of them instead of every run's rounds interleaved.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run_dir / "run.log", mode="a" if resume else "w")
+    handler = logging.FileHandler(run_dir / record.LOG_FILE, mode="a" if resume else "w")
     handler.setFormatter(logging.Formatter("%(levelname)s %(asctime)s fedhyper | %(message)s", "%H:%M:%S"))
     propagate, level = log.propagate, log.level
     log.addHandler(handler)

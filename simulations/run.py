@@ -38,7 +38,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from fedhyper import checkpoint, tracking
+from fedhyper import checkpoint, record, tracking
 from fedhyper.config import ExperimentConfig
 from fedhyper.data import get_spec
 from fedhyper.data.hub import check_root
@@ -112,14 +112,14 @@ def prepare(raw: DictConfig, run_dir: Path) -> tuple[Path, SimulationSpec, dict[
     resume = raw.get("resume")
     if resume:
         run_dir = Path(resume).expanduser().resolve()
-        if not (run_dir / "config.yaml").is_file():
+        if not (run_dir / record.CONFIG_FILE).is_file():
             raise ValueError(f"resume={resume} holds no config.yaml; give the directory of an earlier run")
-        raw = experiment.recorded(run_dir / "config.yaml")
+        raw = experiment.recorded(run_dir / record.CONFIG_FILE)
         checkpoint.load_checkpoint(run_dir / checkpoint.FILENAME)
     cfg = validated(raw)
     cfg.tracking = tracking.with_store(cfg.tracking, tracking.OUTPUTS)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config_file = run_dir / "config.yaml"
+    config_file = run_dir / record.CONFIG_FILE
     OmegaConf.save(OmegaConf.structured(cfg), config_file)
     spec = SimulationSpec(
         run_dir=run_dir,
@@ -167,7 +167,7 @@ def simulate(raw: DictConfig, run_dir: Path) -> dict:
     except KeyboardInterrupt:
         print(f"interrupted; every process the run started is stopped. Outputs so far in {run_dir}", file=sys.stderr)
         sys.exit(130)
-    summary_file = run_dir / "summary.json"
+    summary_file = run_dir / record.SUMMARY_FILE
     if code != 0 or not summary_file.exists():
         raise RunFailed(f"the run failed (flwr exit code {code}); logs in {run_dir}", 1)
     return json.loads(summary_file.read_text())
