@@ -126,7 +126,7 @@ def local_deployment(flwr_home: Path, certs_dir: Path | None) -> Iterator[LocalD
     deployment = LocalDeployment(flwr_home, certs_dir)
     flwr_home.mkdir(parents=True, exist_ok=True)
     marker = launch_marker(deployment.launch_id)
-    with reaper(marker):
+    with reaper(deployment.launch_id):
         try:
             deployment.start_superlink()
             yield deployment

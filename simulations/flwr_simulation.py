@@ -7,7 +7,9 @@ first on the run's PATH (``launch.simulation_entry``), which runs
 
     python -m simulations.flwr_simulation --sweep-interval S --record FILE [--ray-head FILE] -- <Flower's arguments>
 
-This installs ``simulations.sweep`` (interval ``S``, the run's ``sim.sweep_interval``), then
+The entry marks this process as the launch's ServerApp (``processes.SERVER_ENV``): when the launch
+ends or its launcher is killed, it is stopped before Ray and its clients (``processes.stop_launch``).
+It installs ``simulations.sweep`` (interval ``S``, the run's ``sim.sweep_interval``), then
 runs Flower's own entry point with Flower's arguments. ``FILE`` is written, holding
 ``fedhyper``, once fedhyper's sweep hands messages over; the launcher reads it into
 ``summary.json``'s ``message_sweep``. Nothing else imports this module: a ServerApp started

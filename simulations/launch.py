@@ -34,6 +34,7 @@ from simulations.flwr_run import port_open
 from simulations.flwr_simulation import FLOWER_ENTRY
 from simulations.processes import (  # noqa: F401  deploy.py, tests: run_processes, stop_run_processes
     LAUNCH_ENV,
+    SERVER_ENV,
     flower_env,
     launch_marker,
     new_launch_id,
@@ -42,6 +43,7 @@ from simulations.processes import (  # noqa: F401  deploy.py, tests: run_process
     run_processes,
     stop_marked,
     stop_run_processes,
+    stop_server,
 )
 
 log = logging.getLogger("fedhyper")
@@ -111,7 +113,7 @@ def simulation_entry(launch_dir: Path, sweep_interval: float, record: Path, ray_
     entry = launch_dir / FLOWER_ENTRY
     ours = [sys.executable, "-m", "simulations.flwr_simulation", "--sweep-interval", str(sweep_interval),
             "--record", str(record), *(["--ray-head", str(ray_head)] if ray_head else [])]  # fmt: skip
-    entry.write_text(f'#!/bin/sh\nexec {shlex.join(ours)} -- "$@"\n')
+    entry.write_text(f'#!/bin/sh\nexport {SERVER_ENV}=1\nexec {shlex.join(ours)} -- "$@"\n')
     entry.chmod(0o755)
     return entry
 
@@ -201,7 +203,7 @@ def run_app(spec: SimulationSpec, run_config: dict[str, str | bool], head: ray_h
     run_cfg = " ".join(f"{k}={_toml(v)}" for k, v in run_config.items())
     started: list[subprocess.Popen] = []
     port = free_port()
-    with reaper(launch_marker(launch_id)):
+    with reaper(launch_id):
         try:
             head = ordered_head(head, head_file, spec, launch_id, env)  # Ray starts beside the SuperLink, or has
             if head is not None:
@@ -214,10 +216,11 @@ def run_app(spec: SimulationSpec, run_config: dict[str, str | bool], head: ray_h
             started.append(subprocess.Popen(cmd, env=env, start_new_session=True))
             _wait_for_port(port, superlink, timeout=60.0, log_file=flwr_home / SUPERLINK_LOG)
             code = started[-1].wait()
-        finally:
-            if head is not None:  # Ray first, by its own shutdown, which also ends its agents
+        finally:  # one way out for every ending: done, failed, interrupted
+            stop_server(launch_id)  # before its clients, so that no round it records lost them to this stop
+            if head is not None:  # then Ray, by its own shutdown, which also ends its agents
                 head.stop()
-            stop_marked(launch_marker(launch_id))  # one way out for every ending: done, failed, interrupted
+            stop_marked(launch_marker(launch_id))
             for proc in started:
                 proc.wait()
     record_message_sweep(spec.run_dir, record)

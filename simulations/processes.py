@@ -19,11 +19,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 LAUNCH_ENV = "FEDHYPER_LAUNCH_ID"
+# Set (to 1) on the launch's ServerApp process, which writes the run's record: stopped first (stop_launch).
+SERVER_ENV = "FEDHYPER_SERVER_PROCESS"
 LAUNCHES = "launch-ids"  # in a run's Flower folder: the id of every launch into it, one a line
 APP_DIR = Path(__file__).resolve().parents[1]  # where ``python -m simulations.reaper`` resolves
 
@@ -120,18 +122,23 @@ def _parents() -> dict[int, int]:
     return parents
 
 
+def _environments(pids: list[int]) -> dict[int, set[bytes]]:
+    """pid -> the ``KEY=VALUE`` entries its environment started with, for those of ``pids`` still readable."""
+    environments = {}
+    for pid in pids:
+        if pid != os.getpid():
+            try:
+                environments[pid] = set(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+            except OSError:  # gone, or not ours to read
+                continue
+    return environments
+
+
 def marked_processes(*markers: str) -> list[int]:
     """Live processes whose environment holds one of ``markers`` (``KEY=VALUE``), and all their descendants."""
     entries = {marker.encode() for marker in markers}
     parents = _parents()
-    found: set[int] = set()
-    for pid in parents:
-        if pid != os.getpid():
-            try:
-                if entries.intersection(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")):
-                    found.add(pid)
-            except OSError:  # gone, or not ours to read
-                continue
+    found = {pid for pid, environment in _environments(list(parents)).items() if entries & environment}
     children: dict[int, list[int]] = {}
     for pid, parent in parents.items():
         children.setdefault(parent, []).append(pid)
@@ -154,6 +161,19 @@ def launch_processes(launch_id: str) -> list[int]:
     return marked_processes(launch_marker(launch_id))
 
 
+def server_processes(launch_id: str) -> list[int]:
+    """Launch ``launch_id``'s ServerApp process: marked with ``SERVER_ENV`` and its launch, its parent not.
+
+    Processes it starts inherit the mark (the Ray that Flower starts when the launch's own could
+    not start): only the topmost is the server.
+    """
+    entries = {launch_marker(launch_id).encode(), f"{SERVER_ENV}=1".encode()}
+    parents = _parents()
+    environments = _environments(list(parents))
+    marked = {pid for pid, environment in environments.items() if entries <= environment}
+    return sorted(pid for pid in marked if parents[pid] not in marked)
+
+
 def _alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie, dead but not yet reaped by its parent, does not)."""
     try:
@@ -163,16 +183,21 @@ def _alive(pid: int) -> bool:
 
 
 def stop_marked(*markers: str, grace: float = 10.0) -> None:
-    """SIGTERM every process carrying one of ``markers``, then SIGKILL those still there after ``grace`` s.
+    """SIGTERM every process carrying one of ``markers``, then SIGKILL those still there after ``grace`` s."""
+    _terminate(lambda: marked_processes(*markers), grace)
 
-    A process once found is followed by its pid, not its marker: Ray's agents rewrite their
-    environment for their process titles, so once their parent (the raylet) is gone they carry
-    no trace of the launch, and a SIGTERM does not always end them.
+
+def _terminate(find: Callable[[], list[int]], grace: float) -> None:
+    """SIGTERM the processes ``find`` returns, then SIGKILL those still there after ``grace`` s.
+
+    A process once found is followed by its pid, not by what found it: Ray's agents rewrite their
+    environment for their process titles, so once their parent (the raylet) is gone they carry no
+    trace of the launch, and a SIGTERM does not always end them.
     """
     found: set[int] = set()
 
-    def alive() -> set[int]:  # those found before and those marked now, still running
-        return {pid for pid in found | set(marked_processes(*markers)) if _alive(pid)}
+    def alive() -> set[int]:  # those found before and those found now, still running
+        return {pid for pid in found | set(find()) if _alive(pid)}
 
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         found = alive()
@@ -189,22 +214,37 @@ def stop_marked(*markers: str, grace: float = 10.0) -> None:
             found = alive()
 
 
+def stop_server(launch_id: str, grace: float = 10.0) -> None:
+    """Stop launch ``launch_id``'s ServerApp process, and wait until it is gone.
+
+    Before its clients: a client stopped while the ServerApp still ran would be recorded as a
+    failed reply, and its round (perhaps a checkpoint) kept, so that a run resumed from that
+    checkpoint would not continue the run it was.
+    """
+    _terminate(lambda: server_processes(launch_id), grace)
+
+
+def stop_launch(launch_id: str, grace: float = 10.0) -> None:
+    """Stop every process of launch ``launch_id``: its ServerApp first, then the rest."""
+    stop_server(launch_id, grace)
+    stop_marked(launch_marker(launch_id), grace=grace)
+
+
 def stop_run_processes(flwr_home: Path, grace: float = 10.0) -> None:
     """Stop every process of the run folder ``flwr_home``, whichever launch started it."""
     stop_marked(*folder_markers(flwr_home), grace=grace)
 
 
 @contextmanager
-def reaper(marker: str) -> Iterator[None]:
-    """A watchdog that stops the processes carrying ``marker`` (``launch_marker(id)``) once this process is gone.
+def reaper(launch_id: str) -> Iterator[None]:
+    """A watchdog that stops launch ``launch_id`` (``stop_launch``) once this process is gone, however it went.
 
     The watchdog waits for EOF on a pipe whose writing end only this process holds: a normal
     exit, an exception and a SIGKILL all close it.
     """
-    key = marker.split("=", 1)[0]
-    env = {k: v for k, v in os.environ.items() if k != key}  # the watchdog must not match itself
+    env = {k: v for k, v in os.environ.items() if k != LAUNCH_ENV}  # the watchdog must not match itself
     watchdog = subprocess.Popen(
-        [sys.executable, "-m", "simulations.reaper", marker],
+        [sys.executable, "-m", "simulations.reaper", launch_id],
         stdin=subprocess.PIPE,
         env=env,
         cwd=APP_DIR,

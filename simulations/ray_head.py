@@ -24,7 +24,7 @@ imports torch and composes the config (about 1.5 s of one core, while the other 
    name while it was still being created waited about 30 s for its first reply (2 of 4 runs
    when Ray was started before the config, and so up before the simulation process);
 5. writes the Ray address, the namespace and the actors' names to the order's file (JSON), and
-   holds the instance until it is stopped (SIGTERM, SIGINT) or its launcher is gone.
+   holds the instance until it is stopped (SIGTERM, SIGINT) or its launcher and the launch's ServerApp are gone.
 
 The simulation process (``simulations.flwr_simulation --ray-head FILE``) connects to that
 address as a second driver, as it would to a cluster given by ``sim.ray_address``, and Flower's
@@ -54,7 +54,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
-from simulations.processes import flower_env
+from simulations.processes import flower_env, server_processes
 
 ACTOR_MODULE = "flwr.simulation.ray_transport.ray_actor"  # Flower's client actor and its pool
 
@@ -210,6 +210,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> None:
     args = parse(argv)
+    launcher = os.getppid()
     os.environ["PYTHONPATH"] = worker_path()
     # Ray starts while the launcher composes the config; Flower's actor module (about 1.5 s of one
     # core to import) is needed only once the order has come.
@@ -239,7 +240,9 @@ def main(argv: list[str]) -> None:
             say_failed(order, args.namespace, err)
             raise
         Head(context.address_info["gcs_address"], args.namespace, actors).write(Path(order.file))
-        while os.getppid() != 1:  # until stopped, or the launcher is gone
+        # Until stopped, or the launcher is gone and with it the ServerApp (whose watchdog stops it
+        # first: clients stopped under a running ServerApp would be recorded as failed replies).
+        while os.getppid() == launcher or server_processes(args.namespace):
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass

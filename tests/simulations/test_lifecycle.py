@@ -14,11 +14,15 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from simulations import inprocess
 from simulations.processes import (
     LAUNCH_ENV,
+    SERVER_ENV,
     launch_marker,
     launch_processes,
+    new_launch_id,
     reaper,
     record_launch,
     run_processes,
+    server_processes,
+    stop_launch,
     stop_run_processes,
 )
 from simulations.run import check
@@ -138,6 +142,7 @@ def test_a_killed_run_resumed_at_once_in_its_folder_ends_as_an_uninterrupted_one
     assert straggler.wait(timeout=30) == -signal.SIGKILL
     a = json.loads((whole_dir / "summary.json").read_text())
     b = json.loads((split_dir / "summary.json").read_text())
+    assert b["rejected_replies"] == {}  # no client was stopped under a running ServerApp (stop_launch's order)
     assert b["per_client_accuracy"] == a["per_client_accuracy"]
     assert b["final_accuracy"] == a["final_accuracy"] and b["rounds"] == 12
     assert b["message_sweep"] == "fedhyper"  # the launcher's wrapper installed it
@@ -165,7 +170,7 @@ def test_a_launchs_watchdog_stops_its_own_processes_only_not_another_launchs_in_
 
     killed, resumed = process_of("killed-launch"), process_of("resumed-launch")
     try:
-        with reaper(launch_marker("killed-launch")):
+        with reaper("killed-launch"):
             pass  # the launcher is gone: its watchdog stops what carries its id
 
         assert killed.wait(timeout=30) == -signal.SIGTERM
@@ -197,6 +202,41 @@ def test_a_run_folder_finds_and_stops_the_processes_of_every_launch_recorded_in_
         elsewhere.kill()
 
 
+def test_a_launch_stops_its_server_before_its_clients(tmp_path):
+    """A client stopped while the ServerApp still ran would be recorded as a failed reply, and its round kept
+    (a killed run once resumed from a checkpoint holding such rounds)."""
+    launch_id = new_launch_id()
+    client = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], env={**os.environ, LAUNCH_ENV: launch_id}
+    )
+    on_term = (  # the server, told to stop, says after 0.5 s whether its client still runs (not a zombie)
+        "import signal, sys, time\n"
+        "def stop(*_):\n"
+        "    time.sleep(0.5)\n"
+        f"    state = open('/proc/{client.pid}/stat').read().rsplit(')', 1)[1].split()[0]\n"
+        f"    open({str(tmp_path / 'seen')!r}, 'w').write(state)\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\nprint(flush=True)\ntime.sleep(60)\n"
+    )
+    # The server's own children (the Ray Flower starts when the launch's could not) inherit its mark.
+    server = subprocess.Popen(
+        [sys.executable, "-c", on_term],
+        env={**os.environ, LAUNCH_ENV: launch_id, SERVER_ENV: "1"},
+        stdout=subprocess.PIPE,
+    )
+    server.stdout.readline()  # its handler is set
+    try:
+        assert server_processes(launch_id) == [server.pid]
+
+        stop_launch(launch_id, grace=5.0)
+
+        assert (tmp_path / "seen").read_text() in ("S", "R")  # sleeping or running, not stopped with it
+        assert server.wait(timeout=10) == 0 and client.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        server.kill()
+        client.kill()
+
+
 def test_resuming_from_a_directory_without_a_checkpoint_is_a_config_error(tmp_path):
     (tmp_path / "config.yaml").write_text("seed: 0\n")
 
@@ -223,7 +263,7 @@ def test_a_run_that_ends_or_fails_leaves_nothing_running(tmp_path, request):
 def test_a_process_found_once_is_stopped_even_after_it_loses_its_launchs_marker():
     """Ray's agents rewrite their environment for their titles; once their parent (the raylet) dies,
     nothing marks them as the launch's any more, and they may outlive a SIGTERM."""
-    from simulations.processes import _alive, new_launch_id, stop_marked
+    from simulations.processes import _alive, stop_marked
 
     launch_id = new_launch_id()
     child = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(60)"
