@@ -24,7 +24,8 @@ imports torch and composes the config (about 1.5 s of one core, while the other 
    name while it was still being created waited about 30 s for its first reply (2 of 4 runs
    when Ray was started before the config, and so up before the simulation process);
 5. writes the Ray address, the namespace and the actors' names to the order's file (JSON), and
-   holds the instance until it is stopped (SIGTERM, SIGINT) or its launcher and the launch's ServerApp are gone.
+   holds the instance until it is stopped (SIGTERM, SIGINT), or until its launcher and the
+   launch's ServerApp are gone.
 
 The simulation process (``simulations.flwr_simulation --ray-head FILE``) connects to that
 address as a second driver, as it would to a cluster given by ``sim.ray_address``, and Flower's
