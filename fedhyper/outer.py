@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +13,7 @@ from fedhyper.privacy import ClientClipping
 
 OPTIMIZERS = ("sgd", "adam")  # strategy.outer.optimizer
 WEIGHTINGS = ("uniform", "examples")  # strategy.outer.weighting
+SCHEDULES = ("constant", "cosine")  # strategy.outer.schedule
 
 
 @dataclass
@@ -33,6 +35,10 @@ class OuterConfig:
     weighting: str = "uniform"
     # sgd: pFedHN's SGD with momentum; adam: Adam (momentum unused), weight_decay as its L2 term on Φ.
     optimizer: str = "sgd"
+    # constant: lr in every round; cosine: lr × (1 + cos(π (r − 1) / R)) / 2 in round r of R, from lr in
+    # round 1 towards 0 in round R (Loshchilov and Hutter, SGDR, ICLR 2017, without restarts). Relative
+    # to the run's rounds, so a short tuning run decays as the long run it stands for does.
+    schedule: str = "constant"
 
     def validate(self, prefix: str = "strategy.outer") -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -43,6 +49,15 @@ class OuterConfig:
             raise ValueError(f"{prefix}.aggregate={self.aggregate!r} is unknown; choose one of {', '.join(AGGREGATES)}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"{prefix}.weighting={self.weighting!r} is unknown; choose one of {', '.join(WEIGHTINGS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"{prefix}.schedule={self.schedule!r} is unknown; choose one of {', '.join(SCHEDULES)}")
+
+    def lr_factor(self, server_round: int, num_rounds: int) -> float:
+        """The share of ``lr`` that round ``server_round`` (from 1) of ``num_rounds`` steps with."""
+        if self.schedule == "constant" or num_rounds <= 0:
+            return 1.0
+        done = min(max(server_round - 1, 0), num_rounds - 1) / num_rounds
+        return 0.5 * (1.0 + math.cos(math.pi * done))
 
     def client_weights(self, num_examples: list[int], private: bool = False) -> torch.Tensor:
         """[B] weights of a step's clients in Φ's gradient, from their example counts; uniform if ``private``."""
@@ -73,12 +88,19 @@ class HyperNetTrainer:
     """
 
     def __init__(
-        self, hnet: HyperNetwork, cfg: OuterConfig, seed: int = 0, privacy: ClientClipping | None = None
+        self,
+        hnet: HyperNetwork,
+        cfg: OuterConfig,
+        seed: int = 0,
+        privacy: ClientClipping | None = None,
+        num_rounds: int = 0,
     ) -> None:
         self.hnet = hnet
         self.cfg = cfg
         self.privacy = privacy  # client-level DP: each client's part of Φ's gradient clipped, the sum noised
         self.optimizer = outer_optimizer(hnet, cfg)
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.num_rounds = num_rounds  # the schedule's horizon (cfg.schedule); 0: the learning rate stays
         self.device = next(hnet.parameters()).device
         self.noise_rng = torch.Generator().manual_seed(seed)
         self.embedding_optimizer: torch.optim.Optimizer | None = None  # novel clients' rounds only
@@ -110,8 +132,12 @@ class HyperNetTrainer:
         trained: dict[str, torch.Tensor],
         num_examples: list[int],
         extra: torch.Tensor | None = None,
+        server_round: int | None = None,
     ) -> float:
         """One outer step from the clients' trained weights; returns Φ's gradient norm.
+
+        In round ``server_round`` the optimiser steps at ``cfg.lr_factor`` of its learning rates;
+        None steps at the rates it has.
 
         ``extra`` [B, extra_dim] must be the per-call input the clients' weights were generated
         with. Without a private table the conditioner's leaf is ``extra`` itself (descriptors):
@@ -135,6 +161,10 @@ class HyperNetTrainer:
         elif extra is not None and extra.requires_grad:
             extra.grad = leaf_grads.to(extra.device)
         norm = torch.nn.utils.clip_grad_norm_(shared, self.cfg.grad_clip or float("inf"))
+        if server_round is not None:
+            factor = self.cfg.lr_factor(server_round, self.num_rounds)
+            for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+                group["lr"] = base * factor
         self.optimizer.step()
         if self.hnet.cfg.spectral_norm:
             self._power_iteration()

@@ -103,7 +103,7 @@ class FedHyper(PFedHN):
             now = self.trainer.generate(ids[part], extra)  # Φ has moved since these weights were sent
             moved = {n: now[n] + trained[n][part] - sent[n][part].to(now[n].device) for n in now}
             counts = [replies[c].num_examples for c in ids[part]]
-            norms.append(self.trainer.step(ids[part], moved, counts, extra))
+            norms.append(self.trainer.step(ids[part], moved, counts, extra, server_round))
         return {**train_summary(replies), record.GRAD_NORM: sum(norms) / len(norms)}
 
 

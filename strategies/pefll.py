@@ -110,7 +110,7 @@ class PeFLL(PFedHN):
         descriptors = torch.stack([plan.descriptors[c] for c in sorted(replies)]).requires_grad_(True)  # [B, d]
         ids, trained = self.trained_weights(replies, descriptors)
         counts = {c: replies[c].num_examples for c in ids}
-        grad_norm = self.trainer.step(ids, trained, list(counts.values()), descriptors)
+        grad_norm = self.trainer.step(ids, trained, list(counts.values()), descriptors, server_round)
         psi = self.step_psi(ids, descriptors.grad, counts, plan.psi, calls)
         return {**train_summary(replies), record.GRAD_NORM: grad_norm, **psi}
 

@@ -117,7 +117,7 @@ class PFedHN(PersonalizedStrategy):
         if server_round > self.num_rounds:
             self.trainer.fit_embeddings(ids, trained, counts, noise)
             return train_summary(replies)
-        grad_norm = self.trainer.step(ids, trained, counts, noise)
+        grad_norm = self.trainer.step(ids, trained, counts, noise, server_round)
         return {**train_summary(replies), record.GRAD_NORM: grad_norm}
 
     def summary_extras(self) -> dict[str, Any]:
@@ -150,7 +150,8 @@ def build_trainer(cfg: ExperimentConfig, exclude: tuple[str, ...] = ()) -> Hyper
     hnet = HyperNetwork(shapes, cfg.data.num_clients, cfg.hnet)
     mech = privacy.mechanism(cfg)  # None unless privacy.* is set
     clipping = None if mech is None else privacy.ClientClipping(mech)
-    return HyperNetTrainer(hnet.to(select_device(cfg.device)), cfg.strategy.outer, seed=cfg.seed, privacy=clipping)
+    device = select_device(cfg.device)
+    return HyperNetTrainer(hnet.to(device), cfg.strategy.outer, cfg.seed, clipping, num_rounds=cfg.sim.num_rounds)
 
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> PFedHN:

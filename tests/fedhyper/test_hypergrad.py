@@ -116,3 +116,27 @@ def test_a_steps_client_weights_follow_its_weighting_and_aggregate(weighting, ag
 def test_an_unknown_weighting_is_refused_with_the_known_ones():
     with pytest.raises(ValueError, match="strategy.outer.weighting='size' is unknown; choose one of uniform, examples"):
         OuterConfig(weighting="size").validate()
+
+
+def test_a_cosine_schedule_scales_every_step_by_its_round_s_share_of_the_learning_rate(tiny_hnet):
+    assert [OuterConfig(schedule="cosine").lr_factor(r, 4) for r in (1, 3, 4, 9)] == pytest.approx(
+        [1.0, 0.5, 0.5 * (1 + torch.cos(torch.tensor(0.75 * torch.pi)).item()), 0.1464466]
+    )
+    assert OuterConfig().lr_factor(3, 4) == 1.0
+    a, b = tiny_hnet(), tiny_hnet()
+    b.load_state_dict(a.state_dict())
+    start = {n: p.detach().clone() for n, p in a.named_parameters()}
+    plain = dict(lr=0.1, momentum=0.0, weight_decay=0.0, grad_clip=0.0)
+    cosine = HyperNetTrainer(a, OuterConfig(**plain, schedule="cosine"), num_rounds=4)
+    constant = HyperNetTrainer(b, OuterConfig(**plain), num_rounds=4)
+    trained = {n: t + 1.0 for n, t in cosine.generate([0, 1]).items()}
+
+    cosine.step([0, 1], trained, [10, 30], server_round=3)
+    constant.step([0, 1], trained, [10, 30], server_round=3)
+
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+    for n, p0 in start.items():  # plain SGD: the same gradient at half the learning rate, embeddings too
+        torch.testing.assert_close(pa[n] - p0, 0.5 * (pb[n] - p0), rtol=1e-4, atol=1e-7)
+    assert [g["lr"] for g in cosine.optimizer.param_groups] == pytest.approx([0.05, 0.05])
+    with pytest.raises(ValueError, match="constant, cosine"):
+        OuterConfig(schedule="linear").validate()
