@@ -209,8 +209,15 @@ def plan(cc: CompareConfig, common: list[str], tuned: dict[Cell, list[str]] | No
     return runs
 
 
+class TuningUnfinished(Exception):
+    """``report_only`` on a tuned grid whose trials have not all finished."""
+
+
 def tune_grid(cc: CompareConfig, common: list[str]) -> dict[Cell, list[str]]:
-    """``tune=N``: N trials per cell on validation accuracy (``simulations.tuning``); each cell's chosen overrides."""
+    """``tune=N``: N trials per cell on validation accuracy (``simulations.tuning``); each cell's chosen overrides.
+
+    With ``report_only`` no trial runs: a trial not yet finished raises ``TuningUnfinished``.
+    """
     studies = []
     for setting in cc.settings:
         for name in cc.strategies:
@@ -242,6 +249,11 @@ def tune_grid(cc: CompareConfig, common: list[str]) -> dict[Cell, list[str]]:
             planned.append(PlannedRun(label, [*base, *extra], config))  # type: ignore[arg-type]
         pending = [r for r in planned if not results.is_finished(r.label.run_dir)]
         print(f"tuning, trial {batch[0][1] + 1}/{cc.tune} of {len(batch)} cells: {len(pending)} to run", flush=True)
+        if pending and cc.report_only:
+            raise TuningUnfinished(
+                f"report_only: the tuning has not ended (trial {batch[0][1] + 1} of {cc.tune} "
+                f"has {len(pending)} of {len(batch)} cells to run); nothing to report yet"
+            )
         if pending:
             execute(cc, pending)
         return [r.label.run_dir for r in planned]
@@ -328,19 +340,30 @@ def main(argv: list[str]) -> int:
     Path(cc.out_dir).mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a scheduler's kill stops like Ctrl-C
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started from a background job
+    tuned = not cc.tune  # the runs are planned with their final values
     try:
         if cc.tune:
-            runs = plan(cc, common, tune_grid(cc, common))
+            runs, tuned = plan(cc, common, tune_grid(cc, common)), True
         pending = [r for r in runs if not results.is_finished(r.label.run_dir)]
+        to_run = f"{len(pending)} to run with engine={cc.engine}" if not cc.report_only else "report only"
         print(
             f"{len(runs)} runs ({len(cc.strategies)} strategies × {len(cc.variants)} variants × "
             f"{len(cc.settings)} settings × {len(cc.seeds)} seeds): "
-            f"{len(runs) - len(pending)} already finished, {len(pending)} to run with engine={cc.engine}",
+            f"{len(runs) - len(pending)} already finished, {to_run}",
             flush=True,
         )
-        failed = execute(cc, pending) if pending else 0
+        failed = execute(cc, pending) if pending and not cc.report_only else 0
+    except TuningUnfinished as err:
+        print(err, file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("interrupted; finished runs are kept: repeat the command to go on", file=sys.stderr)
+        if tuned:  # the report of what finished, as the grid's end would write it
+            write_outputs(cc, runs, common)
+        print(
+            "interrupted; finished runs are kept (results.csv and report.md hold them once the tuning "
+            "has ended): repeat the command to go on",
+            file=sys.stderr,
+        )
         return 130
     done = write_outputs(cc, runs, common)
     print(f"{len(done)}/{len(runs)} runs finished; results.csv, report.md and plots in {Path(cc.out_dir).resolve()}")

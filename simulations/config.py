@@ -87,6 +87,9 @@ class CompareConfig(ExperimentConfig):
     tune: int = 0
     tune_rounds: int = 0  # rounds per trial; 0: a quarter of the cell's sim.num_rounds
     target_accuracy: float = 0.9  # the report's "rounds to target"
+    # true: write results.csv, report.md and plots from the runs finished so far, run nothing (a grid
+    # still running elsewhere, or interrupted); with tune=N its tuning must have ended.
+    report_only: bool = False
     progress_every: float = 30.0  # seconds between progress lines
 
 

@@ -65,6 +65,13 @@ def test_a_tiny_grid_writes_its_outputs_and_a_repeat_runs_only_what_did_not_fini
     interrupted = Path(rows[0]["run_dir"])
     (interrupted / "summary.json").unlink()  # what a killed run leaves behind: no summary
 
+    assert compare.main(grid(out, "jobs=2", "report_only=true")) == 0  # the report of what finished
+
+    assert "1 already finished, report only" in capsys.readouterr().out
+    assert [r["run_dir"] for r in csv.DictReader((out / "results.csv").open())] == [rows[1]["run_dir"]]
+    assert "| pfedhn | 1 |" in (out / "report.md").read_text()
+    assert not (interrupted / "summary.json").exists()  # nothing ran
+
     assert compare.main(grid(out, "jobs=2")) == 0
 
     assert "1 already finished, 1 to run" in capsys.readouterr().out
@@ -239,6 +246,12 @@ def test_tuning_picks_the_best_validation_trial_and_the_grid_runs_with_it(tmp_pa
 
     assert compare.main(argv) == 0  # a repeat draws the same trials and finds every run finished
 
+    assert {p: p.stat().st_mtime_ns for p in out.glob("**/summary.json")} == before
+    capsys.readouterr()
+
+    assert compare.main([*argv[:-2], "tune=3", "tune_rounds=2", "report_only=true"]) == 1  # a third trial to run
+
+    assert "the tuning has not ended (trial 3 of 3 has 1 of 1 cells to run)" in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in out.glob("**/summary.json")} == before
 
 
