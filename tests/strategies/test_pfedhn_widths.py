@@ -64,9 +64,9 @@ def test_the_server_steps_from_replies_embedded_in_this_rounds_generated_weights
     loop = loop_on(cfg, on_reply=lambda r: replies.append(r) or r)
     trainer, seen = loop.strategy.trainer, []
 
-    def spy(ids, trained, num_examples, *args, **kwargs):
-        seen.append((list(ids), trained, trainer.generate(ids, *args, **kwargs)))
-        return step(ids, trained, num_examples, *args, **kwargs)
+    def spy(ids, trained, num_examples, extra=None, *rest):
+        seen.append((list(ids), trained, trainer.generate(ids, extra)))
+        return step(ids, trained, num_examples, extra, *rest)
 
     step, trainer.step = trainer.step, spy
     loop.train(1, RoundMetrics())
