@@ -104,8 +104,13 @@ def chosen_overrides(study: Study) -> list[str]:
 
 
 def write_tuned(studies: list[Study], n_trials: int, path: Path) -> dict[str, Any]:
-    """``tuned.yaml``: how the grid was tuned and, per setting and strategy, what was chosen."""
-    chosen: dict[str, dict[str, Any]] = {}
+    """``tuned.yaml``: how the grid was tuned and, per setting and strategy, what was chosen.
+
+    Cells that an earlier command tuned into the same file and this one did not (a grid run again
+    with fewer strategies) keep their entries; this command's cells replace theirs.
+    """
+    earlier = yaml.safe_load(path.read_text()) if path.is_file() else None
+    chosen: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (earlier or {}).get("chosen", {}).items()}
     for s in studies:
         best = s.best()
         chosen.setdefault(s.setting, {})[s.label] = {

@@ -8,7 +8,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from fedhyper.record import Summary
-from simulations import compare
+from fedhyper.search import Range
+from simulations import compare, tuning
 from simulations.progress import GridProgress, RunLabel
 
 TINY = [
@@ -272,3 +273,19 @@ def test_a_run_recorded_before_the_config_gained_an_option_is_reused_not_run_aga
     assert (older / "summary.json").stat().st_mtime_ns == before
     (row,) = csv.DictReader((out / "results.csv").open())
     assert Path(row["run_dir"]) == older.resolve()
+
+
+def test_tuned_yaml_keeps_the_cells_of_an_earlier_command_and_replaces_only_its_own(tmp_path):
+    path = tmp_path / tuning.TUNED_FILE
+
+    def study(strategy: str, lr: float, score: float) -> tuning.Study:
+        cell = tuning.new_study("dirichlet", strategy, "base", {"strategy.local.lr": Range(1e-3, 1e-1)}, 25)
+        cell.trials.append({"values": {"strategy.local.lr": lr}, tuning.OBJECTIVE: score, "run_dir": "x"})
+        return cell
+
+    tuning.write_tuned([study("fedavg", 0.01, 0.8), study("ditto", 0.02, 0.9)], 1, path)
+    tuning.write_tuned([study("ditto", 0.03, 0.7)], 1, path)  # the same grid again, ditto's config changed
+
+    chosen = OmegaConf.to_container(OmegaConf.load(path))["chosen"]["dirichlet"]
+    assert chosen["fedavg"]["values"] == {"strategy.local.lr": 0.01}
+    assert chosen["ditto"]["values"] == {"strategy.local.lr": 0.03} and chosen["ditto"]["val_accuracy"] == 0.7
