@@ -31,6 +31,7 @@ DEFAULT_STRATEGY = "pfedhn"
 # without one ran with the value here, not with today's default.
 VALUES_BEFORE_OPTION: dict[str, Any] = {
     "strategy.outer.weighting": "examples",  # added with that default; "uniform" since issue 12's fidelity check
+    "strategy.outer.schedule": "constant",  # what every run had before the option; FedHyper's default is cosine
 }
 
 

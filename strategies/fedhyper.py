@@ -13,6 +13,8 @@ Each ingredient is one option of ``FedHyperConfig``, so that an ablation removes
 - ``init``: hyperfan-in initialisation of the hypernetwork (Chang, Sacramento, Zenke, "Principled
   Weight Initialization for Hypernetworks", ICLR 2020), overriding ``hnet.init``.
 - ``outer.optimizer``: the hypernetwork's optimiser (Adam: Kingma and Ba, ICLR 2015; pFedHN uses SGD).
+- ``outer.schedule``: its learning rate decays over the run's rounds on a cosine (Loshchilov and
+  Hutter, "SGDR", ICLR 2017, without restarts); pFedHN keeps it constant.
 - ``clients_per_step``: how many of a round's clients one outer step folds in (pFedHN's reference
   code steps after every client); ``outer.aggregate`` says how they combine.
 """
@@ -43,7 +45,7 @@ from strategies.replies import Reply
 
 @dataclass
 class FedHyperConfig(PFedHNConfig):
-    """pFedHN's hypernetwork with a private head, adaptation before evaluation, hyperfan-in and Adam."""
+    """pFedHN's hypernetwork with a private head, adaptation before evaluation, hyperfan-in, Adam and its decay."""
 
     name: str = "fedhyper"
     search_space: ClassVar[SearchSpace] = {
@@ -54,8 +56,10 @@ class FedHyperConfig(PFedHNConfig):
     # One outer step's clients are replayed against the weights they were sent (see clients_per_step),
     # which a client served a narrower slice would not match: one width for every client.
     varied_widths: ClassVar[bool] = False
-    # Adam at 1e-3, and example weights: FedHyper was tuned and measured with them (docs/fedhyper.md).
-    outer: OuterConfig = field(default_factory=lambda: OuterConfig(optimizer="adam", lr=1e-3, weighting="examples"))
+    # Adam at 1e-3, example weights, a cosine decay: FedHyper was tuned and measured with them (docs/fedhyper.md).
+    outer: OuterConfig = field(
+        default_factory=lambda: OuterConfig(optimizer="adam", lr=1e-3, weighting="examples", schedule="cosine")
+    )
     private_head: bool = True  # the head is the client's own (pFedHN-PC); false: the hypernetwork generates it too
     adapt_steps: int = 10  # SGD steps (local.lr, local.batch_size) on the train split before each evaluation; 0: none
     init: str | None = "hyperfan_in"  # the hypernetwork's initialisation (hnet.init's choices); None: hnet.init's

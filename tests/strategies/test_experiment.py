@@ -32,18 +32,18 @@ def test_unknown_strategy_in_overrides_lists_the_registered_ones():
         experiment.load({"overrides": "strategy=magic"})
 
 
-def recorded_without_weighting(run_dir, strategy: str):
-    """A finished run of ``strategy`` whose config.yaml predates ``strategy.outer.weighting``."""
+def recorded_without(run_dir, strategy: str, option: str = "weighting"):
+    """A finished run of ``strategy`` whose config.yaml predates ``strategy.outer.<option>``."""
     run_dir.mkdir(parents=True)
     raw = OmegaConf.to_container(OmegaConf.structured(ExperimentConfig(strategy=registry.get(strategy).config_cls())))
-    del raw["strategy"]["outer"]["weighting"]
+    del raw["strategy"]["outer"][option]
     OmegaConf.save(OmegaConf.create(raw), run_dir / "config.yaml")
     (run_dir / "summary.json").write_text("{}")
     return run_dir
 
 
 def test_a_config_recorded_before_an_option_reads_as_what_runs_did_then_not_todays_default(tmp_path):
-    before = recorded_without_weighting(tmp_path / "pfedhn", "pfedhn")
+    before = recorded_without(tmp_path / "pfedhn", "pfedhn")
 
     assert PFedHNConfig().outer.weighting == "uniform"  # today's default, different from what the run did
     assert experiment.typed(experiment.recorded(before / "config.yaml")).strategy.outer.weighting == "examples"
@@ -55,11 +55,17 @@ def test_a_config_recorded_before_an_option_reads_as_what_runs_did_then_not_toda
     )
 
 
-@pytest.mark.parametrize(("strategy", "reused"), [("pfedhn", False), ("fedhyper", True)])
-def test_a_grid_reuses_an_older_run_only_if_it_ran_as_todays_default_would(tmp_path, strategy, reused):
-    # pFedHN's runs before the option weighed clients by examples, its default now is uniform: run again.
-    # FedHyper's default is still examples: the older run is the same run.
-    older = recorded_without_weighting(tmp_path / "seed0-0123456789", strategy)
+@pytest.mark.parametrize(
+    ("strategy", "option", "reused"),
+    [
+        ("pfedhn", "weighting", False),  # examples before the option, uniform by default now: run again
+        ("fedhyper", "weighting", True),  # examples then and now: the older run is the same run
+        ("pfedhn", "schedule", True),  # a constant learning rate then and now
+        ("fedhyper", "schedule", False),  # constant then, FedHyper's cosine now
+    ],
+)
+def test_a_grid_reuses_an_older_run_only_if_it_ran_as_todays_default_would(tmp_path, strategy, option, reused):
+    older = recorded_without(tmp_path / "seed0-0123456789", strategy, option)
     today = OmegaConf.to_container(OmegaConf.structured(ExperimentConfig(strategy=registry.get(strategy).config_cls())))
     wanted = tmp_path / f"seed0-{compare.config_digest(today, 'inprocess')}"
 

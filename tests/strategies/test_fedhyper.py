@@ -154,6 +154,18 @@ def test_clients_per_step_takes_one_outer_step_per_group(loop_on):
     assert [int(s) for s in steps] == [1, 2]
 
 
+def test_phis_learning_rate_decays_over_the_runs_rounds_and_the_ablation_keeps_it(loop_on):
+    constant = tiny(rounds=4)
+    constant.strategy.outer = dataclasses.replace(constant.strategy.outer, schedule="constant")
+    decaying, kept = loop_on(tiny(rounds=4)), loop_on(constant)
+
+    decaying.train(3, RoundMetrics())  # round 3 of 4: half of the cosine's way down
+    kept.train(3, RoundMetrics())
+
+    assert [g["lr"] for g in decaying.strategy.trainer.optimizer.param_groups] == pytest.approx([5e-4, 5e-4])
+    assert [g["lr"] for g in kept.strategy.trainer.optimizer.param_groups] == pytest.approx([1e-3, 1e-3])
+
+
 def sgd_without_momentum(cfg: ExperimentConfig) -> ExperimentConfig:
     cfg.strategy.outer = OuterConfig(optimizer="sgd", lr=0.1, momentum=0.0, weight_decay=0.0)
     return cfg
