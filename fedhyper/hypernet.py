@@ -51,6 +51,8 @@ class HyperNetwork(nn.Module):
         self.body = build_body(BODIES.get(cfg.body), cfg, self.conditioner.dim, slots, slot_dim)
         self.output = output_cls(cfg, self.sizes)
         INITS.get(cfg.init)(self.body, self.output, self.target_shapes, self.conditioner.dim)
+        # Zeros draw nothing: a hypernetwork with a base generates what the same seed's would without.
+        self.base = nn.Parameter(torch.zeros(sum(self.sizes))) if cfg.base else None
         if cfg.spectral_norm:
             for module in [*self.body.modules(), *self.output.modules()]:
                 if type(module) is nn.Linear:
@@ -59,6 +61,8 @@ class HyperNetwork(nn.Module):
     def generate(self, condition: torch.Tensor) -> dict[str, torch.Tensor]:
         """Weights for each row of ``condition`` [B, conditioner.dim]: name -> [B, *shape]."""
         flat = self.output(self.body(condition))  # [B, P]
+        if self.base is not None:
+            flat = flat + self.base
         parts = flat.split(self.sizes, dim=1)
         batch = condition.shape[0]
         return {name: p.view(batch, *shape) for (name, shape), p in zip(self.target_shapes.items(), parts, strict=True)}
@@ -75,8 +79,12 @@ class HyperNetwork(nn.Module):
         """The per-client embeddings: the conditioner's private table, if it has one."""
         return self.conditioner.private_parameters()
 
+    def base_parameters(self) -> list[nn.Parameter]:
+        """The shared base θ_0 (``hnet.base``), which the outer optimiser steps apart from the rest of Φ."""
+        return [] if self.base is None else [self.base]
+
     def shared_parameters(self) -> list[nn.Parameter]:
-        """Φ: every parameter but the per-client embeddings."""
+        """Φ: every parameter but the per-client embeddings (the base included)."""
         private = {id(p) for p in self.embedding_parameters()}
         return [p for p in self.parameters() if id(p) not in private]
 

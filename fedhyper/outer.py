@@ -39,10 +39,16 @@ class OuterConfig:
     # round 1 towards 0 in round R (Loshchilov and Hutter, SGDR, ICLR 2017, without restarts). Relative
     # to the run's rounds, so a short tuning run decays as the long run it stands for does.
     schedule: str = "constant"
+    # hnet.base=true: the base θ_0 moves by base_lr × the step's client-weighted mean of Δ_i (weights as
+    # ``weighting`` says, normalised to sum to 1): 1.0 is FedAvg's server step. Plain SGD, apart from
+    # ``optimizer``: no momentum, weight decay, clipping or schedule, as FedAvg's server has none.
+    base_lr: float = 1.0
 
     def validate(self, prefix: str = "strategy.outer") -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"{prefix}.optimizer={self.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZERS)}")
+        if self.base_lr <= 0:
+            raise ValueError(f"{prefix}.base_lr={self.base_lr} must be positive (1.0: FedAvg's server step)")
         if self.lr <= 0 or (self.embedding_lr is not None and self.embedding_lr <= 0):
             raise ValueError(f"{prefix}.lr={self.lr} and {prefix}.embedding_lr={self.embedding_lr} must be positive")
         if self.aggregate not in AGGREGATES:
@@ -66,7 +72,9 @@ class OuterConfig:
 
 
 def outer_optimizer(hnet: HyperNetwork, cfg: OuterConfig) -> torch.optim.Optimizer:
-    groups = [{"params": hnet.shared_parameters()}]
+    """Φ's optimiser: every shared parameter but the base (``base_optimizer``), and the embeddings."""
+    base = {id(p) for p in hnet.base_parameters()}
+    groups = [{"params": [p for p in hnet.shared_parameters() if id(p) not in base]}]
     if hnet.embedding_parameters():  # input=data has none: its descriptors come from the clients
         groups.append({"params": hnet.embedding_parameters(), "weight_decay": 0.0, "lr": cfg.embedding_lr or cfg.lr})
     if cfg.optimizer == "adam":
@@ -77,6 +85,12 @@ def outer_optimizer(hnet: HyperNetwork, cfg: OuterConfig) -> torch.optim.Optimiz
         momentum=cfg.momentum,
         weight_decay=cfg.weight_decay,
     )
+
+
+def base_optimizer(hnet: HyperNetwork, cfg: OuterConfig) -> torch.optim.Optimizer | None:
+    """The base's SGD at ``cfg.base_lr`` (its gradient is divided by the clients' total weight); None without one."""
+    params = hnet.base_parameters()
+    return torch.optim.SGD(params, lr=cfg.base_lr) if params else None
 
 
 class HyperNetTrainer:
@@ -99,7 +113,8 @@ class HyperNetTrainer:
         self.cfg = cfg
         self.privacy = privacy  # client-level DP: each client's part of Φ's gradient clipped, the sum noised
         self.optimizer = outer_optimizer(hnet, cfg)
-        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.base_optimizer = base_optimizer(hnet, cfg)
+        self.initial_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.num_rounds = num_rounds  # the schedule's horizon (cfg.schedule); 0: the learning rate stays
         self.device = next(hnet.parameters()).device
         self.noise_rng = torch.Generator().manual_seed(seed)
@@ -134,7 +149,7 @@ class HyperNetTrainer:
         extra: torch.Tensor | None = None,
         server_round: int | None = None,
     ) -> float:
-        """One outer step from the clients' trained weights; returns Φ's gradient norm.
+        """One outer step from the clients' trained weights; returns Φ's gradient norm (the base's left out).
 
         In round ``server_round`` the optimiser steps at ``cfg.lr_factor`` of its learning rates;
         None steps at the rates it has.
@@ -160,12 +175,19 @@ class HyperNetTrainer:
             self._set_embedding_grad(ids, leaf_grads)
         elif extra is not None and extra.requires_grad:
             extra.grad = leaf_grads.to(extra.device)
+        base = self.hnet.base_parameters()
+        if base:  # −Σ w_i Δ_i over Σ w_i: the weighted mean Δ, which base_lr=1 adds as FedAvg's server does
+            total = float(self.cfg.client_weights(num_examples, private=self.privacy is not None).sum())
+            base[0].grad = base[0].grad / total
+            shared = [p for p in shared if p is not base[0]]
         norm = torch.nn.utils.clip_grad_norm_(shared, self.cfg.grad_clip or float("inf"))
         if server_round is not None:
             factor = self.cfg.lr_factor(server_round, self.num_rounds)
-            for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-                group["lr"] = base * factor
+            for group, lr in zip(self.optimizer.param_groups, self.initial_lrs, strict=True):
+                group["lr"] = lr * factor
         self.optimizer.step()
+        if self.base_optimizer is not None:
+            self.base_optimizer.step()
         if self.hnet.cfg.spectral_norm:
             self._power_iteration()
         return float(norm)

@@ -87,6 +87,10 @@ class HyperNetConfig:
     noise_dim: int = 8  # input=noise: size of the noise vector appended to the embedding
     noise_samples: int = 8  # input=noise: models sampled per client at evaluation (the ensemble)
     spectral_norm: bool = False  # spectral normalisation of every linear layer of body and output
+    # A shared base θ_0 [P], zeros at the start, added to every client's generated weights:
+    # θ_i = θ_0 + h(v_i; Φ). Its own outer step (strategy.outer.base_lr) moves it by the round's
+    # weighted mean Δ, FedAvg's server step, so that h only has to learn how clients differ from it.
+    base: bool = False
 
     def resolved_embedding_dim(self, num_clients: int) -> int:
         dim = self.embedding_dim or int(1 + num_clients / 4)

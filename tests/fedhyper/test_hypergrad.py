@@ -140,3 +140,30 @@ def test_a_cosine_schedule_scales_every_step_by_its_round_s_share_of_the_learnin
     assert [g["lr"] for g in cosine.optimizer.param_groups] == pytest.approx([0.05, 0.05])
     with pytest.raises(ValueError, match="constant, cosine"):
         OuterConfig(schedule="linear").validate()
+
+
+@pytest.mark.parametrize("aggregate", ["sum", "mean"])
+def test_a_shared_base_takes_fedavgs_step_and_phi_the_step_it_takes_without_one(tiny_hnet, aggregate):
+    plain, based = tiny_hnet(), tiny_hnet(base=True)
+    ids = [0, 2]
+    torch.testing.assert_close(  # a zero base: the same seed's weights
+        torch.cat([w.flatten() for w in HyperNetTrainer(plain, OuterConfig()).generate(ids).values()]),
+        torch.cat([w.flatten() for w in HyperNetTrainer(based, OuterConfig()).generate(ids).values()]),
+    )
+    cfg = dict(lr=0.01, optimizer="adam", weighting="examples", aggregate=aggregate, grad_clip=1e-3)
+    without, with_base = HyperNetTrainer(plain, OuterConfig(**cfg)), HyperNetTrainer(based, OuterConfig(**cfg, base_lr=0.5))
+    before = without.generate(ids)
+    deltas = {n: torch.randn_like(t) for n, t in before.items()}
+    trained = {n: t + deltas[n] for n, t in before.items()}
+
+    norm_without = without.step(ids, trained, [30, 10], server_round=1)
+    norm_with = with_base.step(ids, trained, [30, 10], server_round=1)
+
+    mean_delta = torch.cat([(0.75 * deltas[n][0] + 0.25 * deltas[n][1]).flatten() for n in before])
+    torch.testing.assert_close(based.base.detach(), 0.5 * mean_delta)  # unclipped, whatever grad_clip says
+    assert norm_with == pytest.approx(norm_without)  # the base is outside Φ's gradient norm and clipping
+    for (name, p), q in zip(plain.named_parameters(), [q for n, q in based.named_parameters() if n != "base"], strict=True):
+        torch.testing.assert_close(p, q, msg=name)  # Φ and the embeddings stepped as they would without it
+    assert all(based.base is not p for group in with_base.optimizer.param_groups for p in group["params"])
+    with pytest.raises(ValueError, match="base_lr=0.0 must be positive"):
+        OuterConfig(base_lr=0.0).validate()
