@@ -151,7 +151,8 @@ def test_a_shared_base_takes_fedavgs_step_and_phi_the_step_it_takes_without_one(
         torch.cat([w.flatten() for w in HyperNetTrainer(based, OuterConfig()).generate(ids).values()]),
     )
     cfg = dict(lr=0.01, optimizer="adam", weighting="examples", aggregate=aggregate, grad_clip=1e-3)
-    without, with_base = HyperNetTrainer(plain, OuterConfig(**cfg)), HyperNetTrainer(based, OuterConfig(**cfg, base_lr=0.5))
+    without = HyperNetTrainer(plain, OuterConfig(**cfg))
+    with_base = HyperNetTrainer(based, OuterConfig(**cfg, base_lr=0.5))
     before = without.generate(ids)
     deltas = {n: torch.randn_like(t) for n, t in before.items()}
     trained = {n: t + deltas[n] for n, t in before.items()}
@@ -162,7 +163,8 @@ def test_a_shared_base_takes_fedavgs_step_and_phi_the_step_it_takes_without_one(
     mean_delta = torch.cat([(0.75 * deltas[n][0] + 0.25 * deltas[n][1]).flatten() for n in before])
     torch.testing.assert_close(based.base.detach(), 0.5 * mean_delta)  # unclipped, whatever grad_clip says
     assert norm_with == pytest.approx(norm_without)  # the base is outside Φ's gradient norm and clipping
-    for (name, p), q in zip(plain.named_parameters(), [q for n, q in based.named_parameters() if n != "base"], strict=True):
+    others = [q for n, q in based.named_parameters() if n != "base"]
+    for (name, p), q in zip(plain.named_parameters(), others, strict=True):
         torch.testing.assert_close(p, q, msg=name)  # Φ and the embeddings stepped as they would without it
     assert all(based.base is not p for group in with_base.optimizer.param_groups for p in group["params"])
     with pytest.raises(ValueError, match="base_lr=0.0 must be positive"):
