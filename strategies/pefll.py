@@ -71,9 +71,8 @@ class PeFLL(PFedHN):
             psi = DescriptorNet(math.prod(input_shape), n_classes, trainer.hnet.conditioner.extra_dim)
         self.psi = psi.to(trainer.device)
         outer = cfg.strategy.outer
-        self.psi_optimizer = torch.optim.SGD(
-            self.psi.parameters(), lr=outer.embedding_lr or outer.lr, momentum=outer.momentum
-        )
+        self.psi_lr = outer.embedding_lr or outer.lr  # in round r, times outer.lr_factor as Φ's (outer.schedule)
+        self.psi_optimizer = torch.optim.SGD(self.psi.parameters(), lr=self.psi_lr, momentum=outer.momentum)
         self.latest_descriptors: dict[int, torch.Tensor] = {}  # each client's last descriptor, for the figure
 
     # --- describe, then generate --------------------------------------------------------
@@ -111,7 +110,7 @@ class PeFLL(PFedHN):
         ids, trained = self.trained_weights(replies, descriptors)
         counts = {c: replies[c].num_examples for c in ids}
         grad_norm = self.trainer.step(ids, trained, list(counts.values()), descriptors, server_round)
-        psi = self.step_psi(ids, descriptors.grad, counts, plan.psi, calls)
+        psi = self.step_psi(ids, descriptors.grad, counts, plan.psi, calls, server_round)
         return {**train_summary(replies), record.GRAD_NORM: grad_norm, **psi}
 
     def step_psi(
@@ -121,8 +120,13 @@ class PeFLL(PFedHN):
         counts: dict[int, int],
         psi_sent: ArrayRecord,
         calls: Exchange,
+        server_round: int | None = None,
     ) -> dict[str, float]:
-        """Send each client ψ and its dL/dv_i [B, d]; step ψ along the weighted sum of their answers."""
+        """Send each client ψ and its dL/dv_i [B, d]; step ψ along the weighted sum of their answers.
+
+        In round ``server_round`` ψ steps at the share of its learning rate that Φ's schedule gives
+        that round (``strategy.outer.schedule``); None steps at the rate it has.
+        """
         contents = {
             cid: {
                 protocol.ARRAYS: psi_sent,
@@ -140,6 +144,9 @@ class PeFLL(PFedHN):
         for name, p in psi.items():
             p.grad = torch.tensordot(weights, torch.stack([valid[c].weights[name] for c in answered]), dims=1).to(p)
         norm = torch.nn.utils.clip_grad_norm_(self.psi.parameters(), self.trainer.cfg.grad_clip or float("inf"))
+        if server_round is not None:
+            for group in self.psi_optimizer.param_groups:
+                group["lr"] = self.psi_lr * self.trainer.cfg.lr_factor(server_round, self.trainer.num_rounds)
         self.psi_optimizer.step()
         self.psi_optimizer.zero_grad(set_to_none=True)
         return {"psi_grad_norm": float(norm), "psi_clients": len(answered)}

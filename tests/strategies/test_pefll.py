@@ -63,6 +63,38 @@ def test_psi_and_its_optimizer_are_checkpointed():
     )
 
 
+class AnsweringCalls:
+    """An Exchange whose every client answers a descriptor-gradient query with ones for each ψ tensor."""
+
+    def __init__(self, psi: torch.nn.Module) -> None:
+        self.shapes = {n: p.shape for n, p in psi.named_parameters()}
+
+    def ask(self, kind, contents, check):
+        assert kind == protocol.DESCRIPTOR_GRAD_QUERY
+        answer = type("Answer", (), {"weights": {n: torch.ones(s) for n, s in self.shapes.items()}})
+        return {cid: answer for cid in contents}
+
+
+def test_psi_decays_with_phis_cosine_schedule():
+    directory = ClientDirectory()
+    for cid in range(4):
+        directory.register(cid, 100 + cid, 10)
+    moves = {}
+    for schedule in ("constant", "cosine"):
+        cfg = tiny_config(rounds=4)
+        cfg.strategy.outer.schedule = schedule
+        strategy = pfedhn.build(cfg, directory)
+        before = [p.detach().clone() for p in strategy.psi.parameters()]
+        psi_sent = protocol.weights_to_record(strategy.psi.state_dict())
+        grad_v = torch.zeros(2, strategy.trainer.hnet.conditioner.extra_dim)
+        strategy.step_psi([0, 1], grad_v, {0: 10, 1: 10}, psi_sent, AnsweringCalls(strategy.psi), server_round=3)
+        moves[schedule] = [p.detach() - b for p, b in zip(strategy.psi.parameters(), before, strict=True)]
+
+    for cosine, constant in zip(moves["cosine"], moves["constant"], strict=True):  # round 3 of 4: half the rate
+        assert constant.abs().sum() > 0
+        torch.testing.assert_close(cosine, 0.5 * constant)
+
+
 def test_a_client_whose_descriptor_is_not_finite_sits_the_round_out(loop_on):
     cfg = tiny_config()
     cfg.sim.clients_per_round = 4
