@@ -142,12 +142,20 @@ def load_run(
 
 
 def write_csv(results: Iterable[RunResult], path: Path) -> None:
-    """One row a run, the columns of ``CSV_FIELDS``; a run that never reached the target has an empty cell."""
-    with Path(path).open("w", newline="") as fh:
+    """One row a run, the columns of ``CSV_FIELDS``; a run that never reached the target has an empty cell.
+
+    A run folder under the file's own folder is written relative to it, so that the file and its runs
+    can be committed or moved together; one elsewhere keeps its path as given.
+    """
+    path = Path(path)
+    with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for r in results:
             row = asdict(r)
+            run_dir = Path(row["run_dir"]).resolve()
+            if run_dir.is_relative_to(path.parent.resolve()):
+                row["run_dir"] = run_dir.relative_to(path.parent.resolve()).as_posix()
             writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_FIELDS})
 
 

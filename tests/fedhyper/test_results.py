@@ -96,6 +96,11 @@ def test_csv_has_one_row_a_run(two_seeds, tmp_path):
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
     assert [r["seed"] for r in rows] == ["0", "1"]
     assert rows[0]["rounds_to_target"] == "2" and rows[0]["engine"] == "inprocess"
+    assert rows[0]["run_dir"] == Path(two_seeds[0].run_dir).relative_to(tmp_path).as_posix()  # movable with the file
+    elsewhere = tmp_path / "report" / "results.csv"
+    elsewhere.parent.mkdir()
+    results.write_csv(two_seeds, elsewhere)
+    assert next(csv.DictReader(elsewhere.open()))["run_dir"] == str(two_seeds[0].run_dir)
 
 
 def test_a_summary_with_a_key_the_record_does_not_define_fails_to_read(two_seeds, tmp_path):

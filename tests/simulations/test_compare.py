@@ -45,7 +45,7 @@ def test_a_tiny_grid_writes_its_outputs_and_a_repeat_runs_only_what_did_not_fini
     assert sorted(r["seed"] for r in rows) == ["0", "1"]
     assert {r["strategy"] for r in rows} == {"pfedhn"} and {r["engine"] for r in rows} == {"inprocess"}
     for r in rows:
-        run_dir = Path(r["run_dir"])
+        run_dir = out / r["run_dir"]  # relative to results.csv's folder
         summary = json.loads((run_dir / "summary.json").read_text())
         assert float(r["final_accuracy"]) == summary["final_accuracy"] and summary["rounds"] == 2
         assert r["rounds_to_target"] == first_round_reaching(run_dir, 0.05)
@@ -63,7 +63,7 @@ def test_a_tiny_grid_writes_its_outputs_and_a_repeat_runs_only_what_did_not_fini
     assert summaries(out) == first  # nothing ran again
     assert "2 already finished, 0 to run" in capsys.readouterr().out
 
-    interrupted = Path(rows[0]["run_dir"])
+    interrupted = out / rows[0]["run_dir"]
     (interrupted / "summary.json").unlink()  # what a killed run leaves behind: no summary
 
     assert compare.main(grid(out, "jobs=2", "report_only=true")) == 0  # the report of what finished
@@ -77,7 +77,7 @@ def test_a_tiny_grid_writes_its_outputs_and_a_repeat_runs_only_what_did_not_fini
 
     assert "1 already finished, 1 to run" in capsys.readouterr().out
     assert (interrupted / "summary.json").is_file()
-    untouched = str(Path(rows[1]["run_dir"]) / "summary.json")
+    untouched = str(out / rows[1]["run_dir"] / "summary.json")
     assert summaries(out)[untouched] == first[untouched]
 
 
@@ -146,10 +146,10 @@ def test_two_variants_run_side_by_side_with_their_own_overrides_labels_and_repor
     assert "pfedhn/embedding-chunked · default · seed 0 — done in" in capsys.readouterr().out
     rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
     assert set(rows) == {"base", "embedding-chunked"}
-    base, chunked = (Path(rows[v]["run_dir"]) for v in ("base", "embedding-chunked"))
-    assert base.parent == out.resolve() / "runs/default/pfedhn"  # where a grid without variants puts it
+    base, chunked = (out / rows[v]["run_dir"] for v in ("base", "embedding-chunked"))
+    assert base.parent == out / "runs/default/pfedhn"  # where a grid without variants puts it
     assert chunked.parent == out.resolve() / "runs/default/pfedhn/embedding-chunked"
-    hnet = {v: OmegaConf.load(Path(rows[v]["run_dir"]) / "config.yaml").hnet for v in rows}
+    hnet = {v: OmegaConf.load(out / rows[v]["run_dir"] / "config.yaml").hnet for v in rows}
     assert (hnet["base"].output, hnet["embedding-chunked"].output) == ("per_tensor", "chunked")
     assert hnet["base"].input == hnet["embedding-chunked"].input == "embedding"
     report = (out / "report.md").read_text()
@@ -238,7 +238,7 @@ def test_tuning_picks_the_best_validation_trial_and_the_grid_runs_with_it(tmp_pa
     assert cell["values"]["strategy.local.lr"] == best_config.strategy.local.lr
     assert cell["values"]["strategy.mu"] == best_config.strategy.mu
     (row,) = csv.DictReader((out / "results.csv").open())
-    grid_config = OmegaConf.load(Path(row["run_dir"]) / "config.yaml")
+    grid_config = OmegaConf.load(out / row["run_dir"] / "config.yaml")
     assert grid_config.strategy.local.lr == cell["values"]["strategy.local.lr"]
     assert grid_config.strategy.mu == cell["values"]["strategy.mu"]
     assert grid_config.sim.num_rounds == 4 and grid_config.sim.eval_test
@@ -272,7 +272,7 @@ def test_a_run_recorded_before_the_config_gained_an_option_is_reused_not_run_aga
     assert "1 already finished, 0 to run" in capsys.readouterr().out
     assert (older / "summary.json").stat().st_mtime_ns == before
     (row,) = csv.DictReader((out / "results.csv").open())
-    assert Path(row["run_dir"]) == older.resolve()
+    assert out / row["run_dir"] == older
 
 
 def test_tuned_yaml_keeps_the_cells_of_an_earlier_command_and_replaces_only_its_own(tmp_path):
