@@ -34,6 +34,8 @@ VALUES_BEFORE_OPTION: dict[str, Any] = {
     "strategy.outer.schedule": "constant",  # what every run had before the option; FedHyper's default is cosine
 }
 
+_ABSENT = object()
+
 
 @dataclass
 class Experiment:
@@ -56,10 +58,13 @@ def recorded(config_file: Path) -> DictConfig:
     """A run's ``config.yaml``, with ``VALUES_BEFORE_OPTION`` filled in where it predates them."""
     raw = OmegaConf.load(config_file)
     assert isinstance(raw, DictConfig), f"{config_file} holds no mapping"
+    name = OmegaConf.select(raw, "strategy.name", default=DEFAULT_STRATEGY)
+    schema = OmegaConf.structured(ExperimentConfig(strategy=registry.get(name).config_cls()))
     for key, value in VALUES_BEFORE_OPTION.items():
         section, _, option = key.rpartition(".")
         node = OmegaConf.select(raw, section)
-        if isinstance(node, DictConfig) and option not in node:  # a strategy without the section has no option
+        has_option = OmegaConf.select(schema, key, default=_ABSENT) is not _ABSENT  # not every strategy has it
+        if isinstance(node, DictConfig) and option not in node and has_option:
             node[option] = value
     return raw
 

@@ -63,6 +63,8 @@ class FedHyperConfig(PFedHNConfig):
     private_head: bool = True  # the head is the client's own (pFedHN-PC); false: the hypernetwork generates it too
     adapt_steps: int = 10  # SGD steps (local.lr, local.batch_size) on the train split before each evaluation; 0: none
     init: str | None = "hyperfan_in"  # the hypernetwork's initialisation (hnet.init's choices); None: hnet.init's
+    # A shared base under the generated weights, stepped as FedAvg steps its model (hnet.base); None: hnet.base's.
+    base: bool | None = False
     # Clients folded into one outer step, in client-id order; 0: all the round's clients in one step.
     # Each later step pulls a client's Δ_i = θ_i − θ̃_i (θ̃_i: what it was sent) back through the current Φ.
     clients_per_step: int = 0
@@ -112,16 +114,17 @@ class FedHyper(PFedHN):
 
 
 def hypernet_config(cfg: ExperimentConfig) -> HyperNetConfig:
-    """``hnet`` with the strategy's ``init``; an explicit ``hnet.init`` that disagrees is a ValueError."""
-    chosen = cfg.strategy.init
-    if chosen is None or cfg.hnet.init == chosen:
-        return cfg.hnet
-    if cfg.hnet.init != HyperNetConfig().init:
-        raise ValueError(
-            f"strategy=fedhyper initialises its hypernetwork with strategy.init={chosen}, "
-            f"not hnet.init={cfg.hnet.init}; set strategy.init={cfg.hnet.init} (or strategy.init=null) instead"
-        )
-    return dataclasses.replace(cfg.hnet, init=chosen)
+    """``hnet`` with the strategy's ``init`` and ``base``; an explicit ``hnet`` value that disagrees is a ValueError."""
+    chosen = {"init": cfg.strategy.init, "base": cfg.strategy.base}
+    default = HyperNetConfig()
+    for key, value in chosen.items():
+        given = getattr(cfg.hnet, key)
+        if value is not None and given != value and given != getattr(default, key):
+            raise ValueError(
+                f"strategy=fedhyper sets hnet.{key} with strategy.{key}={value}, not hnet.{key}={given}; "
+                f"set strategy.{key}={given} (or strategy.{key}=null) instead"
+            )
+    return dataclasses.replace(cfg.hnet, **{k: v for k, v in chosen.items() if v is not None})
 
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> FedHyper:

@@ -55,6 +55,18 @@ def test_a_config_recorded_before_an_option_reads_as_what_runs_did_then_not_toda
     )
 
 
+def test_an_option_only_some_strategies_have_is_filled_in_only_for_those(tmp_path, monkeypatch):
+    monkeypatch.setitem(experiment.VALUES_BEFORE_OPTION, "strategy.base", True)
+    for strategy in ("fedhyper", "fedavg"):
+        raw = OmegaConf.to_container(OmegaConf.structured(ExperimentConfig(strategy=registry.get(strategy).config_cls())))
+        raw["strategy"].pop("base", None)  # as written before strategy.base existed
+        OmegaConf.save(OmegaConf.create(raw), tmp_path / f"{strategy}.yaml")
+
+    assert experiment.typed(experiment.recorded(tmp_path / "fedhyper.yaml")).strategy.base is True
+    assert "base" not in experiment.recorded(tmp_path / "fedavg.yaml").strategy  # FedAvg's schema has no such key
+    experiment.typed(experiment.recorded(tmp_path / "fedavg.yaml"))
+
+
 @pytest.mark.parametrize(
     ("strategy", "option", "reused"),
     [

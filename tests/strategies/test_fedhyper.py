@@ -135,6 +135,20 @@ def test_init_none_takes_hnet_init_and_a_disagreeing_hnet_init_is_refused():
         fedhyper.build(cfg, ClientDirectory())
 
 
+def test_strategy_base_sets_hnet_base_and_a_disagreeing_hnet_base_is_refused():
+    based = fedhyper.build(tiny(base=True), ClientDirectory()).trainer
+    plain = fedhyper.build(tiny(base=False), ClientDirectory()).trainer
+    assert based.hnet.base is not None and based.base_optimizer is not None
+    assert plain.hnet.base is None and plain.base_optimizer is None
+
+    cfg = tiny(base=None)
+    cfg.hnet.base = True
+    assert fedhyper.build(cfg, ClientDirectory()).trainer.hnet.cfg.base
+    cfg.strategy.base = False
+    with pytest.raises(ValueError, match="strategy.base=False, not hnet.base=True"):
+        fedhyper.build(cfg, ClientDirectory())
+
+
 @pytest.mark.parametrize(
     ("option", "value", "match"),
     [("adapt_steps", -1, "adapt_steps"), ("clients_per_step", -1, "clients_per_step"), ("init", "xavier", "init")],
