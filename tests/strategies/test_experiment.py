@@ -58,7 +58,8 @@ def test_a_config_recorded_before_an_option_reads_as_what_runs_did_then_not_toda
 def test_an_option_only_some_strategies_have_is_filled_in_only_for_those(tmp_path, monkeypatch):
     monkeypatch.setitem(experiment.VALUES_BEFORE_OPTION, "strategy.base", True)
     for strategy in ("fedhyper", "fedavg"):
-        raw = OmegaConf.to_container(OmegaConf.structured(ExperimentConfig(strategy=registry.get(strategy).config_cls())))
+        config = ExperimentConfig(strategy=registry.get(strategy).config_cls())
+        raw = OmegaConf.to_container(OmegaConf.structured(config))
         raw["strategy"].pop("base", None)  # as written before strategy.base existed
         OmegaConf.save(OmegaConf.create(raw), tmp_path / f"{strategy}.yaml")
 
