@@ -32,6 +32,7 @@ DEFAULT_STRATEGY = "pfedhn"
 VALUES_BEFORE_OPTION: dict[str, Any] = {
     "strategy.outer.weighting": "examples",  # added with that default; "uniform" since issue 12's fidelity check
     "strategy.outer.schedule": "constant",  # what every run had before the option; FedHyper's default is cosine
+    "strategy.base": False,  # FedHyper's runs before its shared base (hnet.base) had none
 }
 
 _ABSENT = object()

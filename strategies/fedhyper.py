@@ -15,6 +15,9 @@ Each ingredient is one option of ``FedHyperConfig``, so that an ablation removes
 - ``outer.optimizer``: the hypernetwork's optimiser (Adam: Kingma and Ba, ICLR 2015; pFedHN uses SGD).
 - ``outer.schedule``: its learning rate decays over the run's rounds on a cosine (Loshchilov and
   Hutter, "SGDR", ICLR 2017, without restarts); pFedHN keeps it constant.
+- ``base``: the generated weights are offsets from a shared base that FedAvg's server step moves
+  (``hnet.base``; FedAvg: McMahan et al., AISTATS 2017), so the hypernetwork generates how clients
+  differ rather than whole models.
 - ``clients_per_step``: how many of a round's clients one outer step folds in (pFedHN's reference
   code steps after every client); ``outer.aggregate`` says how they combine.
 """
@@ -45,7 +48,7 @@ from strategies.replies import Reply
 
 @dataclass
 class FedHyperConfig(PFedHNConfig):
-    """pFedHN's hypernetwork with a private head, adaptation before evaluation, hyperfan-in, Adam and its decay."""
+    """pFedHN's hypernetwork over a shared base, with a private head, adaptation, hyperfan-in, Adam and its decay."""
 
     name: str = "fedhyper"
     search_space: ClassVar[SearchSpace] = {
@@ -64,7 +67,7 @@ class FedHyperConfig(PFedHNConfig):
     adapt_steps: int = 10  # SGD steps (local.lr, local.batch_size) on the train split before each evaluation; 0: none
     init: str | None = "hyperfan_in"  # the hypernetwork's initialisation (hnet.init's choices); None: hnet.init's
     # A shared base under the generated weights, stepped as FedAvg steps its model (hnet.base); None: hnet.base's.
-    base: bool | None = False
+    base: bool | None = True
     # Clients folded into one outer step, in client-id order; 0: all the round's clients in one step.
     # Each later step pulls a client's Δ_i = θ_i − θ̃_i (θ̃_i: what it was sent) back through the current Φ.
     clients_per_step: int = 0

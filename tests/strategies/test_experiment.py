@@ -32,11 +32,15 @@ def test_unknown_strategy_in_overrides_lists_the_registered_ones():
         experiment.load({"overrides": "strategy=magic"})
 
 
-def recorded_without(run_dir, strategy: str, option: str = "weighting"):
-    """A finished run of ``strategy`` whose config.yaml predates ``strategy.outer.<option>``."""
+def recorded_without(run_dir, strategy: str, option: str = "outer.weighting"):
+    """A finished run of ``strategy`` whose config.yaml predates ``strategy.<option>``."""
     run_dir.mkdir(parents=True)
     raw = OmegaConf.to_container(OmegaConf.structured(ExperimentConfig(strategy=registry.get(strategy).config_cls())))
-    del raw["strategy"]["outer"][option]
+    *sections, key = ["strategy", *option.split(".")]
+    section = raw
+    for name in sections:
+        section = section[name]
+    del section[key]
     OmegaConf.save(OmegaConf.create(raw), run_dir / "config.yaml")
     (run_dir / "summary.json").write_text("{}")
     return run_dir
@@ -71,10 +75,11 @@ def test_an_option_only_some_strategies_have_is_filled_in_only_for_those(tmp_pat
 @pytest.mark.parametrize(
     ("strategy", "option", "reused"),
     [
-        ("pfedhn", "weighting", False),  # examples before the option, uniform by default now: run again
-        ("fedhyper", "weighting", True),  # examples then and now: the older run is the same run
-        ("pfedhn", "schedule", True),  # a constant learning rate then and now
-        ("fedhyper", "schedule", False),  # constant then, FedHyper's cosine now
+        ("pfedhn", "outer.weighting", False),  # examples before the option, uniform by default now: run again
+        ("fedhyper", "outer.weighting", True),  # examples then and now: the older run is the same run
+        ("pfedhn", "outer.schedule", True),  # a constant learning rate then and now
+        ("fedhyper", "outer.schedule", False),  # constant then, FedHyper's cosine now
+        ("fedhyper", "base", False),  # no base then, FedHyper's shared base now
     ],
 )
 def test_a_grid_reuses_an_older_run_only_if_it_ran_as_todays_default_would(tmp_path, strategy, option, reused):
