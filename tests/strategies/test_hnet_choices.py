@@ -29,8 +29,9 @@ def tiny(**hnet) -> ExperimentConfig:
         {"body": "attention", "output": "chunked"},
         {"init": "hyperfan_in"},
         {"spectral_norm": True},
+        {"base": True, "output": "chunked"},
     ],
-    ids=["chunked", "component", "attention", "hyperfan_in", "spectral_norm"],
+    ids=["chunked", "component", "attention", "hyperfan_in", "spectral_norm", "base"],
 )
 def test_each_design_trains_and_reports_its_size(tmp_path, hnet):
     summary = run_experiment(tiny(**hnet), tmp_path)
