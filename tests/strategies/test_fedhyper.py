@@ -1,6 +1,7 @@
 """FedHyper: each ingredient does what it says, and each ablation option switches it off."""
 
 import dataclasses
+import logging
 
 import pytest
 import torch
@@ -147,6 +148,17 @@ def test_strategy_base_sets_hnet_base_and_a_disagreeing_hnet_base_is_refused():
     cfg.strategy.base = False
     with pytest.raises(ValueError, match="strategy.base=False, not hnet.base=True"):
         fedhyper.build(cfg, ClientDirectory())
+
+
+def test_a_private_run_with_the_base_is_warned_of_its_cost(caplog):
+    for base in (True, False):
+        cfg = tiny(base=base)
+        cfg.privacy.noise_multiplier, cfg.privacy.clip = 1.0, 1.0
+        with caplog.at_level(logging.WARNING, logger="fedhyper"):
+            fedhyper.build(cfg, ClientDirectory())
+    fedhyper.build(tiny(base=True), ClientDirectory())  # no privacy: nothing to say
+
+    assert [r.getMessage() for r in caplog.records] == [fedhyper.PRIVATE_BASE_WARNING]
 
 
 @pytest.mark.parametrize(
