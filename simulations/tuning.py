@@ -121,9 +121,11 @@ def write_tuned(studies: list[Study], n_trials: int, path: Path) -> dict[str, An
             "failed_trials": sum(t[OBJECTIVE] is None for t in s.trials),
             "searched": {key: repr(dist) for key, dist in s.space.items()},
         }
+    counts = sorted({cell["trials"] for cells in chosen.values() for cell in cells.values()} or {n_trials})
     record = {
         "method": "Optuna TPE sampler (its first 10 trials are seeded random draws)",
-        "trials_per_cell": n_trials,
+        # Over every cell the file holds, this command's and an earlier one's: one number when they agree.
+        "trials_per_cell": counts[0] if len(counts) == 1 else counts,
         "seed": TUNE_SEED,
         "selected_on": "final validation accuracy, mean over clients (the test split is not read)",
         "chosen": chosen,
@@ -138,7 +140,7 @@ def markdown(record: dict[str, Any]) -> str:
         "",
         "## Tuning",
         "",
-        f"Every strategy had {record['trials_per_cell']} trials per setting ({record['method']}), seed "
+        f"{_trials_sentence(record['trials_per_cell'])} ({record['method']}), seed "
         f"{record['seed']}, a shorter budget (rounds per trial below), selected on {record['selected_on']}. "
         "The chosen values apply to every seed of the grid; `tuned.yaml` lists the search spaces.",
     ]
@@ -151,6 +153,12 @@ def markdown(record: dict[str, Any]) -> str:
             failed = f" ({cell['failed_trials']} failed)" if cell["failed_trials"] else ""
             lines.append(f"| {label} | {values} | {score} | {cell['trials']}{failed} | {cell['rounds_per_trial']} |")
     return "\n".join(lines) + "\n"
+
+
+def _trials_sentence(trials: int | list[int]) -> str:
+    if isinstance(trials, int):
+        return f"Every strategy had {trials} trials per setting"
+    return f"Strategies had {' or '.join(map(str, trials))} trials per setting (each cell's below)"
 
 
 def _short(value: Any) -> str:

@@ -289,3 +289,9 @@ def test_tuned_yaml_keeps_the_cells_of_an_earlier_command_and_replaces_only_its_
     chosen = OmegaConf.to_container(OmegaConf.load(path))["chosen"]["dirichlet"]
     assert chosen["fedavg"]["values"] == {"strategy.local.lr": 0.01}
     assert chosen["ditto"]["values"] == {"strategy.local.lr": 0.03} and chosen["ditto"]["val_accuracy"] == 0.7
+    assert tuning.write_tuned([study("ditto", 0.03, 0.7)], 1, path)["trials_per_cell"] == 1
+    again = study("ditto", 0.04, 0.75)
+    again.trials.append({"values": {"strategy.local.lr": 0.05}, tuning.OBJECTIVE: 0.6, "run_dir": "y"})
+    record = tuning.write_tuned([again], 2, path)  # ditto tuned again with 2 trials, fedavg's cell kept with 1
+    assert record["trials_per_cell"] == [1, 2]
+    assert "Strategies had 1 or 2 trials per setting" in tuning.markdown(record)
