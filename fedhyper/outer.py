@@ -182,15 +182,19 @@ class HyperNetTrainer:
             shared = [p for p in shared if p is not base[0]]
         norm = torch.nn.utils.clip_grad_norm_(shared, self.cfg.grad_clip or float("inf"))
         if server_round is not None:
-            factor = self.cfg.lr_factor(server_round, self.num_rounds)
-            for group, lr in zip(self.optimizer.param_groups, self.initial_lrs, strict=True):
-                group["lr"] = lr * factor
+            self.schedule(self.optimizer, self.initial_lrs, server_round)
         self.optimizer.step()
         if self.base_optimizer is not None:
             self.base_optimizer.step()
         if self.hnet.cfg.spectral_norm:
             self._power_iteration()
         return float(norm)
+
+    def schedule(self, optimizer: torch.optim.Optimizer, initial_lrs: list[float], server_round: int) -> None:
+        """Set each of ``optimizer``'s group rates to its initial one × ``cfg.lr_factor`` of ``server_round``."""
+        factor = self.cfg.lr_factor(server_round, self.num_rounds)
+        for group, lr in zip(optimizer.param_groups, initial_lrs, strict=True):
+            group["lr"] = lr * factor
 
     def _backprop(
         self,

@@ -148,14 +148,15 @@ def write_csv(results: Iterable[RunResult], path: Path) -> None:
     can be committed or moved together; one elsewhere keeps its path as given.
     """
     path = Path(path)
+    home = path.parent.resolve()
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for r in results:
             row = asdict(r)
             run_dir = Path(row["run_dir"]).resolve()
-            if run_dir.is_relative_to(path.parent.resolve()):
-                row["run_dir"] = run_dir.relative_to(path.parent.resolve()).as_posix()
+            if run_dir.is_relative_to(home):
+                row["run_dir"] = run_dir.relative_to(home).as_posix()
             writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_FIELDS})
 
 

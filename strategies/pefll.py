@@ -145,8 +145,7 @@ class PeFLL(PFedHN):
             p.grad = torch.tensordot(weights, torch.stack([valid[c].weights[name] for c in answered]), dims=1).to(p)
         norm = torch.nn.utils.clip_grad_norm_(self.psi.parameters(), self.trainer.cfg.grad_clip or float("inf"))
         if server_round is not None:
-            for group in self.psi_optimizer.param_groups:
-                group["lr"] = self.psi_lr * self.trainer.cfg.lr_factor(server_round, self.trainer.num_rounds)
+            self.trainer.schedule(self.psi_optimizer, [self.psi_lr], server_round)
         self.psi_optimizer.step()
         self.psi_optimizer.zero_grad(set_to_none=True)
         return {"psi_grad_norm": float(norm), "psi_clients": len(answered)}
