@@ -9,7 +9,7 @@ A ``HyperNetwork`` is conditioner -> body -> output (``fedhyper.hnet``), each ch
   output's slots must be told apart and the body does not do it itself, the body is wrapped in
   ``SlotEmbedded`` (chunking as a wrapper, after hypnettorch's ChunkedHMLP around HMLP);
 - the output (``hnet.output``) turns the features into every target weight;
-- an init (``hnet.init``) may re-initialise the built parts (hyperfan).
+- an init (``hnet.init``) may re-initialise the built parts (hyperfan, or the base).
 
 The interface is small (after hypnettorch's ``HyperNetInterface``): ``target_shapes``, a
 batched ``forward(client_ids) -> {name: [B, *shape]}`` and a split of the shared parameters Φ
@@ -50,9 +50,9 @@ class HyperNetwork(nn.Module):
         self.conditioner = INPUTS.get(cfg.input)(cfg, num_clients)
         self.body = build_body(BODIES.get(cfg.body), cfg, self.conditioner.dim, slots, slot_dim)
         self.output = output_cls(cfg, self.sizes)
-        INITS.get(cfg.init)(self.body, self.output, self.target_shapes, self.conditioner.dim)
         # Zeros draw nothing: a hypernetwork with a base generates what the same seed's would without.
         self.base = nn.Parameter(torch.zeros(sum(self.sizes))) if cfg.base else None
+        INITS.get(cfg.init)(self.body, self.output, self.target_shapes, self.conditioner.dim, self.base)
         if cfg.spectral_norm:
             for module in [*self.body.modules(), *self.output.modules()]:
                 if type(module) is nn.Linear:

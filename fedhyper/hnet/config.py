@@ -71,7 +71,7 @@ class HyperNetConfig:
     input: str = "embedding"  # embedding | data | noise (registered in INPUTS)
     output: str = "per_tensor"  # per_tensor | chunked | component (registered in OUTPUTS)
     body: str = "mlp"  # mlp | attention (registered in BODIES)
-    init: str = "default"  # default | hyperfan_in | hyperfan_out (registered in INITS)
+    init: str = "default"  # default | hyperfan_in | hyperfan_out | base (registered in INITS)
     embedding_dim: int | None = None  # None: 1 + num_clients / 4, as in pFedHN (also the descriptor size)
     # pFedHN's rule gives 2,501 dimensions to 10,000 clients, so the embedding table (N x d) would
     # grow with N squared; the cap keeps it linear in N. It leaves federations up to 252 clients as
@@ -87,9 +87,10 @@ class HyperNetConfig:
     noise_dim: int = 8  # input=noise: size of the noise vector appended to the embedding
     noise_samples: int = 8  # input=noise: models sampled per client at evaluation (the ensemble)
     spectral_norm: bool = False  # spectral normalisation of every linear layer of body and output
-    # A shared base θ_0 [P], zeros at the start, added to every client's generated weights:
-    # θ_i = θ_0 + h(v_i; Φ). Its own outer step (strategy.outer.base_lr) moves it by the round's
-    # weighted mean Δ, FedAvg's server step, so that h only has to learn how clients differ from it.
+    # A shared base θ_0 [P], zeros at the start (hnet.init=base draws it as the target's layers),
+    # added to every client's generated weights: θ_i = θ_0 + h(v_i; Φ). Its own outer step
+    # (strategy.outer.base_lr) moves it by the round's weighted mean Δ, FedAvg's server step, so
+    # that h only has to learn how clients differ from it.
     base: bool = False
 
     def resolved_embedding_dim(self, num_clients: int) -> int:
@@ -98,7 +99,9 @@ class HyperNetConfig:
 
     def validate(self, prefix: str = "hnet") -> None:
         """Raise ValueError naming the first choice or size that cannot be built."""
-        INITS.get(self.init, prefix)
+        init = INITS.get(self.init, prefix)
+        if hasattr(init, "check"):
+            init.check(self, prefix)
         for registry, name in ((INPUTS, self.input), (BODIES, self.body), (OUTPUTS, self.output)):
             registry.get(name, prefix).check(self, prefix)  # each part checks the options it reads
         sizes = (self.hidden_dim, self.chunk_size, self.chunk_emb_dim, self.component_emb_dim)

@@ -1,4 +1,4 @@
-"""The hypernetwork's initialisation (``hnet.init``): PyTorch's default, or hyperfan-in/out.
+"""The hypernetwork's initialisation (``hnet.init``): PyTorch's default, hyperfan-in/out, or its base.
 
 Hyperfan: Chang, Sacramento, Zenke. "Principled Weight Initialization for Hypernetworks". ICLR 2020.
 
@@ -16,8 +16,20 @@ The chunked and component outputs share one generator row among positions of dif
 tensors; a row gets the mean target variance of the positions it writes, so they match on
 average only.
 
-An init is a function ``init(body, output, target_shapes, cond_dim)`` that changes the built
-parts in place; register a new one with ``@INITS.register(name)``.
+``hnet.init=base`` answers the same question another way, for a hypernetwork with a shared
+base (``hnet.base``, θ_i = θ_0 + h(v_i; Φ)): θ_0 is drawn as PyTorch draws the target's own
+layers (a uniform of bound 1/√fan_in, the variances above for fan-in) and the output layers
+start at zero, so h = 0 and every client is sent the same network in the first round, as FedAvg
+sends its one model. The hypernetwork then learns each client's offset from a start the clients
+share instead of one random network per client. The output layers get their gradient from the
+first step (the body's features are not zero); the body and the embeddings from the second.
+Like hyperfan it reads only the target's shapes: a tensor that PyTorch starts elsewhere (a
+normalisation layer's scale, at 1) starts at the fan-in variance here.
+
+An init is a function ``init(body, output, target_shapes, cond_dim, base)`` that changes the
+built parts in place (``base`` is θ_0's parameter, or None without one); it may carry a
+``check(cfg, prefix)`` that refuses options it cannot start (``hnet.init=base`` without
+``hnet.base``). Register a new one with ``@INITS.register(name)``.
 """
 
 from __future__ import annotations
@@ -27,8 +39,8 @@ import math
 import torch
 from torch import nn
 
-from fedhyper.hnet.config import INITS
-from fedhyper.hnet.outputs import Output
+from fedhyper.hnet.config import INITS, HyperNetConfig
+from fedhyper.hnet.outputs import InitGroup, Output
 
 FANS = ("in", "out")
 
@@ -49,14 +61,20 @@ def target_variances(target_shapes: dict[str, torch.Size], fan: str) -> torch.Te
     return torch.cat(parts)
 
 
+def output_groups(output: Output, init: str) -> list[InitGroup]:
+    """``output``'s init groups; a ValueError naming ``init`` when the output does not give them."""
+    groups = output.init_groups()
+    if groups is None:
+        raise ValueError(f"hnet.init={init} needs init_groups, which {type(output).__name__} does not give")
+    return groups
+
+
 @torch.no_grad()
 def hyperfan_(
     body: nn.Module, output: Output, target_shapes: dict[str, torch.Size], cond_dim: int, fan: str, samples: int = 512
 ) -> None:
     """Re-initialise ``output``'s layers in place for hyperfan-``fan``, measuring ``body``'s features."""
-    groups = output.init_groups()
-    if groups is None:
-        raise ValueError(f"hnet.init=hyperfan_{fan} needs init_groups, which {type(output).__name__} does not give")
+    groups = output_groups(output, f"hyperfan_{fan}")
     variance = target_variances(target_shapes, fan)
     condition = torch.randn(samples, cond_dim)
     feature_sq = body(condition).pow(2).mean(dim=(0, 2))  # E[f²] per slot: [S]
@@ -70,15 +88,42 @@ def hyperfan_(
 
 
 @INITS.register("default")
-def pytorch_default(body: nn.Module, output: Output, target_shapes: dict[str, torch.Size], cond_dim: int) -> None:
+def pytorch_default(
+    body: nn.Module, output: Output, target_shapes: dict[str, torch.Size], cond_dim: int, base: nn.Parameter | None
+) -> None:
     """PyTorch's own initialisation of every layer, as built: nothing to change."""
 
 
 @INITS.register("hyperfan_in")
-def hyperfan_in(body: nn.Module, output: Output, target_shapes: dict[str, torch.Size], cond_dim: int) -> None:
+def hyperfan_in(
+    body: nn.Module, output: Output, target_shapes: dict[str, torch.Size], cond_dim: int, base: nn.Parameter | None
+) -> None:
     hyperfan_(body, output, target_shapes, cond_dim, fan="in")
 
 
 @INITS.register("hyperfan_out")
-def hyperfan_out(body: nn.Module, output: Output, target_shapes: dict[str, torch.Size], cond_dim: int) -> None:
+def hyperfan_out(
+    body: nn.Module, output: Output, target_shapes: dict[str, torch.Size], cond_dim: int, base: nn.Parameter | None
+) -> None:
     hyperfan_(body, output, target_shapes, cond_dim, fan="out")
+
+
+@INITS.register("base")
+@torch.no_grad()
+def from_base(
+    body: nn.Module, output: Output, target_shapes: dict[str, torch.Size], cond_dim: int, base: nn.Parameter | None
+) -> None:
+    """The base drawn as PyTorch draws the target, the output layers at zero: every client starts at θ_0."""
+    bound = (3 * target_variances(target_shapes, "in")).sqrt()  # [P]
+    base.copy_((2 * torch.rand_like(base) - 1) * bound)
+    for linear, _, _ in output_groups(output, "base"):
+        linear.weight.zero_()
+        linear.bias.zero_()
+
+
+def _needs_base(cfg: HyperNetConfig, prefix: str) -> None:
+    if not cfg.base:
+        raise ValueError(f"{prefix}.init=base starts the shared base, which needs {prefix}.base=true")
+
+
+from_base.check = _needs_base

@@ -102,6 +102,41 @@ def test_hyperfan_in_matches_what_pytorch_gives_the_target_and_default_does_not(
     assert max(ratios_default.values()) / min(ratios_default.values()) > 10, ratios_default
 
 
+@pytest.mark.parametrize("out", list(OUTPUTS))
+def test_base_init_sends_every_client_the_base_drawn_as_pytorch_draws_the_target(out):
+    hnet = hnet_for(CNN, num_clients=8, init="base", base=True, output=out, hidden_dim=32)
+    with torch.no_grad():
+        weights = hnet(torch.arange(8))
+    flat = torch.cat([w.flatten(1) for w in weights.values()], dim=1)  # [B, P]
+    assert torch.equal(flat, hnet.base.detach().expand_as(flat))  # h(v; Φ) = 0: one network for all
+    shapes, start = target_shapes(CNN), 0
+    for name, shape in shapes.items():
+        part, start = hnet.base.detach()[start : start + shape.numel()], start + shape.numel()
+        weight = shapes[name.rsplit(".", 1)[0] + ".weight"]
+        bound = weight[1:].numel() ** -0.5  # a uniform of bound 1/√fan_in, as nn.Linear and nn.Conv2d draw
+        assert 0.8 * bound < part.abs().max() <= bound, name
+        if len(shape) >= 2:
+            assert part.var().item() == pytest.approx(bound**2 / 3, rel=0.25), name
+
+
+def test_base_init_trains_the_offsets_from_the_second_step():
+    hnet = hnet_for(SMALL, init="base", base=True)
+    loss = lambda: sum(w.pow(2).sum() for w in hnet(torch.arange(3)).values())  # noqa: E731
+    optimiser = torch.optim.SGD(hnet.parameters(), lr=0.1)
+    for _ in range(2):
+        optimiser.zero_grad()
+        loss().backward()
+        body_grad = sum(p.grad.abs().sum() for p in hnet.body.parameters() if p.grad is not None)
+        optimiser.step()
+    assert body_grad > 0  # zero output layers leave the body without a gradient only in the first step
+    assert not torch.equal(hnet(torch.tensor([0]))["fc1.weight"], hnet(torch.tensor([1]))["fc1.weight"])
+
+
+def test_base_init_needs_the_base():
+    with pytest.raises(ValueError, match="hnet.init=base .* needs hnet.base=true"):
+        HyperNetConfig(init="base").validate()
+
+
 def test_hyperfan_chunked_matches_on_average():
     hnet = hnet_for(CNN, num_clients=64, init="hyperfan_in", output="chunked", hidden_dim=100, chunk_size=4096)
     with torch.no_grad():
