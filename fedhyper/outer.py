@@ -166,7 +166,8 @@ class HyperNetTrainer:
         if not conditioner.private:
             leaf = leaf.detach().requires_grad_(True)
         condition, shared = conditioner.condition(leaf, given), self.hnet.shared_parameters()
-        shared_grads, leaf_grads = self._backprop(condition, leaf, trained, num_examples, shared)
+        weights = self.cfg.client_weights(num_examples, private=self.privacy is not None).to(self.device)
+        shared_grads, leaf_grads = self._backprop(condition, leaf, trained, weights, shared)
         if self.privacy is not None:
             shared_grads = self.privacy.noised(shared_grads)
         for p, g in zip(shared, shared_grads, strict=True):
@@ -177,8 +178,7 @@ class HyperNetTrainer:
             extra.grad = leaf_grads.to(extra.device)
         base = self.hnet.base_parameters()
         if base:  # −Σ w_i Δ_i over Σ w_i: the weighted mean Δ, which base_lr=1 adds as FedAvg's server does
-            total = float(self.cfg.client_weights(num_examples, private=self.privacy is not None).sum())
-            base[0].grad = base[0].grad / total
+            base[0].grad = base[0].grad / float(weights.sum())
             shared = [p for p in shared if p is not base[0]]
         norm = torch.nn.utils.clip_grad_norm_(shared, self.cfg.grad_clip or float("inf"))
         if server_round is not None:
@@ -201,13 +201,13 @@ class HyperNetTrainer:
         condition: torch.Tensor,
         leaf: torch.Tensor,
         trained: dict[str, torch.Tensor],
-        num_examples: list[int],
+        weights: torch.Tensor,
         params: list[torch.nn.Parameter],
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Generate from ``condition``, pull the clients' Δ_i back: gradients of ``params`` and ``leaf`` [B, d]."""
+        """Generate from ``condition``, pull the clients' Δ_i back with ``weights`` [B]: gradients of ``params``
+        and ``leaf`` [B, d]."""
         generated = self.hnet.generate(condition)
         deltas = {n: trained[n].to(self.device) - generated[n].detach() for n in generated}
-        weights = self.cfg.client_weights(num_examples, private=self.privacy is not None).to(self.device)
         if self.privacy is not None and params:  # Φ's step: each client's part clipped to C
             weights = self.privacy.clipped(weights, self.hnet, params, condition, deltas)
         return hypernet_gradients(generated, deltas, weights, params, leaf)
@@ -241,7 +241,8 @@ class HyperNetTrainer:
         ids = torch.as_tensor(client_ids, device=self.device)
         extra = None if extra is None else extra.to(self.device)
         leaf = conditioner.leaf(ids, extra).detach().requires_grad_(True)
-        _, leaf_grads = self._backprop(conditioner.condition(leaf, extra), leaf, trained, num_examples, [])
+        weights = self.cfg.client_weights(num_examples, private=self.privacy is not None).to(self.device)
+        _, leaf_grads = self._backprop(conditioner.condition(leaf, extra), leaf, trained, weights, [])
         self._set_embedding_grad(ids, leaf_grads)
         self._embedding_optimizer().step()
         self.hnet.zero_grad(set_to_none=True)
