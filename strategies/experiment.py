@@ -46,12 +46,15 @@ class Experiment:
     resume: bool = False  # continue from run_dir's checkpoint
 
 
+def schema(raw: Any) -> DictConfig:
+    """The structured config, at its defaults, of the strategy ``raw`` names (``strategy.name``)."""
+    name = OmegaConf.select(raw, "strategy.name", default=DEFAULT_STRATEGY)
+    return OmegaConf.structured(ExperimentConfig(strategy=registry.get(name).config_cls()))
+
+
 def typed(raw: Any) -> ExperimentConfig:
     """Merge a loaded config onto the schema of its strategy and return dataclasses."""
-    name = OmegaConf.select(raw, "strategy.name", default=DEFAULT_STRATEGY)
-    entry = registry.get(name)
-    schema = OmegaConf.structured(ExperimentConfig(strategy=entry.config_cls()))
-    cfg: ExperimentConfig = OmegaConf.to_object(OmegaConf.merge(schema, raw))  # type: ignore[assignment]
+    cfg: ExperimentConfig = OmegaConf.to_object(OmegaConf.merge(schema(raw), raw))  # type: ignore[assignment]
     return with_hnet_input(cfg)
 
 
@@ -59,12 +62,11 @@ def recorded(config_file: Path) -> DictConfig:
     """A run's ``config.yaml``, with ``VALUES_BEFORE_OPTION`` filled in where it predates them."""
     raw = OmegaConf.load(config_file)
     assert isinstance(raw, DictConfig), f"{config_file} holds no mapping"
-    name = OmegaConf.select(raw, "strategy.name", default=DEFAULT_STRATEGY)
-    schema = OmegaConf.structured(ExperimentConfig(strategy=registry.get(name).config_cls()))
+    defaults = schema(raw)
     for key, value in VALUES_BEFORE_OPTION.items():
         section, _, option = key.rpartition(".")
         node = OmegaConf.select(raw, section)
-        has_option = OmegaConf.select(schema, key, default=_ABSENT) is not _ABSENT  # not every strategy has it
+        has_option = OmegaConf.select(defaults, key, default=_ABSENT) is not _ABSENT  # not every strategy has it
         if isinstance(node, DictConfig) and option not in node and has_option:
             node[option] = value
     return raw
