@@ -166,7 +166,7 @@ class HyperNetTrainer:
         if not conditioner.private:
             leaf = leaf.detach().requires_grad_(True)
         condition, shared = conditioner.condition(leaf, given), self.hnet.shared_parameters()
-        weights = self.cfg.client_weights(num_examples, private=self.privacy is not None).to(self.device)
+        weights = self._client_weights(num_examples)
         shared_grads, leaf_grads = self._backprop(condition, leaf, trained, weights, shared)
         if self.privacy is not None:
             shared_grads = self.privacy.noised(shared_grads)
@@ -195,6 +195,10 @@ class HyperNetTrainer:
         factor = self.cfg.lr_factor(server_round, self.num_rounds)
         for group, lr in zip(optimizer.param_groups, initial_lrs, strict=True):
             group["lr"] = lr * factor
+
+    def _client_weights(self, num_examples: list[int]) -> torch.Tensor:
+        """The clients' weights w_i [B] in the outer step (``cfg.weighting``; alike under privacy), on the device."""
+        return self.cfg.client_weights(num_examples, private=self.privacy is not None).to(self.device)
 
     def _backprop(
         self,
@@ -241,7 +245,7 @@ class HyperNetTrainer:
         ids = torch.as_tensor(client_ids, device=self.device)
         extra = None if extra is None else extra.to(self.device)
         leaf = conditioner.leaf(ids, extra).detach().requires_grad_(True)
-        weights = self.cfg.client_weights(num_examples, private=self.privacy is not None).to(self.device)
+        weights = self._client_weights(num_examples)
         _, leaf_grads = self._backprop(conditioner.condition(leaf, extra), leaf, trained, weights, [])
         self._set_embedding_grad(ids, leaf_grads)
         self._embedding_optimizer().step()
