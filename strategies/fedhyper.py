@@ -12,7 +12,9 @@ Each ingredient is one option of ``FedHyperConfig``, so that an ablation removes
   the evaluation protocol of Per-FedAvg, Fallah et al., NeurIPS 2020).
 - ``init``: hyperfan-in initialisation of the hypernetwork (Chang, Sacramento, Zenke, "Principled
   Weight Initialization for Hypernetworks", ICLR 2020), overriding ``hnet.init``.
-- ``outer.optimizer``: the hypernetwork's optimiser (Adam: Kingma and Ba, ICLR 2015; pFedHN uses SGD).
+- ``outer.optimizer``: the hypernetwork's optimiser, pFedHN's SGD with momentum (``adam``: Kingma and Ba,
+  ICLR 2015, FedHyper's before 2026-12-03).
+- ``embedding_dim``: each client's embedding size, overriding ``hnet.embedding_dim`` (pFedHN-PC's tuned 64).
 - ``outer.schedule``: its learning rate decays over the run's rounds on a cosine (Loshchilov and
   Hutter, "SGDR", ICLR 2017, without restarts); pFedHN keeps it constant.
 - ``base``: the generated weights are offsets from a shared base that FedAvg's server step moves
@@ -48,7 +50,8 @@ from strategies.replies import Reply
 
 log = logging.getLogger("fedhyper")
 # The base under client-level DP: its step is FedAvg's, so the noise reaches it at σ·C/K a coordinate each
-# round, where Adam bounds the rest of Φ's steps to its learning rate (results/fmnist-fedhyper-attempts).
+# round, where Adam bounded the rest of Φ's steps to its learning rate (results/fmnist-fedhyper-attempts; measured
+# with FedHyper's Adam outer of before 2026-12-03).
 PRIVATE_BASE_WARNING = (
     "strategy=fedhyper with privacy.*: its shared base (strategy.base=true) takes the noise at FedAvg's step; "
     "on the pFedHN split at ε = 8 clients' accuracy was 63.0% with it, 88.3% with strategy.base=false (docs/privacy.md)"
@@ -57,26 +60,28 @@ PRIVATE_BASE_WARNING = (
 
 @dataclass
 class FedHyperConfig(PFedHNConfig):
-    """pFedHN's hypernetwork over a shared base, with a private head, adaptation, hyperfan-in, Adam and its decay."""
+    """pFedHN's hypernetwork over a shared base, with a private head, adaptation, hyperfan-in, SGD and its decay."""
 
     name: str = "fedhyper"
     search_space: ClassVar[SearchSpace] = {
         **LOCAL_LR,
-        "strategy.outer.lr": Range(1e-4, 1e-2, log=True),
+        "strategy.outer.lr": Range(1e-3, 1e-1, log=True),  # SGD's range, as pFedHN's and pFedHN-PC's
         "strategy.adapt_steps": Range(1, 50, log=True, integer=True),
     }
     # One outer step's clients are replayed against the weights they were sent (see clients_per_step),
     # which a client served a narrower slice would not match: one width for every client.
     varied_widths: ClassVar[bool] = False
-    # Adam at 1e-3, example weights, a cosine decay: FedHyper was tuned and measured with them (docs/fedhyper.md).
+    # pFedHN's SGD with momentum and uniform client weights, its rate decaying on a cosine (docs/fedhyper.md
+    # has the Adam runs this replaced).
     outer: OuterConfig = field(
-        default_factory=lambda: OuterConfig(optimizer="adam", lr=1e-3, weighting="examples", schedule="cosine")
+        default_factory=lambda: OuterConfig(optimizer="sgd", lr=0.027, weighting="uniform", schedule="cosine")
     )
     private_head: bool = True  # the head is the client's own (pFedHN-PC); false: the hypernetwork generates it too
-    adapt_steps: int = 10  # SGD steps (local.lr, local.batch_size) on the train split before each evaluation; 0: none
+    adapt_steps: int = 36  # SGD steps (local.lr, local.batch_size) on the train split before each evaluation; 0: none
     init: str | None = "hyperfan_in"  # the hypernetwork's initialisation (hnet.init's choices); None: hnet.init's
     # A shared base under the generated weights, stepped as FedAvg steps its model (hnet.base); None: hnet.base's.
     base: bool | None = True
+    embedding_dim: int | None = 64  # each client's embedding size, overriding hnet.embedding_dim; None: hnet's
     # Clients folded into one outer step, in client-id order; 0: all the round's clients in one step.
     # Each later step pulls a client's Δ_i = θ_i − θ̃_i (θ̃_i: what it was sent) back through the current Φ.
     clients_per_step: int = 0
@@ -126,8 +131,11 @@ class FedHyper(PFedHN):
 
 
 def hypernet_config(cfg: ExperimentConfig) -> HyperNetConfig:
-    """``hnet`` with the strategy's ``init`` and ``base``; an explicit ``hnet`` value that disagrees is a ValueError."""
-    chosen = {"init": cfg.strategy.init, "base": cfg.strategy.base}
+    """``hnet`` with the strategy's ``init``, ``base`` and ``embedding_dim``.
+
+    An explicit ``hnet`` value that disagrees is a ValueError.
+    """
+    chosen = {"init": cfg.strategy.init, "base": cfg.strategy.base, "embedding_dim": cfg.strategy.embedding_dim}
     default = HyperNetConfig()
     for key, value in chosen.items():
         given = getattr(cfg.hnet, key)

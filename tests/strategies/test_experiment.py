@@ -76,7 +76,7 @@ def test_an_option_only_some_strategies_have_is_filled_in_only_for_those(tmp_pat
     ("strategy", "option", "reused"),
     [
         ("pfedhn", "outer.weighting", False),  # examples before the option, uniform by default now: run again
-        ("fedhyper", "outer.weighting", True),  # examples then and now: the older run is the same run
+        ("fedhyper", "outer.weighting", False),  # examples before the option, FedHyper's uniform now
         ("pfedhn", "outer.schedule", True),  # a constant learning rate then and now
         ("fedhyper", "outer.schedule", False),  # constant then, FedHyper's cosine now
         ("fedhyper", "base", False),  # no base then, FedHyper's shared base now

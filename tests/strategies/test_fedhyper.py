@@ -126,6 +126,14 @@ def test_init_defaults_to_hyperfan_in_and_the_ablation_restores_pytorchs():
     assert not torch.equal(hyperfan.generate(ids)["fc1.weight"], default.generate(ids)["fc1.weight"])
 
 
+def test_embeddings_default_to_64_numbers_and_the_ablation_restores_pfedhns_size():
+    sized = fedhyper.build(tiny(), ClientDirectory()).trainer.hnet
+    pfedhn = fedhyper.build(tiny(embedding_dim=None), ClientDirectory()).trainer.hnet
+
+    assert sized.conditioner.table.weight.shape == (4, 64)
+    assert pfedhn.conditioner.table.weight.shape == (4, 2)  # 1 + 4 clients / 4
+
+
 def test_init_none_takes_hnet_init_and_a_disagreeing_hnet_init_is_refused():
     cfg = tiny(init=None)
     cfg.hnet.init = "hyperfan_out"
@@ -172,12 +180,22 @@ def test_bad_options_name_themselves(option, value, match):
 
 def test_clients_per_step_takes_one_outer_step_per_group(loop_on):
     whole, single = loop_on(tiny()), loop_on(tiny(clients_per_step=1))
+    for t in (whole, single):
+        t.strategy.trainer.optimizer.step = counted(t.strategy.trainer.optimizer.step)
 
     whole.train(1, RoundMetrics())
     single.train(1, RoundMetrics())
 
-    steps = [next(iter(t.strategy.trainer.optimizer.state.values()))["step"] for t in (whole, single)]
-    assert [int(s) for s in steps] == [1, 2]
+    assert [t.strategy.trainer.optimizer.step.calls for t in (whole, single)] == [1, 2]
+
+
+def counted(fn):
+    def wrapper(*args, **kwargs):
+        wrapper.calls += 1
+        return fn(*args, **kwargs)
+
+    wrapper.calls = 0
+    return wrapper
 
 
 def test_phis_learning_rate_decays_over_the_runs_rounds_and_the_ablation_keeps_it(loop_on):
@@ -188,8 +206,9 @@ def test_phis_learning_rate_decays_over_the_runs_rounds_and_the_ablation_keeps_i
     decaying.train(3, RoundMetrics())  # round 3 of 4: half of the cosine's way down
     kept.train(3, RoundMetrics())
 
-    assert [g["lr"] for g in decaying.strategy.trainer.optimizer.param_groups] == pytest.approx([5e-4, 5e-4])
-    assert [g["lr"] for g in kept.strategy.trainer.optimizer.param_groups] == pytest.approx([1e-3, 1e-3])
+    lr = constant.strategy.outer.lr
+    assert [g["lr"] for g in decaying.strategy.trainer.optimizer.param_groups] == pytest.approx([lr / 2, lr / 2])
+    assert [g["lr"] for g in kept.strategy.trainer.optimizer.param_groups] == pytest.approx([lr, lr])
 
 
 def sgd_without_momentum(cfg: ExperimentConfig) -> ExperimentConfig:
