@@ -27,6 +27,7 @@ from torch import nn
 
 from fedhyper.hnet.bodies import build_body
 from fedhyper.hnet.config import BODIES, INITS, INPUTS, OUTPUTS, HyperNetConfig
+from fedhyper.hnet.inits import Parts
 
 __all__ = ["HyperNetConfig", "HyperNetwork"]
 
@@ -52,7 +53,7 @@ class HyperNetwork(nn.Module):
         self.output = output_cls(cfg, self.sizes)
         # Zeros draw nothing: a hypernetwork with a base generates what the same seed's would without.
         self.base = nn.Parameter(torch.zeros(sum(self.sizes))) if cfg.base else None
-        INITS.get(cfg.init)(self.body, self.output, self.target_shapes, self.conditioner.dim, self.base)
+        INITS.get(cfg.init).apply(Parts(self.body, self.output, self.target_shapes, self.conditioner.dim, self.base))
         if cfg.spectral_norm:
             for module in [*self.body.modules(), *self.output.modules()]:
                 if type(module) is nn.Linear:

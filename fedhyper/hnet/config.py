@@ -10,7 +10,7 @@ choice of:
 - ``BODIES`` (``hnet.body``): condition -> one feature vector per output slot
   (``fedhyper.hnet.bodies``);
 - ``OUTPUTS`` (``hnet.output``): features -> every target weight (``fedhyper.hnet.outputs``);
-- ``INITS`` (``hnet.init``): functions that re-initialise the built parts (``fedhyper.hnet.inits``).
+- ``INITS`` (``hnet.init``): ``Init`` classes that re-initialise the built parts (``fedhyper.hnet.inits``).
 
 A part module registers a class (an init, a function) with one decorator line,
 ``@BODIES.register("mlp")``; importing ``fedhyper.hnet`` imports every part module, so each
@@ -99,10 +99,7 @@ class HyperNetConfig:
 
     def validate(self, prefix: str = "hnet") -> None:
         """Raise ValueError naming the first choice or size that cannot be built."""
-        init = INITS.get(self.init, prefix)
-        if hasattr(init, "check"):
-            init.check(self, prefix)
-        for registry, name in ((INPUTS, self.input), (BODIES, self.body), (OUTPUTS, self.output)):
+        for registry, name in ((INPUTS, self.input), (BODIES, self.body), (OUTPUTS, self.output), (INITS, self.init)):
             registry.get(name, prefix).check(self, prefix)  # each part checks the options it reads
         sizes = (self.hidden_dim, self.chunk_size, self.chunk_emb_dim, self.component_emb_dim)
         if min(*sizes, self.noise_dim, self.noise_samples) < 1 or self.n_hidden < 0:

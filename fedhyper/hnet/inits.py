@@ -26,15 +26,17 @@ first step (the body's features are not zero); the body and the embeddings from 
 Like hyperfan it reads only the target's shapes: a tensor that PyTorch starts elsewhere (a
 normalisation layer's scale, at 1) starts at the fan-in variance here.
 
-An init is a function ``init(body, output, target_shapes, cond_dim, base)`` that changes the
-built parts in place (``base`` is θ_0's parameter, or None without one); it may carry a
-``check(cfg, prefix)`` that refuses options it cannot start (``hnet.init=base`` without
-``hnet.base``). Register a new one with ``@INITS.register(name)``.
+An init is a subclass of ``Init``: its class method ``apply(parts)`` changes the built ``Parts``
+in place (``parts.base`` is θ_0's parameter, or None without one), and ``check(cfg, prefix)``,
+as every part's, refuses the options it cannot start (``hnet.init=base`` without ``hnet.base``).
+Register a new one with ``@INITS.register(name)``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -87,43 +89,70 @@ def hyperfan_(
         linear.bias.zero_()
 
 
+@dataclass(frozen=True)
+class Parts:
+    """What an init changes in place: the built body and output, the target's shapes, θ_0 (None without a base)."""
+
+    body: nn.Module
+    output: Output
+    target_shapes: dict[str, torch.Size]
+    cond_dim: int
+    base: nn.Parameter | None
+
+
+class Init:
+    """One ``hnet.init`` choice: ``apply`` starts the built parts, ``check`` refuses options it cannot start."""
+
+    @classmethod
+    def check(cls, cfg: HyperNetConfig, prefix: str) -> None:
+        """Raise ValueError naming the options this init cannot start; every option by default."""
+
+    @classmethod
+    def apply(cls, parts: Parts) -> None:
+        raise NotImplementedError
+
+
 @INITS.register("default")
-def pytorch_default(
-    body: nn.Module, output: Output, target_shapes: dict[str, torch.Size], cond_dim: int, base: nn.Parameter | None
-) -> None:
+class PyTorchDefault(Init):
     """PyTorch's own initialisation of every layer, as built: nothing to change."""
+
+    @classmethod
+    def apply(cls, parts: Parts) -> None:
+        pass
+
+
+class Hyperfan(Init):
+    fan: ClassVar[str]
+
+    @classmethod
+    def apply(cls, parts: Parts) -> None:
+        hyperfan_(parts.body, parts.output, parts.target_shapes, parts.cond_dim, fan=cls.fan)
 
 
 @INITS.register("hyperfan_in")
-def hyperfan_in(
-    body: nn.Module, output: Output, target_shapes: dict[str, torch.Size], cond_dim: int, base: nn.Parameter | None
-) -> None:
-    hyperfan_(body, output, target_shapes, cond_dim, fan="in")
+class HyperfanIn(Hyperfan):
+    fan = "in"
 
 
 @INITS.register("hyperfan_out")
-def hyperfan_out(
-    body: nn.Module, output: Output, target_shapes: dict[str, torch.Size], cond_dim: int, base: nn.Parameter | None
-) -> None:
-    hyperfan_(body, output, target_shapes, cond_dim, fan="out")
+class HyperfanOut(Hyperfan):
+    fan = "out"
 
 
 @INITS.register("base")
-@torch.no_grad()
-def from_base(
-    body: nn.Module, output: Output, target_shapes: dict[str, torch.Size], cond_dim: int, base: nn.Parameter | None
-) -> None:
+class FromBase(Init):
     """The base drawn as PyTorch draws the target, the output layers at zero: every client starts at θ_0."""
-    bound = (3 * target_variances(target_shapes, "in")).sqrt()  # [P]
-    base.copy_((2 * torch.rand_like(base) - 1) * bound)
-    for linear, _, _ in output_groups(output, "base"):
-        linear.weight.zero_()
-        linear.bias.zero_()
 
+    @classmethod
+    def check(cls, cfg: HyperNetConfig, prefix: str) -> None:
+        if not cfg.base:
+            raise ValueError(f"{prefix}.init=base starts the shared base, which needs {prefix}.base=true")
 
-def _needs_base(cfg: HyperNetConfig, prefix: str) -> None:
-    if not cfg.base:
-        raise ValueError(f"{prefix}.init=base starts the shared base, which needs {prefix}.base=true")
-
-
-from_base.check = _needs_base
+    @classmethod
+    @torch.no_grad()
+    def apply(cls, parts: Parts) -> None:
+        bound = (3 * target_variances(parts.target_shapes, "in")).sqrt()  # [P]
+        parts.base.copy_((2 * torch.rand_like(parts.base) - 1) * bound)
+        for linear, _, _ in output_groups(parts.output, "base"):
+            linear.weight.zero_()
+            linear.bias.zero_()
