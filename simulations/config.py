@@ -37,13 +37,7 @@ FEDHYPER_ABLATION: dict[str, list[str]] = {
     "fedhyper-no-private-head": ["strategy.private_head=false"],  # the hypernetwork generates the head too
     "fedhyper-no-adapt": ["strategy.adapt_steps=0"],  # evaluate the model as generated and kept
     "fedhyper-default-init": ["strategy.init=default"],  # PyTorch's initialisation, not hyperfan-in
-    # Adam at 1e-3 with example weights, FedHyper's outer before 2026-12-03, for pFedHN's SGD with momentum
-    "fedhyper-adam-outer": [
-        "strategy.outer.optimizer=adam",
-        "strategy.outer.lr=0.001",
-        "strategy.outer.weighting=examples",
-    ],
-    "fedhyper-pfedhn-embedding": ["strategy.embedding_dim=null"],  # pFedHN's 1 + clients / 4 numbers, not 64
+    "fedhyper-sgd-outer": ["strategy.outer.optimizer=sgd", "strategy.outer.lr=0.01"],  # pFedHN's outer SGD
     "fedhyper-one-client-per-step": ["strategy.clients_per_step=1"],  # pFedHN's reference: a step per client
     "fedhyper-constant-lr": ["strategy.outer.schedule=constant"],  # Φ's learning rate does not decay
     "fedhyper-no-base": ["strategy.base=false"],  # the hypernetwork generates whole models, as pFedHN's does

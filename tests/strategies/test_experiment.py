@@ -76,11 +76,11 @@ def test_an_option_only_some_strategies_have_is_filled_in_only_for_those(tmp_pat
     ("strategy", "option", "reused"),
     [
         ("pfedhn", "outer.weighting", False),  # examples before the option, uniform by default now: run again
-        ("fedhyper", "outer.weighting", False),  # examples before the option, FedHyper's uniform now
+        ("fedhyper", "outer.weighting", True),  # examples then and now: the older run is the same run
         ("pfedhn", "outer.schedule", True),  # a constant learning rate then and now
         ("fedhyper", "outer.schedule", False),  # constant then, FedHyper's cosine now
         ("fedhyper", "base", False),  # no base then, FedHyper's shared base now
-        ("fedhyper", "embedding_dim", False),  # hnet's size then, FedHyper's 64 now
+        ("fedhyper", "embedding_dim", True),  # hnet's size then and now
     ],
 )
 def test_a_grid_reuses_an_older_run_only_if_it_ran_as_todays_default_would(tmp_path, strategy, option, reused):

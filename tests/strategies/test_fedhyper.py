@@ -126,9 +126,9 @@ def test_init_defaults_to_hyperfan_in_and_the_ablation_restores_pytorchs():
     assert not torch.equal(hyperfan.generate(ids)["fc1.weight"], default.generate(ids)["fc1.weight"])
 
 
-def test_embeddings_default_to_64_numbers_and_the_ablation_restores_pfedhns_size():
-    sized = fedhyper.build(tiny(), ClientDirectory()).trainer.hnet
-    pfedhn = fedhyper.build(tiny(embedding_dim=None), ClientDirectory()).trainer.hnet
+def test_embedding_dim_sets_the_embeddings_size_and_none_leaves_pfedhns():
+    sized = fedhyper.build(tiny(embedding_dim=64), ClientDirectory()).trainer.hnet
+    pfedhn = fedhyper.build(tiny(), ClientDirectory()).trainer.hnet
 
     assert sized.conditioner.table.weight.shape == (4, 64)
     assert pfedhn.conditioner.table.weight.shape == (4, 2)  # 1 + 4 clients / 4
