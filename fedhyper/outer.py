@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -10,10 +9,10 @@ import torch
 from fedhyper.hypergrad import AGGREGATES, example_weights, hypernet_gradients
 from fedhyper.hypernet import HyperNetwork
 from fedhyper.privacy import ClientClipping
+from fedhyper.training import SCHEDULES, schedule_factor
 
 OPTIMIZERS = ("sgd", "adam")  # strategy.outer.optimizer
 WEIGHTINGS = ("uniform", "examples")  # strategy.outer.weighting
-SCHEDULES = ("constant", "cosine")  # strategy.outer.schedule
 
 
 @dataclass
@@ -60,10 +59,7 @@ class OuterConfig:
 
     def lr_factor(self, server_round: int, num_rounds: int) -> float:
         """The share of ``lr`` that round ``server_round`` (from 1) of ``num_rounds`` steps with."""
-        if self.schedule == "constant" or num_rounds <= 0:
-            return 1.0
-        done = min(max(server_round - 1, 0), num_rounds - 1) / num_rounds
-        return 0.5 * (1.0 + math.cos(math.pi * done))
+        return schedule_factor(self.schedule, server_round, num_rounds)
 
     def client_weights(self, num_examples: list[int], private: bool = False) -> torch.Tensor:
         """[B] weights of a step's clients in Φ's gradient, from their example counts; uniform if ``private``."""

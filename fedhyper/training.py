@@ -6,6 +6,7 @@ benchmarks and tests compare the Flower simulation against.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -13,6 +14,21 @@ import torch
 from torch import nn
 
 from fedhyper.models import apply
+
+SCHEDULES = ("constant", "cosine")  # strategy.local.lr_schedule and strategy.outer.schedule
+
+
+def schedule_factor(schedule: str, server_round: int, num_rounds: int) -> float:
+    """The share of a learning rate that round ``server_round`` (from 1) of ``num_rounds`` uses.
+
+    constant: 1 in every round; cosine: (1 + cos(π (r − 1) / R)) / 2 in round r of R, from 1 in round 1
+    towards 0 in round R (Loshchilov and Hutter, SGDR, ICLR 2017, without restarts). Relative to the run's
+    rounds, so a short tuning run decays as the long run it stands for does.
+    """
+    if schedule == "constant" or num_rounds <= 0:
+        return 1.0
+    done = min(max(server_round - 1, 0), num_rounds - 1) / num_rounds
+    return 0.5 * (1.0 + math.cos(math.pi * done))
 
 
 @dataclass
@@ -24,12 +40,19 @@ class LocalTrainConfig:
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 5e-5  # SGD weight decay
     batch_size: int = 64  # examples per step
+    # The training rounds' lr: constant, or cosine (lr × (1 + cos(π (r − 1) / R)) / 2 in round r of R, as
+    # strategy.outer.schedule). Only training decays: adaptation and fine-tuning before evaluation use lr.
+    lr_schedule: str = "constant"
 
     def validate(self, prefix: str = "strategy.local") -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"{prefix}.steps={self.steps} and {prefix}.batch_size={self.batch_size} must be >= 1")
         if self.lr <= 0:
             raise ValueError(f"{prefix}.lr={self.lr} must be positive")
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(
+                f"{prefix}.lr_schedule={self.lr_schedule!r} is unknown; choose one of {', '.join(SCHEDULES)}"
+            )
 
 
 def batches(n: int, batch_size: int, steps: int, generator: torch.Generator):

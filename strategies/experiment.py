@@ -33,6 +33,7 @@ VALUES_BEFORE_OPTION: dict[str, Any] = {
     "strategy.outer.weighting": "examples",  # added with that default; "uniform" since issue 12's fidelity check
     "strategy.outer.schedule": "constant",  # what every run had before the option; FedHyper's default is cosine
     "strategy.base": False,  # FedHyper's runs before its shared base (hnet.base) had none
+    "strategy.local.lr_schedule": "constant",  # every strategy's local lr before the option
     "strategy.embedding_dim": None,  # FedHyper's runs before the option had hnet's size (pFedHN's rule)
 }
 

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from flwr.app import MessageType
 from torch import nn
 
 from clients import runtime
@@ -130,3 +131,29 @@ def test_ditto_keeps_its_personal_model_on_the_client_and_evaluates_it(in_proces
         weights = protocol.record_to_weights(record)
         assert set(weights) == set(global_model)
         assert not torch.equal(weights["fc1.weight"], global_model["fc1.weight"])
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_training_rounds_get_the_scheduled_local_lr_and_evaluation_keeps_local_lr(in_process_grid, tmp_path, schedule):
+    cfg = configured("fedavg_ft", num_clients=2)
+    cfg.sim.num_rounds, cfg.sim.eval_every = 4, 2
+    cfg.strategy.local.steps, cfg.strategy.local.lr, cfg.strategy.local.lr_schedule = 2, 0.08, schedule
+    grid = in_process_grid(2)
+
+    run(grid, experiment.Experiment(cfg, tmp_path, fixed_num_clients=True))
+
+    def lrs(kind: str) -> dict[int, float]:
+        configs = [m.content[protocol.CONFIG] for m in grid.sent if m.metadata.message_type == kind]
+        return {c[protocol.SERVER_ROUND]: c["local.lr"] for c in configs}
+
+    cosine = {1: 0.08, 2: 0.08 * (1 + 2**-0.5) / 2, 3: 0.04, 4: 0.08 * (1 - 2**-0.5) / 2}  # (1 + cos(π (r−1)/4)) / 2
+    expected = cosine if schedule == "cosine" else dict.fromkeys(cosine, 0.08)
+    assert lrs(MessageType.TRAIN) == pytest.approx(expected)
+    assert set(lrs(MessageType.EVALUATE).values()) == {0.08}  # fine-tuning before evaluation is not decayed
+
+
+def test_an_unknown_local_lr_schedule_is_refused():
+    cfg = configured("fedavg")
+    cfg.strategy.local.lr_schedule = "linear"
+    with pytest.raises(ValueError, match="strategy.local.lr_schedule='linear'"):
+        cfg.strategy.local.validate()

@@ -81,6 +81,7 @@ def test_an_option_only_some_strategies_have_is_filled_in_only_for_those(tmp_pat
         ("fedhyper", "outer.schedule", False),  # constant then, FedHyper's cosine now
         ("fedhyper", "base", False),  # no base then, FedHyper's shared base now
         ("fedhyper", "embedding_dim", True),  # hnet's size then and now
+        ("fedavg_ft", "local.lr_schedule", True),  # a constant local lr then and now
     ],
 )
 def test_a_grid_reuses_an_older_run_only_if_it_ran_as_todays_default_would(tmp_path, strategy, option, reused):
