@@ -34,6 +34,9 @@ ALGORITHM = "algorithm"
 DATA_PREFIX = "data"
 MODEL_PREFIX = "model"
 LOCAL_PREFIX = "local"
+# The round's local learning rate (a training message's is local.lr on strategy.local.lr_schedule) and that schedule.
+LOCAL_LR = f"{LOCAL_PREFIX}.lr"
+LOCAL_LR_SCHEDULE = f"{LOCAL_PREFIX}.lr_schedule"
 
 # Settings of the client-side routines (server -> client, beside the local.* training config).
 PROX_MU = "algo.mu"  # strength of a proximal pull: FedProx's mu, Ditto's and pFedMe's lambda

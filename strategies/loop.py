@@ -30,8 +30,6 @@ from strategies.exchange import Exchange, RoundMetrics
 from strategies.replies import Reply, ReplySorter, evaluation_check, train_check
 from strategies.schedule import FaultOrders, Schedule
 
-LOCAL_LR = f"{protocol.LOCAL_PREFIX}.lr"
-LOCAL_LR_SCHEDULE = f"{protocol.LOCAL_PREFIX}.lr_schedule"
 log = logging.getLogger("fedhyper")
 
 
@@ -99,8 +97,8 @@ class RoundLoop:
         config = ConfigRecord({**self.config, protocol.ALGORITHM: self.strategy.name,
                                **self.strategy.client_settings(), protocol.SERVER_ROUND: server_round})  # fmt: skip
         if phase == MessageType.TRAIN:  # the round's lr; evaluation's adaptation keeps local.lr
-            config[LOCAL_LR] = self.config[LOCAL_LR] * schedule_factor(
-                str(self.config[LOCAL_LR_SCHEDULE]), server_round, self.sim.num_rounds
+            config[protocol.LOCAL_LR] = self.config[protocol.LOCAL_LR] * schedule_factor(
+                str(self.config[protocol.LOCAL_LR_SCHEDULE]), server_round, self.sim.num_rounds
             )
         return Exchange(self.grid, self.strategy.directory, self.replies, self.sim.round_timeout,
                         server_round, phase, config, metrics, orders)  # fmt: skip

@@ -144,7 +144,7 @@ def test_training_rounds_get_the_scheduled_local_lr_and_evaluation_keeps_local_l
 
     def lrs(kind: str) -> dict[int, float]:
         configs = [m.content[protocol.CONFIG] for m in grid.sent if m.metadata.message_type == kind]
-        return {c[protocol.SERVER_ROUND]: c["local.lr"] for c in configs}
+        return {c[protocol.SERVER_ROUND]: c[protocol.LOCAL_LR] for c in configs}
 
     cosine = {1: 0.08, 2: 0.08 * (1 + 2**-0.5) / 2, 3: 0.04, 4: 0.08 * (1 - 2**-0.5) / 2}  # (1 + cos(π (r−1)/4)) / 2
     expected = cosine if schedule == "cosine" else dict.fromkeys(cosine, 0.08)
