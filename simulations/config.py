@@ -40,6 +40,7 @@ FEDHYPER_ABLATION: dict[str, list[str]] = {
     "fedhyper-sgd-outer": ["strategy.outer.optimizer=sgd", "strategy.outer.lr=0.01"],  # pFedHN's outer SGD
     "fedhyper-one-client-per-step": ["strategy.clients_per_step=1"],  # pFedHN's reference: a step per client
     "fedhyper-constant-lr": ["strategy.outer.schedule=constant"],  # Φ's learning rate does not decay
+    "fedhyper-constant-local-lr": ["strategy.local.lr_schedule=constant"],  # the clients' learning rate does not decay
     "fedhyper-no-base": ["strategy.base=false"],  # the hypernetwork generates whole models, as pFedHN's does
 }
 # Named variants of a strategy's configuration for simulations.compare: the hypernetwork's design

@@ -40,6 +40,7 @@ from fedhyper.hnet.config import INITS, HyperNetConfig
 from fedhyper.models import build_model, head_names
 from fedhyper.outer import OuterConfig
 from fedhyper.search import LOCAL_LR, Range, SearchSpace
+from fedhyper.training import LocalTrainConfig
 from strategies.base import stacked_replies
 from strategies.directory import ClientDirectory
 from strategies.evaluation import train_summary
@@ -74,6 +75,9 @@ class FedHyperConfig(PFedHNConfig):
     outer: OuterConfig = field(
         default_factory=lambda: OuterConfig(optimizer="adam", lr=1e-3, weighting="examples", schedule="cosine")
     )
+    # The clients' learning rate decays over the run on a cosine, as Φ's does: a short tuning trial then ends
+    # annealed as the long run does, instead of rewarding a rate that leads early and plateaus (docs/fedhyper.md).
+    local: LocalTrainConfig = field(default_factory=lambda: LocalTrainConfig(lr_schedule="cosine"))
     private_head: bool = True  # the head is the client's own (pFedHN-PC); false: the hypernetwork generates it too
     adapt_steps: int = 10  # SGD steps (local.lr, local.batch_size) on the train split before each evaluation; 0: none
     init: str | None = "hyperfan_in"  # the hypernetwork's initialisation (hnet.init's choices); None: hnet.init's
