@@ -8,9 +8,11 @@ import pytest
 from omegaconf import OmegaConf
 
 from fedhyper.record import Summary
-from fedhyper.search import Range
+from fedhyper.search import Choice, Range
 from simulations import compare, tuning
 from simulations.progress import GridProgress, RunLabel
+from simulations.run import check
+from strategies import registry
 
 TINY = [
     "data.num_clients=4",
@@ -295,3 +297,16 @@ def test_tuned_yaml_keeps_the_cells_of_an_earlier_command_and_replaces_only_its_
     record = tuning.write_tuned([again], 2, path)  # ditto tuned again with 2 trials, fedavg's cell kept with 1
     assert record["trials_per_cell"] == [1, 2]
     assert "Strategies had 1 or 2 trials per setting" in tuning.markdown(record)
+
+
+@pytest.mark.parametrize("name", sorted(registry.REGISTRY))
+def test_every_corner_of_each_strategys_search_space_is_a_valid_run(name):
+    """A trial draws anywhere in the space: its ends (and each choice) must pass the run's own checks."""
+    space = registry.REGISTRY[name].config_cls.search_space
+    corners = {key: list(d.values) if isinstance(d, Choice) else [d.low, d.high] for key, d in space.items()}
+
+    for key, values in corners.items():
+        for value in values:
+            cfg = check([f"strategy={name}", f"{key}={value}"])
+
+            assert OmegaConf.select(OmegaConf.structured(cfg), key) == value
