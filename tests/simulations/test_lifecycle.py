@@ -109,12 +109,13 @@ def launch_ids(run_dir: Path) -> set[str]:
 @pytest.mark.engine
 def test_a_killed_run_resumed_at_once_in_its_folder_ends_as_an_uninterrupted_one(tmp_path):
     whole_dir, split_dir = tmp_path / "whole", tmp_path / "split"
-    rounds = ["sim.num_rounds=8", "sim.checkpoint_every=2"]  # long enough to be killed mid-way
+    num_rounds, every = 8, 2  # long enough to be killed mid-way
+    rounds = [f"sim.num_rounds={num_rounds}", f"sim.checkpoint_every={every}"]
     split = start(split_dir, *rounds, "tracking=tensorboard")  # tracked: the resumed run must continue its record
     # The uninterrupted run, on the in-process engine (the same ServerApp and ClientApp, no transport): the
     # killed-and-resumed Flower/Ray run must end exactly as it does, so the two engines agree too.
     inprocess.run_experiment(check([*SMALL, *rounds]), whole_dir)
-    wait_for_rounds(split_dir, 3, split)  # killed after round 3: resumed from round 2's checkpoint
+    wait_for_rounds(split_dir, every + 1, split)  # killed after round 3: resumed from round 2's checkpoint
     (killed,) = launch_ids(split_dir)
     # A process of the killed launch slow to stop (as flwr-simulation's exit handlers or Ray's can be): its
     # watchdog waits out its grace (10 s) and then SIGKILLs what it finds, while the resumed run starts.
@@ -144,7 +145,7 @@ def test_a_killed_run_resumed_at_once_in_its_folder_ends_as_an_uninterrupted_one
     b = json.loads((split_dir / "summary.json").read_text())
     assert b["rejected_replies"] == {}  # no client was stopped under a running ServerApp (stop_launch's order)
     assert b["per_client_accuracy"] == a["per_client_accuracy"]
-    assert b["final_accuracy"] == a["final_accuracy"] and b["rounds"] == 8
+    assert b["final_accuracy"] == a["final_accuracy"] and b["rounds"] == num_rounds
     assert b["message_sweep"] == "fedhyper"  # the launcher's wrapper installed it
     losses = [json.loads(line).get("train_loss") for line in (split_dir / "metrics.jsonl").read_text().splitlines()]
     assert losses == [
@@ -157,7 +158,7 @@ def test_a_killed_run_resumed_at_once_in_its_folder_ends_as_an_uninterrupted_one
     tracked.Reload()
     rows = [json.loads(line) for line in (split_dir / "metrics.jsonl").read_text().splitlines()]
     expected = [(r["round"], r["train_loss"]) for r in rows if "train_loss" in r]
-    assert [step for step, _ in expected] == list(range(1, 9))
+    assert [step for step, _ in expected] == list(range(1, num_rounds + 1))
     assert [(e.step, e.value) for e in tracked.Scalars("train_loss")] == [
         (step, pytest.approx(value, rel=1e-6)) for step, value in expected
     ]
