@@ -9,6 +9,7 @@ the run's seed, the same tensors the server's copy of the rest started from.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +23,8 @@ from fedhyper.aggregate import select, without
 from fedhyper.data import ClientData
 from fedhyper.models import ModelConfig, client_width, initial_weights
 from fedhyper.training import LocalTrainConfig, train_local
+
+log = logging.getLogger("fedhyper")
 
 PRIVATE = "private"  # Context.state key of the model part the server never sends
 
@@ -64,6 +67,15 @@ class Job:
         return protocol.l2_norm({f"{i}/{n}": w for i, k in enumerate(kept) for n, w in k.items()})
 
     def keep(self, key: str, weights: dict[str, torch.Tensor]) -> None:
+        """Store ``weights`` under ``key`` for later rounds, unless a tensor holds NaN or Inf.
+
+        A round whose training diverged leaves what this client kept before as it was: the server
+        rejects the round's non-finite reply, and the client must not carry the broken part on.
+        """
+        broken = [n for n, w in weights.items() if not torch.isfinite(w).all()]
+        if broken:
+            log.warning("client %d: round's %s not kept, %s holds NaN or Inf", self.cid, key, broken[0])
+            return
         self.state.array_records[key] = protocol.weights_to_record(weights)
 
     def full(self) -> dict[str, torch.Tensor]:

@@ -111,13 +111,22 @@ def train_local(
 def evaluate(
     model: nn.Module, weights: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``weights`` on (x, y); (0, 0) when there is no example."""
+    """Mean cross-entropy and accuracy of ``weights`` on (x, y); (0, 0) when there is no example.
+
+    An example whose logits are not all finite (a diverged model's) is a wrong prediction with the
+    loss of a uniform guess, ln C: a broken model scores what it predicts, and its client's reply
+    stays finite, so it counts in the mean over clients instead of being left out of it.
+    """
     if len(y) == 0:
         return 0.0, 0.0
     loss, correct = 0.0, 0
     for start in range(0, len(y), batch_size):
         logits = apply(model, weights, x[start : start + batch_size])
         target = y[start : start + batch_size]
+        finite = torch.isfinite(logits).all(1)
+        if not finite.all():
+            loss += math.log(logits.shape[1]) * int((~finite).sum())
+            logits, target = logits[finite], target[finite]
         loss += float(nn.functional.cross_entropy(logits, target, reduction="sum"))
         correct += int((logits.argmax(1) == target).sum())
     return loss / len(y), correct / len(y)

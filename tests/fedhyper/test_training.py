@@ -1,3 +1,5 @@
+import math
+
 import torch
 
 from fedhyper.models import ModelConfig, build_model, target_shapes
@@ -34,3 +36,24 @@ def test_batches_walk_whole_epochs_and_are_reproducible():
 
     assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
     assert sorted(torch.cat(a[:3]).tolist()) == list(range(10))  # first epoch: 4 + 4 + 2
+
+
+def test_a_diverged_models_examples_are_wrong_predictions_at_the_loss_of_a_uniform_guess():
+    model = build_model(ModelConfig(name="mlp", hidden=16), (1, 4, 4), 2)
+    x, y = separable(8)
+    weights, _ = train_local(
+        model, {n: torch.randn(s) * 0.1 for n, s in target_shapes(model).items()}, x, y,
+        LocalTrainConfig(steps=30, lr=0.1), torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    loss, accuracy = evaluate(model, weights, x, y)
+    broken = x.clone()
+    broken[:3] = float("nan")  # three examples whose logits are NaN
+
+    part_loss, part_accuracy = evaluate(model, weights, broken, y)
+    all_loss, all_accuracy = evaluate(model, {n: w * float("inf") for n, w in weights.items()}, x, y)
+
+    assert accuracy == 1.0
+    assert part_accuracy == 5 / 8
+    tail_loss, _ = evaluate(model, weights, x[3:], y[3:])
+    assert abs(part_loss - (3 * math.log(2) + 5 * tail_loss) / 8) < 1e-6
+    assert (all_loss, all_accuracy) == (math.log(2), 0.0)

@@ -51,12 +51,12 @@ def test_a_run_records_pooled_and_validation_accuracy_in_its_rows_and_summary(tm
 
 
 def test_with_eval_test_off_no_test_example_is_read(tmp_path, monkeypatch):
-    """Tuning trials: poisoned test labels would make any read of the test split raise."""
+    """Tuning trials: out-of-range test labels would make any read of the test split raise."""
     clean = federated.FederatedDataset.client
 
     def poisoned(self, cid):
         data = clean(self, cid)
-        return federated.ClientData(data.x_train, data.y_train, torch.full_like(data.x_test, float("nan")),
+        return federated.ClientData(data.x_train, data.y_train, torch.zeros_like(data.x_test),
                                     torch.full_like(data.y_test, -1), data.x_val, data.y_val)  # fmt: skip
 
     monkeypatch.setattr(federated.FederatedDataset, "client", poisoned)

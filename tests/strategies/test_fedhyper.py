@@ -8,6 +8,7 @@ import pytest
 import torch
 from flwr.app import ConfigRecord, MessageType, RecordDict
 
+from clients import app as client_app  # noqa: F401  (registers every client routine, FedHyper's adaptation included)
 from clients import runtime
 from clients.personal import PLAIN, PRIVATE, Job
 from fedhyper import protocol
@@ -102,6 +103,21 @@ def test_evaluation_adapts_on_the_training_split_and_reads_nothing_else():
     assert evaluate(plain.model, adapted, data.x_test, data.y_test) != evaluate(
         plain.model, as_sent, data.x_test, data.y_test
     )
+
+
+def test_a_round_whose_training_diverged_leaves_the_kept_head_as_it_was(caplog):
+    job = client_job(0)
+    _, _ = PLAIN.train(job)
+    kept = job.kept(PRIVATE)
+    diverging = dataclasses.replace(job, local=dataclasses.replace(job.local, lr=1e30))
+
+    with caplog.at_level(logging.WARNING, logger="fedhyper"):
+        shared, _ = PLAIN.train(diverging)
+
+    assert kept and set(kept) == set(HEAD)
+    assert not all(torch.isfinite(w).all() for w in shared.values())  # the server rejects this reply
+    assert all(torch.equal(job.kept(PRIVATE)[n], w) for n, w in kept.items())
+    assert "not kept" in caplog.text
 
 
 def test_the_server_tells_clients_its_adapt_steps_and_zero_evaluates_what_was_sent(loop_on):
