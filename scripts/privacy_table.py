@@ -4,7 +4,9 @@
 reads every finished run under each grid folder (``runs/<setting>/<strategy>[/<variant>]/seed*/``),
 and prints one Markdown row per setting and strategy: final mean-over-clients accuracy (pooled
 accuracy in brackets) at each privacy budget, ε as the run's accountant reports it (∞ without
-privacy). A cell no run has finished is "not run".
+privacy). A cell no run has finished is "not run". A run whose accountant spent more than its target,
+or whose last evaluation left clients out (their replies rejected: the runs before 4659a4b, when a
+client that diverged kept its NaN model), is refused: its accuracy is not over every client.
 """
 
 from __future__ import annotations
@@ -31,9 +33,18 @@ def cells(grid: Path) -> dict[tuple[str, str], dict[float, str]]:
         spent = summary["privacy"]["epsilon"] if summary.get("privacy") else math.inf
         if spent > target * 1.001:  # calibration is to 0.1%
             raise ValueError(f"{run_dir} spent ε={spent} over its target {target}")
+        left_out = last_evaluation(run_dir).get(record.traffic_key("evaluate", "rejected"), 0)
+        if left_out:
+            raise ValueError(f"{run_dir} left {left_out} clients out of its last evaluation; run it again")
         text = f"{100 * summary['final_accuracy']:.2f} ({100 * summary['final_accuracy_pooled']:.2f})"
         table.setdefault((setting, strategy), {})[target] = text
     return table
+
+
+def last_evaluation(run_dir: Path) -> dict:
+    """The run's last row of ``metrics.jsonl`` with a test accuracy."""
+    rows = [json.loads(line) for line in (run_dir / record.METRICS_FILE).read_text().splitlines() if line]
+    return next((r for r in reversed(rows) if record.ACCURACY in r), {})
 
 
 def main(argv: list[str] | None = None) -> None:
