@@ -43,12 +43,17 @@ class LocalTrainConfig:
     # The training rounds' lr: constant, or cosine (lr × (1 + cos(π (r − 1) / R)) / 2 in round r of R, as
     # strategy.outer.schedule). Only training decays: adaptation and fine-tuning before evaluation use lr.
     lr_schedule: str = "constant"
+    # Each step's gradient over the trained tensors is scaled down to this L2 norm when longer (0: never),
+    # so that one bad batch cannot throw a client's weights, and the private part it keeps, to huge values.
+    max_grad_norm: float = 0.0
 
     def validate(self, prefix: str = "strategy.local") -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"{prefix}.steps={self.steps} and {prefix}.batch_size={self.batch_size} must be >= 1")
         if self.lr <= 0:
             raise ValueError(f"{prefix}.lr={self.lr} must be positive")
+        if self.max_grad_norm < 0:
+            raise ValueError(f"{prefix}.max_grad_norm={self.max_grad_norm} must be >= 0 (0: no clipping)")
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(
                 f"{prefix}.lr_schedule={self.lr_schedule!r} is unknown; choose one of {', '.join(SCHEDULES)}"
@@ -103,6 +108,8 @@ def train_local(
             loss = loss + mu / 2 * sum(((p - a) ** 2).sum() for p, a in pulled)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(trained, cfg.max_grad_norm)
         opt.step()
     return {name: p.detach() for name, p in params.items()}, float(total) / max(steps, 1)
 

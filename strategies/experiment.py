@@ -35,6 +35,7 @@ VALUES_BEFORE_OPTION: dict[str, Any] = {
     "strategy.base": False,  # FedHyper's runs before its shared base (hnet.base) had none
     "strategy.local.lr_schedule": "constant",  # every strategy's local lr before the option
     "strategy.embedding_dim": None,  # FedHyper's runs before the option had hnet's size (pFedHN's rule)
+    "strategy.local.max_grad_norm": 0.0,  # every strategy's local steps before the option were unclipped
 }
 
 _ABSENT = object()

@@ -57,3 +57,22 @@ def test_a_diverged_models_examples_are_wrong_predictions_at_the_loss_of_a_unifo
     tail_loss, _ = evaluate(model, weights, x[3:], y[3:])
     assert abs(part_loss - (3 * math.log(2) + 5 * tail_loss) / 8) < 1e-6
     assert (all_loss, all_accuracy) == (math.log(2), 0.0)
+
+
+def test_max_grad_norm_bounds_each_step_and_zero_leaves_training_as_it_was():
+    model = build_model(ModelConfig(name="mlp", hidden=16), (1, 4, 4), 2)
+    start = {n: torch.randn(s) * 0.1 for n, s in target_shapes(model).items()}
+    x, y = separable(64)
+    one_step = dict(steps=1, lr=1.0, momentum=0.0, weight_decay=0.0)
+
+    free, _ = train_local(model, start, x, y, LocalTrainConfig(**one_step), torch.Generator().manual_seed(0))
+    clipped, _ = train_local(
+        model, start, x, y, LocalTrainConfig(**one_step, max_grad_norm=1e-3), torch.Generator().manual_seed(0)
+    )
+    off, _ = train_local(
+        model, start, x, y, LocalTrainConfig(**one_step, max_grad_norm=0.0), torch.Generator().manual_seed(0)
+    )
+
+    step = lambda w: sum(float(((w[n] - start[n]) ** 2).sum()) for n in start) ** 0.5  # noqa: E731
+    assert abs(step(clipped) - 1e-3) < 1e-6 < step(free) - 1e-3  # lr 1: the step is the clipped gradient
+    assert all(torch.equal(free[n], off[n]) for n in start)
