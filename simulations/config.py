@@ -42,6 +42,7 @@ FEDHYPER_ABLATION: dict[str, list[str]] = {
     "fedhyper-constant-lr": ["strategy.outer.schedule=constant"],  # Φ's learning rate does not decay
     "fedhyper-constant-local-lr": ["strategy.local.lr_schedule=constant"],  # the clients' learning rate does not decay
     "fedhyper-no-base": ["strategy.base=false"],  # the hypernetwork generates whole models, as pFedHN's does
+    "fedhyper-no-grad-clip": ["strategy.local.max_grad_norm=0"],  # the clients' steps are not clipped
 }
 # Named variants of a strategy's configuration for simulations.compare: the hypernetwork's design
 # choices (fedhyper.hnet.config's registries), one input × one output each, then body and initialisation.

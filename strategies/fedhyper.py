@@ -14,6 +14,8 @@ Each ingredient is one option of ``FedHyperConfig``, so that an ablation removes
   Weight Initialization for Hypernetworks", ICLR 2020), overriding ``hnet.init``.
 - ``outer.optimizer``: the hypernetwork's optimiser (Adam: Kingma and Ba, ICLR 2015; pFedHN uses SGD).
 - ``embedding_dim``: each client's embedding size, overriding ``hnet.embedding_dim`` (None: hnet's).
+- ``local.max_grad_norm``: each of the clients' SGD steps is clipped to gradient norm 10 (gradient
+  clipping: Pascanu, Mikolov, Bengio, "On the difficulty of training recurrent neural networks", ICML 2013).
 - ``outer.schedule``: its learning rate decays over the run's rounds on a cosine (Loshchilov and
   Hutter, "SGDR", ICLR 2017, without restarts); pFedHN keeps it constant.
 - ``base``: the generated weights are offsets from a shared base that FedAvg's server step moves
@@ -79,8 +81,10 @@ class FedHyperConfig(PFedHNConfig):
         default_factory=lambda: OuterConfig(optimizer="adam", lr=1e-3, weighting="examples", schedule="cosine")
     )
     # The clients' learning rate decays over the run on a cosine, as Φ's does: a short tuning trial then ends
-    # annealed as the long run does, instead of rewarding a rate that leads early and plateaus (docs/fedhyper.md).
-    local: LocalTrainConfig = field(default_factory=lambda: LocalTrainConfig(lr_schedule="cosine"))
+    # annealed as the long run does, instead of rewarding a rate that leads early and plateaus. Each local step's
+    # gradient is clipped to norm 10: unclipped, a client now and then threw its private head to huge values and
+    # scored nothing from then on (Dirichlet seed 0, as tuned: 92.04% unclipped, 93.26% clipped; docs/fedhyper.md).
+    local: LocalTrainConfig = field(default_factory=lambda: LocalTrainConfig(lr_schedule="cosine", max_grad_norm=10.0))
     private_head: bool = True  # the head is the client's own (pFedHN-PC); false: the hypernetwork generates it too
     adapt_steps: int = 10  # SGD steps (local.lr, local.batch_size) on the train split before each evaluation; 0: none
     init: str | None = "hyperfan_in"  # the hypernetwork's initialisation (hnet.init's choices); None: hnet.init's
