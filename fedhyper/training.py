@@ -120,9 +120,10 @@ def evaluate(
 ) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``weights`` on (x, y); (0, 0) when there is no example.
 
-    An example whose logits are not all finite (a diverged model's) is a wrong prediction with the
-    loss of a uniform guess, ln C: a broken model scores what it predicts, and its client's reply
-    stays finite, so it counts in the mean over clients instead of being left out of it.
+    An example whose logits or loss are not finite (a diverged model's: NaN, or outputs so large that
+    the cross-entropy overflows) is a wrong prediction with the loss of a uniform guess, ln C: a broken
+    model scores what it predicts, and its client's reply stays finite, so it counts in the mean over
+    clients instead of being left out of it.
     """
     if len(y) == 0:
         return 0.0, 0.0
@@ -130,12 +131,18 @@ def evaluate(
     for start in range(0, len(y), batch_size):
         logits = apply(model, weights, x[start : start + batch_size])
         target = y[start : start + batch_size]
+        batch_loss = float(nn.functional.cross_entropy(logits, target, reduction="sum"))
+        if math.isfinite(batch_loss):
+            loss += batch_loss
+            correct += int((logits.argmax(1) == target).sum())
+            continue
+        each = torch.full((len(target),), math.log(logits.shape[1]), dtype=torch.float64)
         finite = torch.isfinite(logits).all(1)
-        if not finite.all():
-            loss += math.log(logits.shape[1]) * int((~finite).sum())
-            logits, target = logits[finite], target[finite]
-        loss += float(nn.functional.cross_entropy(logits, target, reduction="sum"))
-        correct += int((logits.argmax(1) == target).sum())
+        each[finite] = nn.functional.cross_entropy(logits[finite], target[finite], reduction="none").double()
+        sound = torch.isfinite(each)
+        each[~sound] = math.log(logits.shape[1])
+        loss += float(each.sum())
+        correct += int(((logits.argmax(1) == target) & finite & sound).sum())
     return loss / len(y), correct / len(y)
 
 

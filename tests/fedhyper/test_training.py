@@ -57,6 +57,9 @@ def test_a_diverged_models_examples_are_wrong_predictions_at_the_loss_of_a_unifo
     tail_loss, _ = evaluate(model, weights, x[3:], y[3:])
     assert abs(part_loss - (3 * math.log(2) + 5 * tail_loss) / 8) < 1e-6
     assert (all_loss, all_accuracy) == (math.log(2), 0.0)
+    huge = {n: w * 1e30 if n.endswith("weight") else w for n, w in weights.items()}  # finite logits, loss inf
+    huge_loss, huge_accuracy = evaluate(model, huge, x, y)
+    assert math.isfinite(huge_loss) and 0.0 <= huge_accuracy <= 1.0
 
 
 def test_max_grad_norm_bounds_each_step_and_zero_leaves_training_as_it_was():
