@@ -136,13 +136,13 @@ def evaluate(
             loss += batch_loss
             correct += int((logits.argmax(1) == target).sum())
             continue
-        each = torch.full((len(target),), math.log(logits.shape[1]), dtype=torch.float64)
+        each = torch.zeros(len(target), dtype=torch.float64)
         finite = torch.isfinite(logits).all(1)
         each[finite] = nn.functional.cross_entropy(logits[finite], target[finite], reduction="none").double()
-        sound = torch.isfinite(each)
-        each[~sound] = math.log(logits.shape[1])
+        broken = ~finite | ~torch.isfinite(each)
+        each[broken] = math.log(logits.shape[1])  # a uniform guess's loss
         loss += float(each.sum())
-        correct += int(((logits.argmax(1) == target) & finite & sound).sum())
+        correct += int(((logits.argmax(1) == target) & ~broken).sum())
     return loss / len(y), correct / len(y)
 
 

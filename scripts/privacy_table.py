@@ -19,6 +19,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from fedhyper import record
+from fedhyper.results import read_metrics
 
 
 def cells(grid: Path) -> dict[tuple[str, str], dict[float, str]]:
@@ -43,8 +44,7 @@ def cells(grid: Path) -> dict[tuple[str, str], dict[float, str]]:
 
 def last_evaluation(run_dir: Path) -> dict:
     """The run's last row of ``metrics.jsonl`` with a test accuracy."""
-    rows = [json.loads(line) for line in (run_dir / record.METRICS_FILE).read_text().splitlines() if line]
-    return next((r for r in reversed(rows) if record.ACCURACY in r), {})
+    return next((r for r in reversed(read_metrics(run_dir)) if record.ACCURACY in r), {})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -107,7 +107,7 @@ def test_evaluation_adapts_on_the_training_split_and_reads_nothing_else():
 
 def test_a_round_whose_training_diverged_leaves_the_kept_head_as_it_was(caplog):
     job = client_job(0)
-    _, _ = PLAIN.train(job)
+    PLAIN.train(job)
     kept = job.kept(PRIVATE)
     diverging = dataclasses.replace(job, local=dataclasses.replace(job.local, lr=1e30))
 
