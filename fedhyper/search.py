@@ -54,7 +54,7 @@ class Choice:
 SearchSpace = Mapping[str, Range | Choice]
 
 # Every strategy trains clients with SGD: its learning rate is tuned for all of them.
-LOCAL_LR: SearchSpace = {"strategy.local.lr": Range(1e-3, 1e-1, log=True)}
+LOCAL_LR_SPACE: SearchSpace = {"strategy.local.lr": Range(1e-3, 1e-1, log=True)}
 
 
 def suggest(space: SearchSpace, trial: Trial) -> dict[str, Any]:

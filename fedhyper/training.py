@@ -155,19 +155,26 @@ def evaluate_ensemble(
     Returns loss, accuracy, the members' mean accuracy, the predictive entropy H[p̄] (mean over
     examples), the mutual information H[p̄] − mean_k H[p_k] (how much the members disagree) and
     the predictive entropy on correctly and wrongly classified examples.
+
+    A member whose logits for an example are not finite (a diverged member's) predicts nothing
+    there: it contributes the uniform distribution to p̄ and a wrong prediction to the members'
+    accuracy, and an example that every member failed on is a wrong prediction, as in
+    :func:`evaluate`. The metrics stay finite, so such a client's reply counts in the means.
     """
     if len(y) == 0:
         return dict.fromkeys(("loss", "accuracy", "member_accuracy", "entropy", "mutual_information",
                               "entropy_correct", "entropy_wrong"), 0.0)  # fmt: skip
-    probs = torch.stack([torch.softmax(apply(model, w, x), dim=1) for w in members])  # [K, N, C]
+    logits = torch.stack([apply(model, w, x) for w in members])  # [K, N, C]
+    broken = ~torch.isfinite(logits).all(2)  # [K, N]
+    probs = torch.softmax(logits.masked_fill(broken.unsqueeze(2), 0.0), dim=2)  # a broken row is uniform
     mean = probs.mean(0)  # [N, C]
     entropy = -(mean * mean.clamp_min(1e-12).log()).sum(1)  # [N]
     member_entropy = -(probs * probs.clamp_min(1e-12).log()).sum(2).mean(0)  # [N]
-    correct = mean.argmax(1) == y
+    correct = (mean.argmax(1) == y) & ~broken.all(0)
     return {
         "loss": float(nn.functional.nll_loss(mean.clamp_min(1e-12).log(), y)),
         "accuracy": float(correct.float().mean()),
-        "member_accuracy": float((probs.argmax(2) == y).float().mean()),
+        "member_accuracy": float(((probs.argmax(2) == y) & ~broken).float().mean()),
         "entropy": float(entropy.mean()),
         "mutual_information": float((entropy - member_entropy).mean()),
         "entropy_correct": float(entropy[correct].mean()) if correct.any() else 0.0,

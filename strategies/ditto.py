@@ -13,7 +13,7 @@ from typing import ClassVar
 from fedhyper import protocol
 from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
-from fedhyper.search import LOCAL_LR, Range, SearchSpace
+from fedhyper.search import LOCAL_LR_SPACE, Range, SearchSpace
 from fedhyper.training import LocalTrainConfig
 from strategies.directory import ClientDirectory
 from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_weights
@@ -22,7 +22,7 @@ from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_wei
 @dataclass
 class DittoConfig(SharedModelConfig):
     name: str = "ditto"
-    search_space: ClassVar[SearchSpace] = {**LOCAL_LR, "strategy.lam": Range(1e-2, 2.0, log=True)}
+    search_space: ClassVar[SearchSpace] = {**LOCAL_LR_SPACE, "strategy.lam": Range(1e-2, 2.0, log=True)}
     local: LocalTrainConfig = field(default_factory=LocalTrainConfig)  # the global model's steps
     lam: float = 0.1  # the paper picks lambda from {0.05, 0.1, 0.2, 0.5, 1, 2} per dataset
     personal_steps: int = 50  # steps on the personal model per round

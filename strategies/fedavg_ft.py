@@ -13,7 +13,7 @@ from typing import ClassVar
 from fedhyper import protocol
 from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
-from fedhyper.search import LOCAL_LR, Range, SearchSpace
+from fedhyper.search import LOCAL_LR_SPACE, Range, SearchSpace
 from strategies.directory import ClientDirectory
 from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_weights
 
@@ -21,7 +21,10 @@ from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_wei
 @dataclass
 class FedAvgFTConfig(SharedModelConfig):
     name: str = "fedavg_ft"
-    search_space: ClassVar[SearchSpace] = {**LOCAL_LR, "strategy.finetune_steps": Range(1, 50, log=True, integer=True)}
+    search_space: ClassVar[SearchSpace] = {
+        **LOCAL_LR_SPACE,
+        "strategy.finetune_steps": Range(1, 50, log=True, integer=True),
+    }
     finetune_steps: int = 10  # SGD steps (local.lr, local.batch_size) on local data before each evaluation
 
     def validate(self) -> None:

@@ -41,7 +41,7 @@ from fedhyper.data import dataset_info
 from fedhyper.hnet.config import INITS, HyperNetConfig
 from fedhyper.models import build_model, head_names
 from fedhyper.outer import OuterConfig
-from fedhyper.search import LOCAL_LR, Choice, Range, SearchSpace
+from fedhyper.search import LOCAL_LR_SPACE, Choice, Range, SearchSpace
 from fedhyper.training import LocalTrainConfig
 from strategies.base import stacked_replies
 from strategies.directory import ClientDirectory
@@ -65,7 +65,7 @@ class FedHyperConfig(PFedHNConfig):
 
     name: str = "fedhyper"
     search_space: ClassVar[SearchSpace] = {
-        **LOCAL_LR,
+        **LOCAL_LR_SPACE,
         # Adam's rates where the shared base trains: of the grid's 25-round trials at 3.8e-3 or more, 14 of 16
         # diverged (both settings, constant and decaying local rate; docs/fedhyper.md).
         "strategy.outer.lr": Range(1e-4, 2e-3, log=True),

@@ -13,7 +13,7 @@ from typing import ClassVar
 from fedhyper import protocol
 from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
-from fedhyper.search import LOCAL_LR, Range, SearchSpace
+from fedhyper.search import LOCAL_LR_SPACE, Range, SearchSpace
 from strategies.directory import ClientDirectory
 from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_weights
 
@@ -21,7 +21,7 @@ from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_wei
 @dataclass
 class FedProxConfig(SharedModelConfig):
     name: str = "fedprox"
-    search_space: ClassVar[SearchSpace] = {**LOCAL_LR, "strategy.mu": Range(1e-3, 1.0, log=True)}
+    search_space: ClassVar[SearchSpace] = {**LOCAL_LR_SPACE, "strategy.mu": Range(1e-3, 1.0, log=True)}
     mu: float = 0.01  # the paper tunes mu over {0.001, 0.01, 0.1, 1}
 
     def validate(self) -> None:

@@ -13,7 +13,7 @@ from typing import ClassVar
 from fedhyper import protocol
 from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
-from fedhyper.search import LOCAL_LR, Range, SearchSpace
+from fedhyper.search import LOCAL_LR_SPACE, Range, SearchSpace
 from fedhyper.training import LocalTrainConfig
 from strategies.directory import ClientDirectory
 from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_weights
@@ -22,7 +22,10 @@ from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_wei
 @dataclass
 class FedRepConfig(SharedModelConfig):
     name: str = "fedrep"
-    search_space: ClassVar[SearchSpace] = {**LOCAL_LR, "strategy.head_steps": Range(5, 100, log=True, integer=True)}
+    search_space: ClassVar[SearchSpace] = {
+        **LOCAL_LR_SPACE,
+        "strategy.head_steps": Range(5, 100, log=True, integer=True),
+    }
     local: LocalTrainConfig = field(default_factory=LocalTrainConfig)  # the body's steps
     # The paper runs 10 head epochs per body epoch; at fedhyper's step-based budget that is
     # 10 x local.steps. The default keeps FedRep's compute per round near the other methods'.

@@ -26,7 +26,7 @@ from fedhyper.device import select_device
 from fedhyper.hypernet import HyperNetwork
 from fedhyper.models import build_model, target_shapes
 from fedhyper.outer import HyperNetTrainer, OuterConfig
-from fedhyper.search import LOCAL_LR, Choice, Range, SearchSpace
+from fedhyper.search import LOCAL_LR_SPACE, Choice, Range, SearchSpace
 from fedhyper.training import LocalTrainConfig
 from fedhyper.widths import ClientWidths
 from strategies.base import PersonalizedStrategy, RoundPlan, stacked_replies
@@ -42,7 +42,7 @@ class PFedHNConfig:
 
     name: str = "pfedhn"
     search_space: ClassVar[SearchSpace] = {
-        **LOCAL_LR,
+        **LOCAL_LR_SPACE,
         "strategy.outer.lr": Range(1e-3, 1e-1, log=True),
         "hnet.embedding_dim": Choice((8, 16, 32, 64)),
     }

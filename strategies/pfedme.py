@@ -16,7 +16,7 @@ import torch
 from fedhyper import protocol
 from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
-from fedhyper.search import LOCAL_LR, Range, SearchSpace
+from fedhyper.search import LOCAL_LR_SPACE, Range, SearchSpace
 from fedhyper.training import LocalTrainConfig
 from strategies.directory import ClientDirectory
 from strategies.replies import Reply
@@ -33,7 +33,7 @@ class PFedMeConfig(SharedModelConfig):
 
     name: str = "pfedme"
     search_space: ClassVar[SearchSpace] = {
-        **LOCAL_LR,
+        **LOCAL_LR_SPACE,
         "strategy.lam": Range(1.0, 30.0, log=True),
         "strategy.personal_lr": Range(1e-3, 1e-1, log=True),
     }

@@ -1,6 +1,7 @@
 """pFedHN across the hypernetwork's design choices, end to end in the in-process engine."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -107,3 +108,20 @@ def test_ensemble_metrics_from_known_members():
     assert same["mutual_information"] == pytest.approx(0.0, abs=1e-6)  # identical members never disagree
     assert opposed["mutual_information"] > 0.1
     assert opposed["entropy"] == pytest.approx(torch.log(torch.tensor(2.0)).item(), abs=1e-4)  # p̄ = (1/2, 1/2)
+
+
+def test_ensemble_with_a_diverged_member_stays_finite():
+    model = build_model(ModelConfig(name="mlp", hidden=4), (1, 2, 2), 2)
+    x, y = torch.randn(50, 1, 2, 2), torch.randint(0, 2, (50,))
+    weights = {n: p.detach() for n, p in model.named_parameters()}
+    nan = {n: torch.full_like(w, float("nan")) for n, w in weights.items()}
+
+    alone = evaluate_ensemble(model, [weights], x, y)
+    with_nan = evaluate_ensemble(model, [weights, nan], x, y)
+    all_nan = evaluate_ensemble(model, [nan, nan], x, y)
+
+    assert all(math.isfinite(v) for v in [*with_nan.values(), *all_nan.values()])
+    assert with_nan["accuracy"] == pytest.approx(alone["accuracy"])  # a uniform member does not move the argmax
+    assert with_nan["member_accuracy"] == pytest.approx(alone["accuracy"] / 2)  # the broken member is always wrong
+    assert all_nan["accuracy"] == 0.0 and all_nan["member_accuracy"] == 0.0
+    assert all_nan["loss"] == pytest.approx(math.log(2))  # a uniform guess's loss
