@@ -58,6 +58,7 @@ TRAIN_BYTES_SENT = traffic_key("train", "bytes_sent")
 TRAIN_BYTES_RECEIVED = traffic_key("train", "bytes_received")
 EVALUATE_BYTES_SENT = traffic_key("evaluate", "bytes_sent")
 EVALUATE_BYTES_RECEIVED = traffic_key("evaluate", "bytes_received")
+EVALUATE_REJECTED = traffic_key("evaluate", "rejected")
 
 
 @dataclass

@@ -70,6 +70,10 @@ class RunResult:
     evaluate_bytes_sent_per_round: float
     evaluate_bytes_received_per_round: float
     run_dir: str
+    # The last evaluation: the clients whose replies it counted and those it rejected (a timeout, a
+    # fault, a malformed or non-finite reply); None where the run's record does not say.
+    final_eval_clients: int | None = None
+    final_evaluate_rejected: int | None = None
     curve: list[tuple[int, float]] = field(default_factory=list, repr=False)  # (round, mean accuracy)
     per_client_accuracy: list[float] = field(default_factory=list, repr=False)
 
@@ -114,6 +118,7 @@ def load_run(
     summary = Summary.read(run_dir)
     rows = read_metrics(run_dir)
     reached = first_reaching(rows, target)
+    last = next((r for r in reversed(rows) if r.get(record.ACCURACY) is not None), {})
     return RunResult(
         strategy=summary.strategy,
         variant=variant,
@@ -136,6 +141,8 @@ def load_run(
         wall_time_s=summary.wall_time_s,
         **{f"{key}_per_round": value for key, value in traffic_per_round(rows).items()},
         run_dir=str(run_dir),
+        final_eval_clients=last.get(record.EVAL_CLIENTS),
+        final_evaluate_rejected=last.get(record.EVALUATE_REJECTED),
         curve=[(r[record.ROUND], r[record.ACCURACY]) for r in rows if r.get(record.ACCURACY) is not None],
         per_client_accuracy=list(summary.per_client_accuracy),
     )

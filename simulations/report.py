@@ -116,6 +116,31 @@ def paired_table(differences: Sequence[PairedDifference]) -> list[str]:
     return lines
 
 
+def left_out(results: Sequence[RunResult]) -> list[str]:
+    """Lines saying whether every run's last evaluation counted every client it asked.
+
+    A rejected reply (a timeout, a fault, a malformed or non-finite reply) leaves its client out of
+    the mean over clients, the pooled accuracy and the validation accuracy: a reader must know.
+    """
+    recorded = [r for r in results if r.final_evaluate_rejected is not None]
+    if not recorded:
+        return []
+    short = sorted((r for r in recorded if r.final_evaluate_rejected), key=lambda r: (r.label, r.seed))
+    if not short:
+        return ["", f"Every run's last evaluation counted every client it asked ({len(recorded)} runs)."]
+    lines = [
+        "",
+        "Runs whose last evaluation left clients out (replies rejected): their accuracies are over fewer clients.",
+        "",
+    ]
+    for r in short:
+        counted = r.final_eval_clients if r.final_eval_clients is not None else "?"
+        lines.append(
+            f"- {r.label}, seed {r.seed}: {r.final_evaluate_rejected} rejected, {counted} counted ({r.run_dir})"
+        )
+    return lines
+
+
 def markdown_report(
     results: Sequence[RunResult], target: float, settings: dict[str, list[str]], plots: dict[str, list[str]]
 ) -> str:
@@ -142,5 +167,6 @@ def markdown_report(
         lines += ["", f"## Setting `{setting}`", "", f"Overrides: `{overrides}`; engine: {', '.join(engines)}.", ""]
         lines.append(markdown_table(groups, target))
         lines += paired_table([d for d in paired_differences(results) if d.setting == setting])
+        lines += left_out([r for r in results if r.setting == setting])
         lines += [""] + [f"![{name}]({name})" for name in plots.get(setting, [])]
     return "\n".join(lines) + "\n"

@@ -35,3 +35,30 @@ def test_curve_band_is_mean_min_max_over_seeds(two_seeds):  # noqa: F811
 
     assert rounds.tolist() == [0, 1, 2, 3]
     assert mean[1] == pytest.approx(0.55) and low[2] == pytest.approx(0.7) and high[3] == pytest.approx(0.95)
+
+
+def with_last_evaluation(run_dir, clients: int, rejected: int):
+    """``run_dir`` whose last metrics row says how many replies its evaluation counted and rejected."""
+    path = run_dir / "metrics.jsonl"
+    rows = path.read_text().splitlines()
+    rows[-1] = rows[-1][:-1] + f', "eval_clients": {clients}, "evaluate_rejected": {rejected}}}'
+    path.write_text("\n".join(rows) + "\n")
+    return run_dir
+
+
+def test_the_report_names_runs_whose_last_evaluation_left_clients_out(tmp_path):
+    whole = with_last_evaluation(fake_run(tmp_path / "a", "ditto", [0.1, 0.9], [0.9, 0.9], [1], [1]), 2, 0)
+    short = with_last_evaluation(fake_run(tmp_path / "b", "ditto", [0.1, 0.95], [0.9, 1.0], [1], [1]), 1, 1)
+    runs = [results.load_run(d, "s", i, "inprocess", target=0.9) for i, d in enumerate((whole, short))]
+
+    assert (runs[0].final_eval_clients, runs[0].final_evaluate_rejected) == (2, 0)
+    text = report.markdown_report(runs, 0.9, {}, {})
+    assert f"- ditto, seed 1: 1 rejected, 1 counted ({short})" in text
+    assert "seed 0:" not in text
+    assert "last evaluation counted every client it asked (1 runs)" in report.markdown_report(runs[:1], 0.9, {}, {})
+
+
+def test_a_record_without_rejection_counts_says_nothing_about_them(two_seeds):  # noqa: F811
+    assert two_seeds[0].final_evaluate_rejected is None
+    assert "counted every client" not in report.markdown_report(two_seeds, 0.9, {}, {})
+    assert "left clients out" not in report.markdown_report(two_seeds, 0.9, {}, {})
