@@ -116,8 +116,15 @@ def load_compare(argv: list[str]) -> tuple[CompareConfig, list[str]]:
 
 
 def config_digest(config: dict[str, Any], engine: str) -> str:
-    """Names a run by what decides its results: tracking it or not is the same run."""
+    """Names a run by what decides its results: tracking it or checkpointing it or not is the same run.
+
+    ``sim.checkpoint_every`` is hashed as 0 (never), so a grid can start checkpointing its runs
+    without renaming those that finished before (in-process, a resumed run ends as an uninterrupted
+    one, its clients' kept state included; ``docs/strategies.md`` says what a Flower run resumes).
+    """
     config = {k: v for k, v in config.items() if k != "tracking"}
+    if isinstance(config.get("sim"), dict):
+        config["sim"] = {**config["sim"], "checkpoint_every": 0}
     return hashlib.sha256(json.dumps({"config": config, "engine": engine}, sort_keys=True).encode()).hexdigest()[:10]
 
 

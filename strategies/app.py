@@ -27,6 +27,7 @@ from strategies.schedule import FaultOrders, Schedule
 
 log = logging.getLogger("fedhyper")
 app = ServerApp()
+CLIENTS_PART = "clients"  # the checkpoint's entry for the clients' kept state, where the grid holds it
 
 
 def client_config(cfg: ExperimentConfig) -> ConfigRecord:
@@ -108,8 +109,14 @@ def run(grid: Grid, exp: experiment.Experiment) -> Summary:
     budget = None if mech is None else PrivacyBudget(mech, cfg.sim.num_rounds)
     if budget is not None:  # ε in each round's row (before the record is written) and in the checkpoint
         parts["privacy"], loop.stop = budget, budget
+    if hasattr(grid, "state_dict"):  # a grid that holds its clients (the in-process engine): their kept state too
+        parts[CLIENTS_PART] = grid
     checkpointer = Checkpointer(
-        exp.run_dir / checkpoint.FILENAME, cfg.sim.checkpoint_every, schedule.total_rounds, parts
+        exp.run_dir / checkpoint.FILENAME,
+        cfg.sim.checkpoint_every,
+        schedule.total_rounds,
+        parts,
+        optional={CLIENTS_PART},
     )
     figure = EmbeddingFigure(strategy, schedule.novel_ids, exp.run_dir, cfg.data, cfg.seed)
     loop.callbacks = [*([budget] if budget else []), ReportRounds(reporter), checkpointer, figure]

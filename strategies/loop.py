@@ -11,7 +11,7 @@ sums), and callbacks run after each round and once at the end (the record, check
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -141,10 +141,17 @@ class ReportRounds:
 
 
 class Checkpointer:
-    """Writes checkpoint.pt every ``every`` rounds and after the last; ``restore`` continues from it."""
+    """Writes checkpoint.pt every ``every`` rounds and after the last; ``restore`` continues from it.
 
-    def __init__(self, path: Path, every: int, last_round: int, parts: dict[str, Stateful]) -> None:
+    A part named in ``optional`` may be missing from a checkpoint (one written where it did not
+    exist: the clients' state of a Flower run resumed in-process); it then starts afresh.
+    """
+
+    def __init__(
+        self, path: Path, every: int, last_round: int, parts: dict[str, Stateful], optional: Collection[str] = ()
+    ) -> None:
         self.path, self.every, self.last_round, self.parts = Path(path), every, last_round, parts
+        self.optional = set(optional)
 
     def after_round(self, server_round: int, metrics: RoundMetrics) -> None:
         due = server_round % self.every == 0 or server_round == self.last_round if self.every else False
@@ -159,6 +166,9 @@ class Checkpointer:
         """Load every part's state and torch's generator from the checkpoint; return its round."""
         state = checkpoint.load_checkpoint(self.path)
         for name, part in self.parts.items():
+            if name not in state and name in self.optional:
+                log.warning("the checkpoint %s holds no %s state: it starts afresh", self.path, name)
+                continue
             part.load_state_dict(state[name])
         torch.set_rng_state(state["torch_rng"])
         log.info("resuming after round %d from %s", state["round"], self.path)

@@ -112,6 +112,16 @@ def test_the_plan_gives_every_strategy_the_same_data_and_each_setting_its_own(tm
     assert not tmp_path.joinpath("runs").exists()  # planning runs nothing
 
 
+def test_checkpointing_a_run_or_not_names_the_same_run(tmp_path):
+    def run_dir(*extra: str) -> Path:
+        cc, common = compare.load_compare(grid(tmp_path, *extra))
+        return compare.plan(cc, common)[0].label.run_dir
+
+    plain = run_dir()
+    assert run_dir("sim.checkpoint_every=1") == plain
+    assert run_dir("sim.num_rounds=3") != plain  # an option that decides the results renames it
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -38,6 +38,43 @@ def test_resumed_run_equals_uninterrupted_run(in_process_grid, crashing_grid, tm
     assert [r.get("train_loss") for r in rows] == [r.get("train_loss") for r in whole_rows]
 
 
+def test_a_resumed_in_process_run_keeps_its_clients_private_heads(
+    in_process_grid, crashing_grid, tmp_path, tiny_config
+):
+    def config():
+        return tiny_config("fedper", *RESUMABLE)
+
+    whole = run(in_process_grid(4), experiment.Experiment(config(), tmp_path / "whole", True))
+    with pytest.raises(RuntimeError, match="the machine died"):
+        run(crashing_grid(4, call=11), experiment.Experiment(config(), tmp_path / "split", True))
+    kept = checkpoint.load_checkpoint(tmp_path / "split" / checkpoint.FILENAME)["clients"]
+    assert sorted(kept) == [0, 1, 2, 3] and any(kept.values())  # heads by client id, of those that trained
+
+    resumed = run(
+        in_process_grid(4, node_offset=5000), experiment.Experiment(config(), tmp_path / "split", True, resume=True)
+    )
+
+    assert resumed.per_client_accuracy == whole.per_client_accuracy
+
+
+def test_a_checkpoint_without_clients_state_starts_them_afresh(
+    in_process_grid, crashing_grid, tmp_path, tiny_config, caplog
+):
+    with pytest.raises(RuntimeError, match="the machine died"):
+        run(crashing_grid(4, call=11), experiment.Experiment(tiny_config("fedper", *RESUMABLE), tmp_path, True))
+    state = checkpoint.load_checkpoint(tmp_path / checkpoint.FILENAME)
+    del state["clients"]  # as a Flower run's checkpoint: the server never holds its clients' state
+    checkpoint.save_checkpoint(tmp_path / checkpoint.FILENAME, state)
+
+    grid = in_process_grid(4, node_offset=5000)
+    summary = run(grid, experiment.Experiment(tiny_config("fedper", *RESUMABLE), tmp_path, True, resume=True))
+
+    assert "holds no clients state: it starts afresh" in caplog.text
+    assert len(summary.per_client_accuracy) == 4
+    trained = {m.metadata.dst_node_id for m in grid.sent if m.metadata.message_type == "train"}
+    assert {n for n, c in grid.contexts.items() if c.state.array_records} == trained  # only rounds 5-6 kept a head
+
+
 def test_truncated_or_foreign_checkpoints_give_a_clear_error(tmp_path):
     good = tmp_path / "good.pt"
     checkpoint.save_checkpoint(good, {"round": 1})
