@@ -110,6 +110,11 @@ def first_reaching(rows: Sequence[dict[str, Any]], target: float) -> dict[str, A
     return next((r for r in rows if r.get(record.ACCURACY) is not None and r[record.ACCURACY] >= target), None)
 
 
+def last_evaluation(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The last row with a test accuracy (the run's last evaluation); {} when none has one."""
+    return next((r for r in reversed(rows) if r.get(record.ACCURACY) is not None), {})
+
+
 def load_run(
     run_dir: Path, setting: str, seed: int, engine: str, target: float, variant: str = BASE_VARIANT
 ) -> RunResult:
@@ -118,7 +123,7 @@ def load_run(
     summary = Summary.read(run_dir)
     rows = read_metrics(run_dir)
     reached = first_reaching(rows, target)
-    last = next((r for r in reversed(rows) if r.get(record.ACCURACY) is not None), {})
+    last = last_evaluation(rows)
     return RunResult(
         strategy=summary.strategy,
         variant=variant,

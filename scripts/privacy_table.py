@@ -19,7 +19,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from fedhyper import record
-from fedhyper.results import read_metrics
+from fedhyper.results import last_evaluation, read_metrics
 
 
 def cells(grid: Path) -> dict[tuple[str, str], dict[float, str]]:
@@ -34,17 +34,12 @@ def cells(grid: Path) -> dict[tuple[str, str], dict[float, str]]:
         spent = summary["privacy"]["epsilon"] if summary.get("privacy") else math.inf
         if spent > target * 1.001:  # calibration is to 0.1%
             raise ValueError(f"{run_dir} spent ε={spent} over its target {target}")
-        left_out = last_evaluation(run_dir).get(record.traffic_key("evaluate", "rejected"), 0)
+        left_out = last_evaluation(read_metrics(run_dir)).get(record.EVALUATE_REJECTED, 0)
         if left_out:
             raise ValueError(f"{run_dir} left {left_out} clients out of its last evaluation; run it again")
         text = f"{100 * summary['final_accuracy']:.2f} ({100 * summary['final_accuracy_pooled']:.2f})"
         table.setdefault((setting, strategy), {})[target] = text
     return table
-
-
-def last_evaluation(run_dir: Path) -> dict:
-    """The run's last row of ``metrics.jsonl`` with a test accuracy."""
-    return next((r for r in reversed(read_metrics(run_dir)) if record.ACCURACY in r), {})
 
 
 def main(argv: list[str] | None = None) -> None:

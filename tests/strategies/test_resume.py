@@ -49,7 +49,7 @@ def test_a_resumed_in_process_run_keeps_its_clients_private_parts(
     with pytest.raises(RuntimeError, match="the machine died"):
         run(crashing_grid(4, call=11), experiment.Experiment(config(), tmp_path / "split", True))
     kept = checkpoint.load_checkpoint(tmp_path / "split" / checkpoint.FILENAME)["clients"]
-    assert sorted(kept) == [0, 1, 2, 3] and any(kept.values())  # heads by client id, of those that trained
+    assert sorted(kept) == [0, 1, 2, 3] and any(kept.values())  # kept parts by client id, of those that trained
 
     resumed = run(
         in_process_grid(4, node_offset=5000), experiment.Experiment(config(), tmp_path / "split", True, resume=True)
