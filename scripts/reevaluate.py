@@ -1,0 +1,71 @@
+"""Evaluate a finished in-process run's last checkpoint again, under other evaluation settings.
+
+``python scripts/reevaluate.py RUN_DIR 'strategy.adapt_steps=0,9,36'`` restores the run's server
+and its clients' kept state (private heads, Ditto's personal models) from ``RUN_DIR/checkpoint.pt``
+and evaluates every client once per value, without training: one row per value with the mean over
+clients, pooled and validation accuracy. It answers what an evaluation protocol (adaptation steps,
+FedAvg-FT's fine-tuning steps, the local learning rate they use) is worth on the same trained state;
+the value to report is the one a run chooses on validation accuracy, never on test.
+
+The run's own config is the starting point, with the run's round as the evaluation round; the
+listed option is the only change. Only options that reach the clients' evaluation make a
+difference (a training option changes nothing here, as nothing trains).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from fedhyper import checkpoint, record
+from fedhyper.results import last_evaluation, read_metrics
+from simulations.inprocess import InProcessGrid
+from strategies import app, experiment
+from strategies.loop import Checkpointer, RoundMetrics
+
+
+def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
+    """One evaluation of every client of ``run_dir``'s last checkpoint with ``overrides`` applied."""
+    raw = experiment.recorded(run_dir / record.CONFIG_FILE)
+    raw = OmegaConf.merge(raw, OmegaConf.from_dotlist(overrides))
+    cfg = experiment.typed(raw)
+    with tempfile.TemporaryDirectory() as scratch:
+        grid = InProcessGrid(cfg.data.num_clients)
+        exp = experiment.Experiment(cfg, Path(scratch), fixed_num_clients=True)
+        common, strategy = app._connect(grid, exp)
+        loop = app.round_loop(cfg, strategy, grid, common)
+        parts = {"strategy": strategy, app.CLIENTS_PART: grid}
+        server_round = Checkpointer(run_dir / checkpoint.FILENAME, 0, 0, parts).restore()
+        clients = loop.schedule.evaluated_clients(loop.schedule.total_rounds)
+        return loop.evaluate(server_round, clients, RoundMetrics())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("option", help="key=v1,v2,... (one evaluation per value)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    key, _, values = args.option.partition("=")
+    if not values:
+        parser.error(f"{args.option!r} is not key=v1,v2,...")
+    recorded = last_evaluation(read_metrics(args.run_dir))
+    print(f"{args.run_dir}: recorded at round {recorded.get(record.ROUND)}: "
+          f"{100 * recorded[record.ACCURACY]:.2f} (pooled {100 * recorded[record.ACCURACY_POOLED]:.2f}, "
+          f"validation {100 * recorded[record.VAL_ACCURACY]:.2f})")  # fmt: skip
+    print(f"| {key} | mean over clients (%) | pooled (%) | validation (%) | clients |")
+    print("|---|---|---|---|---|")
+    for value in values.split(","):
+        row = evaluate(args.run_dir, [f"{key}={value}"])
+        print(f"| {value} | {100 * row[record.ACCURACY]:.2f} | {100 * row[record.ACCURACY_POOLED]:.2f} | "
+              f"{100 * row[record.VAL_ACCURACY]:.2f} | {row.get(record.EVAL_CLIENTS, '?')} |", flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

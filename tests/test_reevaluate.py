@@ -1,0 +1,44 @@
+"""scripts/reevaluate.py: a finished run's last checkpoint evaluated again under other evaluation settings."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import reevaluate  # noqa: E402
+
+from fedhyper import checkpoint  # noqa: E402
+from strategies import experiment  # noqa: E402
+from strategies.app import run  # noqa: E402
+
+
+def finished_run(in_process_grid, tiny_config, run_dir: Path, strategy: str, *overrides: str):
+    cfg = tiny_config(strategy, "sim.num_rounds=3", "sim.eval_every=3", "sim.checkpoint_every=3", *overrides)
+    return run(in_process_grid(4), experiment.Experiment(cfg, run_dir, True))
+
+
+def test_the_runs_own_settings_give_its_recorded_accuracies_and_other_settings_other_ones(
+    in_process_grid, tiny_config, tmp_path
+):
+    summary = finished_run(in_process_grid, tiny_config, tmp_path, "fedhyper", "strategy.adapt_steps=3")
+    saved = (tmp_path / checkpoint.FILENAME).read_bytes()
+
+    again = reevaluate.evaluate(tmp_path, ["strategy.adapt_steps=3"])
+    unadapted = reevaluate.evaluate(tmp_path, ["strategy.adapt_steps=0"])
+
+    # the clients' private heads came back from the checkpoint: the same adaptation gives the same figures
+    assert again["accuracy"] == summary.final_accuracy
+    assert again["accuracy_pooled"] == summary.final_accuracy_pooled
+    assert again["eval_clients"] == 4
+    assert unadapted["val_accuracy"] != again["val_accuracy"] or unadapted["eval_loss"] != again["eval_loss"]
+    assert (tmp_path / checkpoint.FILENAME).read_bytes() == saved  # nothing trained, nothing written
+
+
+def test_the_command_prints_one_row_per_value(in_process_grid, tiny_config, tmp_path, capsys):
+    summary = finished_run(in_process_grid, tiny_config, tmp_path, "fedavg_ft", "strategy.finetune_steps=2")
+
+    reevaluate.main([str(tmp_path), "strategy.finetune_steps=0,2"])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{tmp_path}: recorded at round 3: {100 * summary.final_accuracy:.2f}")
+    assert [line.split(" | ")[0] for line in lines[3:]] == ["| 0", "| 2"]
+    assert lines[4].split(" | ")[1] == f"{100 * summary.final_accuracy:.2f}"
