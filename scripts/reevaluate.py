@@ -30,7 +30,8 @@ from strategies.loop import Checkpointer, RoundMetrics
 
 
 def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
-    """One evaluation of every client of ``run_dir``'s last checkpoint with ``overrides`` applied."""
+    """One evaluation of every client of ``run_dir``'s last checkpoint with ``overrides`` applied; its
+    round (the checkpoint's) under ``record.ROUND``."""
     raw = experiment.recorded(run_dir / record.CONFIG_FILE)
     raw = OmegaConf.merge(raw, OmegaConf.from_dotlist(overrides))
     cfg = experiment.typed(raw)
@@ -42,7 +43,7 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
         parts = {"strategy": strategy, app.CLIENTS_PART: grid}
         server_round = Checkpointer(run_dir / checkpoint.FILENAME, 0, 0, parts).restore()
         clients = loop.schedule.evaluated_clients(loop.schedule.total_rounds)
-        return loop.evaluate(server_round, clients, RoundMetrics())
+        return {record.ROUND: server_round, **loop.evaluate(server_round, clients, RoundMetrics())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     if not values:
         parser.error(f"{args.option!r} is not key=v1,v2,...")
     recorded = last_evaluation(read_metrics(args.run_dir))
+    saved = checkpoint.load_checkpoint(args.run_dir / checkpoint.FILENAME)["round"]  # a run still going is ahead
     print(f"{args.run_dir}: recorded at round {recorded.get(record.ROUND)}: "
           f"{100 * recorded[record.ACCURACY]:.2f} (pooled {100 * recorded[record.ACCURACY_POOLED]:.2f}, "
-          f"validation {100 * recorded[record.VAL_ACCURACY]:.2f})")  # fmt: skip
+          f"validation {100 * recorded[record.VAL_ACCURACY]:.2f}); "
+          f"evaluated again: the checkpoint of round {saved}")  # fmt: skip
     print(f"| {key} | mean over clients (%) | pooled (%) | validation (%) | clients |")
     print("|---|---|---|---|---|")
     for value in values.split(","):

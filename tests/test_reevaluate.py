@@ -28,7 +28,7 @@ def test_the_runs_own_settings_give_its_recorded_accuracies_and_other_settings_o
     # the clients' private heads came back from the checkpoint: the same adaptation gives the same figures
     assert again["accuracy"] == summary.final_accuracy
     assert again["accuracy_pooled"] == summary.final_accuracy_pooled
-    assert again["eval_clients"] == 4
+    assert again["eval_clients"] == 4 and again["round"] == 3
     assert unadapted["val_accuracy"] != again["val_accuracy"] or unadapted["eval_loss"] != again["eval_loss"]
     assert (tmp_path / checkpoint.FILENAME).read_bytes() == saved  # nothing trained, nothing written
 
@@ -40,5 +40,6 @@ def test_the_command_prints_one_row_per_value(in_process_grid, tiny_config, tmp_
 
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"{tmp_path}: recorded at round 3: {100 * summary.final_accuracy:.2f}")
+    assert lines[0].endswith("the checkpoint of round 3")
     assert [line.split(" | ")[0] for line in lines[3:]] == ["| 0", "| 2"]
     assert lines[4].split(" | ")[1] == f"{100 * summary.final_accuracy:.2f}"
