@@ -6,12 +6,44 @@ Before an evaluation the client adapts its model with ``strategy.adapt_steps`` S
 own training split, as FedAvg-FT's clients do (Yu, Bagdasaryan, Shmatikov, 2020,
 https://arxiv.org/abs/2002.04758); the adapted copy is thrown away. 0 steps evaluate the model
 as it is.
+
+With ``strategy.shared_model`` the server sends two models packed as members, the generated one
+and FedAvg's shared one: the client's local steps are split between them (the generated model
+gets the odd one), each is trained by the plain routine, and both go back packed the same way.
+An evaluation of two members is an ensemble (``clients/app.py``): each is adapted as above and
+their predicted probabilities are averaged.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
+import torch
+
 from clients.fedavg_ft import evaluation_weights as adapted_weights
-from clients.personal import Routine, plain_train
+from clients.personal import Job, Routine, plain_train
+from fedhyper import protocol
 from fedhyper.algorithms import register_client
 
-register_client("fedhyper", Routine(plain_train, adapted_weights))
+
+def split_steps(steps: int, parts: int) -> list[int]:
+    """``steps`` shared out over ``parts`` models, the first ones taking the remainder."""
+    return [steps // parts + (k < steps % parts) for k in range(parts)]
+
+
+def train(job: Job) -> tuple[dict[str, torch.Tensor], float]:
+    """The plain routine on the generated model, or on each packed member with its share of the steps."""
+    members = protocol.unpack_members(job.received)
+    if members is None:
+        return plain_train(job)
+    trained, losses = [], []
+    for member, steps in zip(members, split_steps(job.local.steps, len(members)), strict=True):
+        weights, loss = plain_train(
+            dataclasses.replace(job, received=member, local=dataclasses.replace(job.local, steps=steps))
+        )
+        trained.append(weights)
+        losses.append(loss)
+    return protocol.pack_members(trained), sum(losses) / len(losses)
+
+
+register_client("fedhyper", Routine(train, adapted_weights))

@@ -23,6 +23,11 @@ Each ingredient is one option of ``FedHyperConfig``, so that an ablation removes
   differ rather than whole models.
 - ``clients_per_step``: how many of a round's clients one outer step folds in (pFedHN's reference
   code steps after every client); ``outer.aggregate`` says how they combine.
+- ``shared_model``: beside its generated model each client trains FedAvg's shared model, the local
+  steps split between the two, and is evaluated on the two models' averaged prediction, the shared
+  one fine-tuned first (FedAvg-FT); personal and global models combined as in APFL (Deng, Kamani,
+  Mahdavi, "Adaptive Personalized Federated Learning", 2020, https://arxiv.org/abs/2003.13461),
+  which mixes their weights where this averages their predictions.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+from flwr.app import ArrayRecord
 
 from fedhyper import protocol, record
 from fedhyper.algorithms import register_server
@@ -43,12 +49,13 @@ from fedhyper.models import build_model, head_names
 from fedhyper.outer import OuterConfig
 from fedhyper.search import LOCAL_LR_SPACE, Choice, Range, SearchSpace
 from fedhyper.training import LocalTrainConfig
-from strategies.base import stacked_replies
+from strategies.base import RoundPlan, stacked_replies
 from strategies.directory import ClientDirectory
 from strategies.evaluation import train_summary
 from strategies.exchange import Exchange
 from strategies.pfedhn import HyperRoundPlan, PFedHN, PFedHNConfig, build_trainer
 from strategies.replies import Reply
+from strategies.shared import SharedModelStrategy, shared_weights
 
 log = logging.getLogger("fedhyper")
 # The base under client-level DP: its step is FedAvg's, so the noise reaches it at σ·C/K a coordinate each
@@ -94,6 +101,9 @@ class FedHyperConfig(PFedHNConfig):
     # Clients folded into one outer step, in client-id order; 0: all the round's clients in one step.
     # Each later step pulls a client's Δ_i = θ_i − θ̃_i (θ̃_i: what it was sent) back through the current Φ.
     clients_per_step: int = 0
+    # The clients also train FedAvg's shared model, half their local steps on each model (the same compute per
+    # update as every strategy, twice the bytes), and are evaluated on the two models' averaged prediction.
+    shared_model: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -108,15 +118,66 @@ class FedHyperConfig(PFedHNConfig):
 class FedHyper(PFedHN):
     """pFedHN's server over the generated tensors, stepping ``clients_per_step`` clients at a time."""
 
-    def __init__(self, cfg: ExperimentConfig, directory: ClientDirectory, exclude: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        directory: ClientDirectory,
+        exclude: tuple[str, ...],
+        shared: SharedModelStrategy | None = None,
+    ) -> None:
         super().__init__(cfg, directory, build_trainer(cfg, exclude))
         self.adapt_steps = cfg.strategy.adapt_steps
         self.clients_per_step = cfg.strategy.clients_per_step
+        self.shared = shared  # FedAvg's model beside the generated ones (strategy.shared_model), or None
 
     def client_settings(self) -> dict[str, Any]:
         return {protocol.ADAPT_STEPS: self.adapt_steps}
 
+    def _with_shared(self, sent: dict[int, ArrayRecord]) -> dict[int, ArrayRecord]:
+        """Each client's generated weights and the shared model, packed as two members (generated first)."""
+        if self.shared is None:
+            return sent
+        shared = self.shared.weights
+        return {c: protocol.weights_to_record(protocol.pack_members([protocol.record_to_weights(r), shared]))
+                for c, r in sent.items()}  # fmt: skip
+
+    def configure_train(self, server_round: int, client_ids: list[int], calls: Exchange) -> HyperRoundPlan:
+        plan = super().configure_train(server_round, client_ids, calls)
+        return dataclasses.replace(plan, sent=self._with_shared(plan.sent))
+
+    def configure_evaluate(self, server_round: int, client_ids: list[int], calls: Exchange) -> dict[int, ArrayRecord]:
+        return self._with_shared(super().configure_evaluate(server_round, client_ids, calls))
+
     def aggregate_train(
+        self, server_round: int, plan: HyperRoundPlan, replies: dict[int, Reply], calls: Exchange
+    ) -> dict[str, float]:
+        """The hypernetwork's step from the generated models' replies; FedAvg's from the shared model's.
+
+        After training (the novel clients' rounds) the shared model stays as it is.
+        """
+        if self.shared is None:
+            return self._step_hypernetwork(server_round, plan, replies, calls)
+        own, shared = {}, {}
+        for cid, reply in replies.items():
+            generated, common = protocol.unpack_members(reply.weights)
+            own[cid] = dataclasses.replace(reply, weights=generated)
+            shared[cid] = dataclasses.replace(reply, weights=common)
+        sent = {c: protocol.weights_to_record(protocol.unpack_members(protocol.record_to_weights(r))[0])
+                for c, r in plan.sent.items()}  # fmt: skip
+        metrics = self._step_hypernetwork(server_round, dataclasses.replace(plan, sent=sent), own, calls)
+        if server_round <= self.num_rounds:
+            self.shared.aggregate_train(server_round, RoundPlan({}), shared, calls)
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), **({} if self.shared is None else {"shared": self.shared.state_dict()})}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if self.shared is not None:
+            self.shared.load_state_dict(state["shared"])
+
+    def _step_hypernetwork(
         self, server_round: int, plan: HyperRoundPlan, replies: dict[int, Reply], calls: Exchange
     ) -> dict[str, float]:
         """One outer step per ``clients_per_step`` replies; the whole round in one as pFedHN's without it."""
@@ -165,7 +226,15 @@ def build(cfg: ExperimentConfig, directory: ClientDirectory) -> FedHyper:
     hnet = hypernet_config(cfg)
     if hnet.base and cfg.privacy.enabled:
         log.warning(PRIVATE_BASE_WARNING)
-    return FedHyper(dataclasses.replace(cfg, hnet=hnet), directory, tuple(head))
+    shared = None
+    if cfg.strategy.shared_model:
+        if cfg.privacy.enabled:
+            raise ValueError("strategy.shared_model=true has no private mechanism for its shared model; drop privacy.*")
+        if cfg.hnet.input != "embedding":
+            raise ValueError(f"strategy.shared_model=true packs two models a message; hnet.input={cfg.hnet.input} "
+                             "sends an ensemble of its own: use hnet.input=embedding")  # fmt: skip
+        shared = SharedModelStrategy(cfg, directory, shared_weights(cfg, "all"))
+    return FedHyper(dataclasses.replace(cfg, hnet=hnet), directory, tuple(head), shared)
 
 
 register_server(FedHyperConfig, build)

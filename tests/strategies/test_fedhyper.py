@@ -9,15 +9,15 @@ import torch
 from flwr.app import ConfigRecord, MessageType, RecordDict
 
 from clients import app as client_app  # noqa: F401  (registers every client routine, FedHyper's adaptation included)
-from clients import runtime
+from clients import personal, runtime
 from clients.personal import PLAIN, PRIVATE, Job
 from fedhyper import protocol
 from fedhyper.algorithms import ALGORITHMS
 from fedhyper.config import ExperimentConfig
 from fedhyper.hypernet import HyperNetConfig, HyperNetwork
-from fedhyper.models import ModelConfig, build_model, target_shapes
+from fedhyper.models import ModelConfig, build_model, initial_weights, target_shapes
 from fedhyper.outer import HyperNetTrainer, OuterConfig
-from fedhyper.training import LocalTrainConfig, evaluate
+from fedhyper.training import LocalTrainConfig, evaluate, evaluate_ensemble
 from strategies import experiment, fedhyper
 from strategies.app import client_config, run
 from strategies.directory import ClientDirectory
@@ -283,3 +283,55 @@ def test_adams_first_step_moves_each_parameter_by_its_learning_rate():
 def test_an_unknown_outer_optimizer_is_refused():
     with pytest.raises(ValueError, match="strategy.outer.optimizer"):
         OuterConfig(optimizer="rmsprop").validate()
+
+
+def test_with_a_shared_model_clients_train_both_on_half_their_steps_and_the_server_steps_each(loop_on):
+    replies = []
+    loop = loop_on(tiny(shared_model=True), on_reply=lambda reply: replies.append(reply) or reply)
+    before = {n: w.clone() for n, w in loop.strategy.shared.weights.items()}
+    phi = [p.detach().clone() for p in loop.strategy.trainer.hnet.parameters()]
+
+    with mock.patch("clients.personal.train_local", wraps=personal.train_local) as trained:
+        loop.train(1, RoundMetrics())
+
+    assert [call.args[4].steps for call in trained.call_args_list] == [3, 2, 3, 2]  # 5 local steps: 3 + 2, two clients
+    sent = [m for m in loop.grid.sent if m.metadata.message_type == MessageType.TRAIN]
+    members = [protocol.unpack_members(protocol.record_to_weights(m.content.array_records[protocol.ARRAYS]))
+               for m in sent]  # fmt: skip
+    assert all(len(m) == 2 and not set(HEAD) & set(m[0]) and set(HEAD) <= set(m[1]) for m in members)
+    back = [(protocol.unpack_members(protocol.record_to_weights(r.content.array_records[protocol.ARRAYS]))[1],
+             int(r.content.metric_records[protocol.METRICS][protocol.NUM_EXAMPLES]))
+            for r in replies if r.metadata.message_type == MessageType.TRAIN]  # fmt: skip
+    total = sum(n for _, n in back)
+    for name, w in loop.strategy.shared.weights.items():  # FedAvg's step: the example-weighted mean of the copies
+        torch.testing.assert_close(w, sum(weights[name] * n / total for weights, n in back))
+        assert not torch.equal(w, before[name]) or name in HEAD
+    assert any(not torch.equal(p, q) for p, q in zip(loop.strategy.trainer.hnet.parameters(), phi, strict=True))
+
+
+def test_with_a_shared_model_a_client_is_evaluated_on_the_two_models_averaged_prediction(loop_on):
+    cfg = tiny(shared_model=True, adapt_steps=0)
+    loop = loop_on(cfg)
+    generated, shared = protocol.unpack_members(
+        protocol.record_to_weights(loop.strategy.configure_evaluate(0, [0], None)[0])
+    )
+
+    reported = loop.evaluate(0, [0], RoundMetrics())
+
+    config = ConfigRecord({**client_config(cfg), protocol.ALGORITHM: "fedhyper"})
+    data, input_shape, n_classes = runtime.client_data(config, 0)
+    model = runtime.target_model(config, input_shape, n_classes, 0)
+    own = {**initial_weights(cfg.model, input_shape, n_classes, cfg.seed), **generated}  # the head: its first one
+    expected = evaluate_ensemble(model, [own, shared], data.x_test, data.y_test)
+    assert reported["accuracy"] == pytest.approx(expected["accuracy"])
+    assert reported["eval_loss"] == pytest.approx(expected["loss"])
+    assert reported["eval_loss"] != pytest.approx(evaluate(model, own, data.x_test, data.y_test)[0])
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [(["privacy.noise_multiplier=1.0"], "privacy"), (["hnet.input=noise"], "hnet.input=noise")],
+)
+def test_a_shared_model_refuses_what_it_cannot_carry(tiny_config, options, match):
+    with pytest.raises(ValueError, match=match):
+        fedhyper.build(tiny_config("fedhyper", "strategy.shared_model=true", *options), ClientDirectory())
