@@ -116,7 +116,8 @@ class FedHyperConfig(PFedHNConfig):
 
 
 class FedHyper(PFedHN):
-    """pFedHN's server over the generated tensors, stepping ``clients_per_step`` clients at a time."""
+    """pFedHN's server over the generated tensors, stepping ``clients_per_step`` clients at a time; with
+    ``shared_model``, FedAvg's server for a whole model beside them."""
 
     def __init__(
         self,
