@@ -38,7 +38,7 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as scratch:
         grid = InProcessGrid(cfg.data.num_clients)
         exp = experiment.Experiment(cfg, Path(scratch), fixed_num_clients=True)
-        common, strategy = app._connect(grid, exp)
+        common, strategy = app.connect(grid, exp)
         loop = app.round_loop(cfg, strategy, grid, common)
         parts = {"strategy": strategy, app.CLIENTS_PART: grid}
         server_round = Checkpointer(run_dir / checkpoint.FILENAME, 0, 0, parts).restore()
@@ -56,15 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     if not values:
         parser.error(f"{args.option!r} is not key=v1,v2,...")
     recorded = last_evaluation(read_metrics(args.run_dir))
-    saved = checkpoint.load_checkpoint(args.run_dir / checkpoint.FILENAME)["round"]  # a run still going is ahead
-    print(f"{args.run_dir}: recorded at round {recorded.get(record.ROUND)}: "
-          f"{100 * recorded[record.ACCURACY]:.2f} (pooled {100 * recorded[record.ACCURACY_POOLED]:.2f}, "
-          f"validation {100 * recorded[record.VAL_ACCURACY]:.2f}); "
-          f"evaluated again: the checkpoint of round {saved}")  # fmt: skip
-    print(f"| {key} | mean over clients (%) | pooled (%) | validation (%) | clients |")
-    print("|---|---|---|---|---|")
-    for value in values.split(","):
+    for k, value in enumerate(values.split(",")):
         row = evaluate(args.run_dir, [f"{key}={value}"])
+        if k == 0:  # the checkpoint's round, from its first restore: a run still going is ahead of its record
+            print(f"{args.run_dir}: recorded at round {recorded.get(record.ROUND)}: "
+                  f"{100 * recorded[record.ACCURACY]:.2f} (pooled {100 * recorded[record.ACCURACY_POOLED]:.2f}, "
+                  f"validation {100 * recorded[record.VAL_ACCURACY]:.2f}); "
+                  f"evaluated again: the checkpoint of round {row[record.ROUND]}")  # fmt: skip
+            print(f"| {key} | mean over clients (%) | pooled (%) | validation (%) | clients |")
+            print("|---|---|---|---|---|")
         print(f"| {value} | {100 * row[record.ACCURACY]:.2f} | {100 * row[record.ACCURACY_POOLED]:.2f} | "
               f"{100 * row[record.VAL_ACCURACY]:.2f} | {row.get(record.EVAL_CLIENTS, '?')} |", flush=True)  # fmt: skip
     return 0

@@ -65,7 +65,7 @@ def main(grid: Grid, context: Context) -> None:
     run(grid, exp)
 
 
-def _connect(grid: Grid, exp: experiment.Experiment) -> tuple[ConfigRecord, PersonalizedStrategy]:
+def connect(grid: Grid, exp: experiment.Experiment) -> tuple[ConfigRecord, PersonalizedStrategy]:
     """Validate the config, build the strategy, learn which node is which client."""
     cfg = exp.cfg
     if not exp.fixed_num_clients:
@@ -98,7 +98,7 @@ def round_loop(cfg: ExperimentConfig, strategy: PersonalizedStrategy, grid: Grid
 def run(grid: Grid, exp: experiment.Experiment) -> Summary:
     """Discover the clients, run (or continue) the strategy's rounds, checkpoint and record the run."""
     cfg = exp.cfg
-    common, strategy = _connect(grid, exp)
+    common, strategy = connect(grid, exp)
     loop = round_loop(cfg, strategy, grid, common)
     schedule = loop.schedule
     reporter = RunReporter(exp.run_dir, cfg.strategy.name, len(strategy.directory), schedule.total_rounds,

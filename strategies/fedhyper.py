@@ -115,6 +115,13 @@ class FedHyperConfig(PFedHNConfig):
             INITS.get(self.init, "strategy")
 
 
+@dataclass
+class SharedRoundPlan(HyperRoundPlan):
+    """A round with the shared model: ``sent`` packs both models, ``generated`` holds the generated ones alone."""
+
+    generated: dict[int, ArrayRecord] = field(default_factory=dict)
+
+
 class FedHyper(PFedHN):
     """pFedHN's server over the generated tensors, stepping ``clients_per_step`` clients at a time; with
     ``shared_model``, FedAvg's server for a whole model beside them."""
@@ -144,7 +151,9 @@ class FedHyper(PFedHN):
 
     def configure_train(self, server_round: int, client_ids: list[int], calls: Exchange) -> HyperRoundPlan:
         plan = super().configure_train(server_round, client_ids, calls)
-        return dataclasses.replace(plan, sent=self._with_shared(plan.sent))
+        if self.shared is None:
+            return plan
+        return SharedRoundPlan(self._with_shared(plan.sent), plan.noise, generated=plan.sent)
 
     def configure_evaluate(self, server_round: int, client_ids: list[int], calls: Exchange) -> dict[int, ArrayRecord]:
         return self._with_shared(super().configure_evaluate(server_round, client_ids, calls))
@@ -156,16 +165,14 @@ class FedHyper(PFedHN):
 
         After training (the novel clients' rounds) the shared model stays as it is.
         """
-        if self.shared is None:
+        if self.shared is None or not isinstance(plan, SharedRoundPlan):
             return self._step_hypernetwork(server_round, plan, replies, calls)
         own, shared = {}, {}
         for cid, reply in replies.items():
             generated, common = protocol.unpack_members(reply.weights)
             own[cid] = dataclasses.replace(reply, weights=generated)
             shared[cid] = dataclasses.replace(reply, weights=common)
-        sent = {c: protocol.weights_to_record(protocol.unpack_members(protocol.record_to_weights(r))[0])
-                for c, r in plan.sent.items()}  # fmt: skip
-        metrics = self._step_hypernetwork(server_round, dataclasses.replace(plan, sent=sent), own, calls)
+        metrics = self._step_hypernetwork(server_round, HyperRoundPlan(plan.generated, plan.noise), own, calls)
         if server_round <= self.num_rounds:
             self.shared.aggregate_train(server_round, RoundPlan({}), shared, calls)
         return metrics
