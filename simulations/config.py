@@ -55,6 +55,8 @@ VARIANTS: dict[str, list[str]] = {
     # strategy=fedhyper's ablation (docs/fedhyper.md): each removes one ingredient; they set
     # fedhyper's own options, so a grid with them runs strategies=[fedhyper] only.
     **FEDHYPER_ABLATION,
+    # a candidate for fedhyper's defaults (docs/fedhyper.md): FedAvg's whole model beside the generated one
+    "fedhyper-shared-model": ["strategy.shared_model=true"],
 }
 ENGINES = ("inprocess", "flower")
 
