@@ -43,6 +43,7 @@ FEDHYPER_ABLATION: dict[str, list[str]] = {
     "fedhyper-constant-local-lr": ["strategy.local.lr_schedule=constant"],  # the clients' learning rate does not decay
     "fedhyper-no-base": ["strategy.base=false"],  # the hypernetwork generates whole models, as pFedHN's does
     "fedhyper-no-grad-clip": ["strategy.local.max_grad_norm=0"],  # the clients' steps are not clipped
+    "fedhyper-no-shared-model": ["strategy.shared_model=false"],  # the generated model alone, all the local steps
 }
 # Named variants of a strategy's configuration for simulations.compare: the hypernetwork's design
 # choices (fedhyper.hnet.config's registries), one input × one output each, then body and initialisation.
@@ -55,8 +56,6 @@ VARIANTS: dict[str, list[str]] = {
     # strategy=fedhyper's ablation (docs/fedhyper.md): each removes one ingredient; they set
     # fedhyper's own options, so a grid with them runs strategies=[fedhyper] only.
     **FEDHYPER_ABLATION,
-    # a candidate for fedhyper's defaults (docs/fedhyper.md): FedAvg's whole model beside the generated one
-    "fedhyper-shared-model": ["strategy.shared_model=true"],
 }
 ENGINES = ("inprocess", "flower")
 

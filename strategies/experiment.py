@@ -36,6 +36,7 @@ VALUES_BEFORE_OPTION: dict[str, Any] = {
     "strategy.local.lr_schedule": "constant",  # every strategy's local lr before the option
     "strategy.embedding_dim": None,  # FedHyper's runs before the option had hnet's size (pFedHN's rule)
     "strategy.local.max_grad_norm": 0.0,  # every strategy's local steps before the option were unclipped
+    "strategy.shared_model": False,  # FedHyper's runs before the option had the generated model alone
 }
 
 _ABSENT = object()

@@ -103,7 +103,8 @@ class FedHyperConfig(PFedHNConfig):
     clients_per_step: int = 0
     # The clients also train FedAvg's shared model, half their local steps on each model (the same compute per
     # update as every strategy, twice the bytes), and are evaluated on the two models' averaged prediction.
-    shared_model: bool = False
+    # False under privacy.* (the shared model has no private mechanism) and with hnet.input=noise.
+    shared_model: bool = True
 
     def validate(self) -> None:
         super().validate()
@@ -237,7 +238,8 @@ def build(cfg: ExperimentConfig, directory: ClientDirectory) -> FedHyper:
     shared = None
     if cfg.strategy.shared_model:
         if cfg.privacy.enabled:
-            raise ValueError("strategy.shared_model=true has no private mechanism for its shared model; drop privacy.*")
+            raise ValueError("strategy.shared_model=true (the default) has no private mechanism for its shared model; "
+                             "set strategy.shared_model=false with privacy.*")  # fmt: skip
         if cfg.hnet.input != "embedding":
             raise ValueError(f"strategy.shared_model=true packs two models a message; hnet.input={cfg.hnet.input} "
                              "sends an ensemble of its own: use hnet.input=embedding")  # fmt: skip

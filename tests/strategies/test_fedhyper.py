@@ -28,6 +28,8 @@ HEAD = ("fc3.weight", "fc3.bias")  # the default CNN's last linear layer
 
 
 def tiny(rounds: int = 2, **options) -> ExperimentConfig:
+    """FedHyper on 4 clients; the generated model alone unless ``shared_model=True`` is asked."""
+    options = {"shared_model": False, **options}
     cfg = ExperimentConfig(strategy=dataclasses.replace(fedhyper.FedHyperConfig(), **options))
     cfg.data.num_clients, cfg.data.subset, cfg.data.partition = 4, 1000, "pathological"
     cfg.sim.num_rounds, cfg.sim.clients_per_round, cfg.sim.eval_every = rounds, 2, rounds
