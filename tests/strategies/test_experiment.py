@@ -80,7 +80,8 @@ def test_an_option_only_some_strategies_have_is_filled_in_only_for_those(tmp_pat
         ("pfedhn", "outer.schedule", True),  # a constant learning rate then and now
         ("fedhyper", "outer.schedule", False),  # constant then, FedHyper's cosine now
         ("fedhyper", "base", False),  # no base then, FedHyper's shared base now
-        ("fedhyper", "embedding_dim", True),  # hnet's size then and now
+        ("fedhyper", "embedding_dim", False),  # hnet's size then, the tuned 64 now
+        ("fedhyper", "shared_model", False),  # the generated model alone then, FedAvg's model beside it now
         ("fedavg_ft", "local.lr_schedule", True),  # a constant local lr then and now
     ],
 )

@@ -146,10 +146,12 @@ def test_init_defaults_to_hyperfan_in_and_the_ablation_restores_pytorchs():
 
 
 def test_embedding_dim_sets_the_embeddings_size_and_none_leaves_pfedhns():
-    sized = fedhyper.build(tiny(embedding_dim=64), ClientDirectory()).trainer.hnet
-    pfedhn = fedhyper.build(tiny(), ClientDirectory()).trainer.hnet
+    default = fedhyper.build(tiny(), ClientDirectory()).trainer.hnet
+    sized = fedhyper.build(tiny(embedding_dim=16), ClientDirectory()).trainer.hnet
+    pfedhn = fedhyper.build(tiny(embedding_dim=None), ClientDirectory()).trainer.hnet
 
-    assert sized.conditioner.table.weight.shape == (4, 64)
+    assert default.conditioner.table.weight.shape == (4, 64)  # the size the grid's tuning chose
+    assert sized.conditioner.table.weight.shape == (4, 16)
     assert pfedhn.conditioner.table.weight.shape == (4, 2)  # 1 + 4 clients / 4
 
 
