@@ -9,7 +9,6 @@ server never relies on transport node ids.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import torch
@@ -107,8 +106,8 @@ def evaluate_weights(msg: Message, context: Context) -> Message:
     members = protocol.unpack_members(job.received)
     if members is None:
         weights = [routine.evaluation_weights(job)]
-    else:  # an ensemble (hnet.input=noise): each member completed by the routine like a single model
-        weights = [routine.evaluation_weights(dataclasses.replace(job, received=m)) for m in members]
+    else:  # an ensemble (hnet.input=noise; FedHyper's generated and shared models): each member completed
+        weights = routine.ensemble(job, members)
     metrics = _split_metrics(job, weights, job.data.x_val, job.data.y_val, VAL_KEYS)
     if bool(job.config.get(protocol.EVAL_TEST, True)):
         metrics.update(_split_metrics(job, weights, job.data.x_test, job.data.y_test, TEST_KEYS, members is not None))

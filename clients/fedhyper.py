@@ -10,8 +10,10 @@ as it is.
 With ``strategy.shared_model`` the server sends two models packed as members, the generated one
 and FedAvg's shared one: the client's local steps are split between them (the generated model
 gets the odd one), each is trained by the plain routine, and both go back packed the same way.
-An evaluation of two members is an ensemble (``clients/app.py``): each is adapted as above and
-their predicted probabilities are averaged.
+An evaluation of two members is an ensemble (``clients/app.py``) of their averaged predicted
+probabilities: the generated model adapted as above, the shared one fine-tuned as FedAvg-FT's
+clients fine-tune theirs, with its own steps and learning rate (``strategy.shared_adapt_steps``,
+``strategy.shared_adapt_lr``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from clients.fedavg_ft import evaluation_weights as adapted_weights
 from clients.personal import Job, Routine, plain_train
 from fedhyper import protocol
 from fedhyper.algorithms import register_client
+from fedhyper.training import train_local
 
 
 def split_steps(steps: int, parts: int) -> list[int]:
@@ -46,4 +49,15 @@ def train(job: Job) -> tuple[dict[str, torch.Tensor], float]:
     return protocol.pack_members(trained), sum(losses) / len(losses)
 
 
-register_client("fedhyper", Routine(train, adapted_weights))
+def members_weights(job: Job, members: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+    """The generated model adapted with ``adapt_steps`` at ``local.lr``; the shared one fine-tuned with its own."""
+    generated, shared = members
+    adapted = adapted_weights(dataclasses.replace(job, received=generated))  # first: the generator's order
+    whole = dataclasses.replace(job, received=shared).full()
+    local = dataclasses.replace(job.local, lr=job.setting(protocol.SHARED_ADAPT_LR))
+    steps = int(job.setting(protocol.SHARED_ADAPT_STEPS))
+    tuned, _ = train_local(job.model, whole, job.data.x_train, job.data.y_train, local, job.generator, steps=steps)
+    return [adapted, tuned]
+
+
+register_client("fedhyper", Routine(train, adapted_weights, members_weights))

@@ -8,6 +8,7 @@ the run's seed, the same tensors the server's copy of the rest started from.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -117,6 +118,15 @@ class Routine:
 
     train: Callable[[Job], tuple[dict[str, torch.Tensor], float]]
     evaluation_weights: Callable[[Job], dict[str, torch.Tensor]]
+    # What each of the packed members (protocol.pack_members) is evaluated as, for a routine whose members
+    # differ; None: every member completed by evaluation_weights alike.
+    members_weights: Callable[[Job, list[dict[str, torch.Tensor]]], list[dict[str, torch.Tensor]]] | None = None
+
+    def ensemble(self, job: Job, members: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+        """The weights each member of an ensemble is evaluated with."""
+        if self.members_weights is not None:
+            return self.members_weights(job, members)
+        return [self.evaluation_weights(dataclasses.replace(job, received=m)) for m in members]
 
 
 def plain_train(job: Job) -> tuple[dict[str, torch.Tensor], float]:

@@ -35,7 +35,8 @@ DATA_SETTINGS: dict[str, list[str]] = {
 }
 FEDHYPER_ABLATION: dict[str, list[str]] = {
     "fedhyper-no-private-head": ["strategy.private_head=false"],  # the hypernetwork generates the head too
-    "fedhyper-no-adapt": ["strategy.adapt_steps=0"],  # evaluate the model as generated and kept
+    # evaluate the models as generated (and kept) and as FedAvg's server holds it: neither adapted nor fine-tuned
+    "fedhyper-no-adapt": ["strategy.adapt_steps=0", "strategy.shared_adapt_steps=0"],
     "fedhyper-default-init": ["strategy.init=default"],  # PyTorch's initialisation, not hyperfan-in
     "fedhyper-sgd-outer": ["strategy.outer.optimizer=sgd", "strategy.outer.lr=0.01"],  # pFedHN's outer SGD
     "fedhyper-one-client-per-step": ["strategy.clients_per_step=1"],  # pFedHN's reference: a step per client
@@ -43,7 +44,15 @@ FEDHYPER_ABLATION: dict[str, list[str]] = {
     "fedhyper-constant-local-lr": ["strategy.local.lr_schedule=constant"],  # the clients' learning rate does not decay
     "fedhyper-no-base": ["strategy.base=false"],  # the hypernetwork generates whole models, as pFedHN's does
     "fedhyper-no-grad-clip": ["strategy.local.max_grad_norm=0"],  # the clients' steps are not clipped
-    "fedhyper-no-shared-model": ["strategy.shared_model=false"],  # the generated model alone, all the local steps
+    # the generated model alone, all the local steps; the shared model's fine-tuning options unset, as they
+    # were in the runs before them (they change nothing without the shared model)
+    "fedhyper-no-shared-model": [
+        "strategy.shared_model=false",
+        "strategy.shared_adapt_steps=null",
+        "strategy.shared_adapt_lr=null",
+    ],  # fmt: skip
+    # the shared model adapted as the generated one (adapt_steps at local.lr), not fine-tuned on its own terms
+    "fedhyper-shared-adapted-alike": ["strategy.shared_adapt_steps=null", "strategy.shared_adapt_lr=null"],
 }
 # Named variants of a strategy's configuration for simulations.compare: the hypernetwork's design
 # choices (fedhyper.hnet.config's registries), one input × one output each, then body and initialisation.

@@ -37,6 +37,8 @@ VALUES_BEFORE_OPTION: dict[str, Any] = {
     "strategy.embedding_dim": None,  # FedHyper's runs before the option had hnet's size (pFedHN's rule)
     "strategy.local.max_grad_norm": 0.0,  # every strategy's local steps before the option were unclipped
     "strategy.shared_model": False,  # FedHyper's runs before the option had the generated model alone
+    "strategy.shared_adapt_steps": None,  # FedHyper's shared model was adapted as its generated one (adapt_steps)
+    "strategy.shared_adapt_lr": None,  # ... at local.lr
 }
 
 _ABSENT = object()

@@ -192,7 +192,13 @@ def test_a_private_run_with_the_base_is_warned_of_its_cost(caplog):
 
 @pytest.mark.parametrize(
     ("option", "value", "match"),
-    [("adapt_steps", -1, "adapt_steps"), ("clients_per_step", -1, "clients_per_step"), ("init", "xavier", "init")],
+    [
+        ("adapt_steps", -1, "adapt_steps"),
+        ("clients_per_step", -1, "clients_per_step"),
+        ("init", "xavier", "init"),
+        ("shared_adapt_steps", -1, "shared_adapt_steps"),
+        ("shared_adapt_lr", 0.0, "shared_adapt_lr"),
+    ],  # fmt: skip
 )
 def test_bad_options_name_themselves(option, value, match):
     with pytest.raises(ValueError, match=match):
@@ -314,7 +320,7 @@ def test_with_a_shared_model_clients_train_both_on_half_their_steps_and_the_serv
 
 
 def test_with_a_shared_model_a_client_is_evaluated_on_the_two_models_averaged_prediction(loop_on):
-    cfg = tiny(shared_model=True, adapt_steps=0)
+    cfg = tiny(shared_model=True, adapt_steps=0, shared_adapt_steps=0)
     loop = loop_on(cfg)
     generated, shared = protocol.unpack_members(
         protocol.record_to_weights(loop.strategy.configure_evaluate(0, [0], None)[0])
@@ -330,6 +336,28 @@ def test_with_a_shared_model_a_client_is_evaluated_on_the_two_models_averaged_pr
     assert reported["accuracy"] == pytest.approx(expected["accuracy"])
     assert reported["eval_loss"] == pytest.approx(expected["loss"])
     assert reported["eval_loss"] != pytest.approx(evaluate(model, own, data.x_test, data.y_test)[0])
+
+
+@pytest.mark.parametrize(("steps", "lr"), [(7, 0.01), (None, None)])
+def test_the_shared_model_is_fine_tuned_with_its_own_steps_and_rate_the_generated_one_adapted(loop_on, steps, lr):
+    cfg = tiny(shared_model=True, adapt_steps=2, shared_adapt_steps=steps, shared_adapt_lr=lr)
+    loop = loop_on(cfg)
+    generated, shared = protocol.unpack_members(
+        protocol.record_to_weights(loop.strategy.configure_evaluate(0, [0], None)[0])
+    )
+
+    with (
+        mock.patch("clients.fedavg_ft.train_local", wraps=personal.train_local) as adapting,
+        mock.patch("clients.fedhyper.train_local", wraps=personal.train_local) as fine_tuning,
+    ):
+        loop.evaluate(0, [0], RoundMetrics())
+
+    (adapted,), (tuned,) = adapting.call_args_list, fine_tuning.call_args_list
+    assert (adapted.kwargs["steps"], adapted.args[4].lr) == (2, cfg.strategy.local.lr)
+    # None: the generated model's adaptation (what every run did before the options)
+    assert (tuned.kwargs["steps"], tuned.args[4].lr) == (steps or 2, lr or cfg.strategy.local.lr)
+    assert all(torch.equal(tuned.args[1][n], w) for n, w in shared.items())  # the shared model as sent, whole
+    assert all(torch.equal(adapted.args[1][n], w) for n, w in generated.items())
 
 
 @pytest.mark.parametrize(
