@@ -43,3 +43,20 @@ def test_the_command_prints_one_row_per_value(in_process_grid, tiny_config, tmp_
     assert lines[0].endswith("the checkpoint of round 3")
     assert [line.split(" | ")[0] for line in lines[3:]] == ["| 0", "| 2"]
     assert lines[4].split(" | ")[1] == f"{100 * summary.final_accuracy:.2f}"
+
+
+def test_several_options_give_one_row_per_combination(in_process_grid, tiny_config, tmp_path, capsys):
+    finished_run(in_process_grid, tiny_config, tmp_path, "fedavg_ft", "strategy.finetune_steps=2")
+
+    reevaluate.main([str(tmp_path), "strategy.finetune_steps=0,2", "strategy.local.lr=0.01,0.05"])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("| strategy.finetune_steps | strategy.local.lr | mean over clients")
+    assert [line.split(" | ")[:2] for line in lines[3:]] == [
+        ["| 0", "0.01"],
+        ["| 0", "0.05"],
+        ["| 2", "0.01"],
+        ["| 2", "0.05"],
+    ]
+    no_steps = {line.split(" | ")[2] for line in lines[3:5]}
+    assert len(no_steps) == 1  # without fine-tuning its rate changes nothing
