@@ -7,6 +7,8 @@ Federated Learning by Local Adaptation", 2020. https://arxiv.org/abs/2002.04758
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from clients.personal import Job, Routine, plain_train
@@ -15,12 +17,16 @@ from fedhyper.algorithms import register_client
 from fedhyper.training import train_local
 
 
-def evaluation_weights(job: Job) -> dict[str, torch.Tensor]:
-    steps = int(job.setting(protocol.ADAPT_STEPS))
-    tuned, _ = train_local(
-        job.model, job.full(), job.data.x_train, job.data.y_train, job.local, job.generator, steps=steps
-    )
+def fine_tuned(job: Job, steps: int, lr: float) -> dict[str, torch.Tensor]:
+    """The whole model (received over kept) after ``steps`` SGD steps at ``lr`` on the training split."""
+    local = dataclasses.replace(job.local, lr=lr)
+    tuned, _ = train_local(job.model, job.full(), job.data.x_train, job.data.y_train, local, job.generator, steps=steps)
     return tuned
+
+
+def evaluation_weights(job: Job) -> dict[str, torch.Tensor]:
+    lr = job.setting(protocol.ADAPT_LR) if protocol.ADAPT_LR in job.config else job.local.lr
+    return fine_tuned(job, int(job.setting(protocol.ADAPT_STEPS)), lr)
 
 
 register_client("fedavg_ft", Routine(plain_train, evaluation_weights))

@@ -23,10 +23,10 @@ import dataclasses
 import torch
 
 from clients.fedavg_ft import evaluation_weights as adapted_weights
+from clients.fedavg_ft import fine_tuned
 from clients.personal import Job, Routine, plain_train
 from fedhyper import protocol
 from fedhyper.algorithms import register_client
-from fedhyper.training import train_local
 
 
 def split_steps(steps: int, parts: int) -> list[int]:
@@ -53,11 +53,8 @@ def members_weights(job: Job, members: list[dict[str, torch.Tensor]]) -> list[di
     """The generated model adapted with ``adapt_steps`` at ``local.lr``; the shared one fine-tuned with its own."""
     generated, shared = members
     adapted = adapted_weights(dataclasses.replace(job, received=generated))  # first: the generator's order
-    whole = dataclasses.replace(job, received=shared).full()
-    local = dataclasses.replace(job.local, lr=job.setting(protocol.SHARED_ADAPT_LR))
-    steps = int(job.setting(protocol.SHARED_ADAPT_STEPS))
-    tuned, _ = train_local(job.model, whole, job.data.x_train, job.data.y_train, local, job.generator, steps=steps)
-    return [adapted, tuned]
+    steps, lr = int(job.setting(protocol.SHARED_ADAPT_STEPS)), job.setting(protocol.SHARED_ADAPT_LR)
+    return [adapted, fine_tuned(dataclasses.replace(job, received=shared), steps, lr)]
 
 
 register_client("fedhyper", Routine(train, adapted_weights, members_weights))

@@ -43,6 +43,7 @@ PROX_MU = "algo.mu"  # strength of a proximal pull: FedProx's mu, Ditto's and pF
 HEAD_STEPS = "algo.head-steps"  # FedRep: steps on the head (body frozen) before the body's steps
 PERSONAL_STEPS = "algo.personal-steps"  # Ditto: steps on the personal model each round
 ADAPT_STEPS = "algo.adapt-steps"  # steps of adaptation before evaluation (FedAvg-FT, Per-FedAvg)
+ADAPT_LR = "algo.adapt-lr"  # FedAvg-FT's fine-tuning rate; absent: local.lr
 # FedHyper's shared model's fine-tuning before evaluation: its steps and learning rate
 SHARED_ADAPT_STEPS = "algo.shared-adapt-steps"
 SHARED_ADAPT_LR = "algo.shared-adapt-lr"

@@ -25,12 +25,15 @@ class FedAvgFTConfig(SharedModelConfig):
         **LOCAL_LR_SPACE,
         "strategy.finetune_steps": Range(1, 50, log=True, integer=True),
     }
-    finetune_steps: int = 10  # SGD steps (local.lr, local.batch_size) on local data before each evaluation
+    finetune_steps: int = 10  # SGD steps (finetune_lr, local.batch_size) on local data before each evaluation
+    finetune_lr: float | None = None  # the fine-tuning's learning rate; None: local.lr
 
     def validate(self) -> None:
         super().validate()
         if self.finetune_steps < 0:
             raise ValueError(f"strategy.finetune_steps={self.finetune_steps} must be >= 0")
+        if self.finetune_lr is not None and not self.finetune_lr > 0:
+            raise ValueError(f"strategy.finetune_lr={self.finetune_lr} must be > 0 (null: local.lr)")
 
 
 class FedAvgFT(SharedModelStrategy):
@@ -38,7 +41,8 @@ class FedAvgFT(SharedModelStrategy):
 
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> FedAvgFT:
-    settings = {protocol.ADAPT_STEPS: cfg.strategy.finetune_steps}
+    lr = cfg.strategy.local.lr if cfg.strategy.finetune_lr is None else cfg.strategy.finetune_lr
+    settings = {protocol.ADAPT_STEPS: cfg.strategy.finetune_steps, protocol.ADAPT_LR: lr}
     return FedAvgFT(cfg, directory, shared_weights(cfg, "all"), settings)
 
 

@@ -1,11 +1,13 @@
 """What the baselines promise: FedAvg is SGD on pooled data, private parts stay private."""
 
+from unittest import mock
+
 import pytest
 import torch
 from flwr.app import MessageType
 from torch import nn
 
-from clients import runtime
+from clients import personal, runtime
 from clients.personal import PRIVATE
 from fedhyper import protocol
 from fedhyper.config import ExperimentConfig
@@ -157,3 +159,15 @@ def test_an_unknown_local_lr_schedule_is_refused():
     cfg.strategy.local.lr_schedule = "linear"
     with pytest.raises(ValueError, match="strategy.local.lr_schedule='linear'"):
         cfg.strategy.local.validate()
+
+
+@pytest.mark.parametrize("finetune_lr", [0.003, None])
+def test_fedavg_ft_fine_tunes_at_its_own_rate_or_at_local_lr(loop_on, finetune_lr):
+    cfg = configured("fedavg_ft", num_clients=2)
+    cfg.strategy.finetune_steps, cfg.strategy.finetune_lr, cfg.strategy.local.lr = 4, finetune_lr, 0.07
+    loop = loop_on(cfg)
+
+    with mock.patch("clients.fedavg_ft.train_local", wraps=personal.train_local) as tuned:
+        loop.evaluate(0, [0, 1], RoundMetrics())
+
+    assert [(c.kwargs["steps"], c.args[4].lr) for c in tuned.call_args_list] == [(4, finetune_lr or 0.07)] * 2
