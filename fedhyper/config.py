@@ -50,6 +50,10 @@ class SimConfig:
     ray_address: str = "local"  # "local": a private Ray instance; "host:port" attaches to a cluster
     max_update_norm: float = 1000.0  # a reply whose ||θ_i − θ̃_i|| exceeds this is left out; 0 disables
     min_replies: int = 1  # a round with fewer valid train replies changes nothing
+    # Stop the run with an error after this many training rounds in a row that changed nothing (fewer than
+    # min_replies valid replies): clients that all fail, every round, would otherwise finish a "run" that
+    # reports the untrained model's accuracy. 0: never stop.
+    max_idle_rounds: int = 5
     checkpoint_every: int = 0  # write checkpoint.pt every this many rounds (0: never)
     flower_logs: bool = False  # also show Flower's per-round INFO lines (fedhyper prints one a round)
 
@@ -67,6 +71,8 @@ class SimConfig:
                 f"sim.min_replies={self.min_replies} must be between 1 and "
                 f"sim.clients_per_round={self.clients_per_round}"
             )
+        if self.max_idle_rounds < 0:
+            raise ValueError(f"sim.max_idle_rounds={self.max_idle_rounds} must be >= 0 (0: never stop)")
         if self.checkpoint_every < 0:
             raise ValueError(f"sim.checkpoint_every={self.checkpoint_every} must be >= 0 (0: no checkpoints)")
         if self.round_timeout <= 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import typing
 from typing import Any, TypeVar
 
@@ -137,9 +138,7 @@ def unpack_members(weights: dict[str, torch.Tensor]) -> list[dict[str, torch.Ten
 
 
 def l2_norm(weights: dict[str, torch.Tensor]) -> float:
-    return float(
-        torch.sqrt(sum(((w.double() ** 2).sum() for w in weights.values()), torch.zeros((), dtype=torch.float64)))
-    )
+    return math.sqrt(sum(float((w.double() ** 2).sum()) for w in weights.values()))
 
 
 def metrics(**values: float | int) -> MetricRecord:

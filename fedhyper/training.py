@@ -100,7 +100,7 @@ def train_local(
     opt = torch.optim.SGD(trained, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     pulled = [(params[n], a.detach()) for n, a in (anchor or {}).items() if n in names] if mu else []
     steps = cfg.steps if steps is None else steps
-    total = torch.zeros(())
+    total = torch.zeros((), device=y.device)  # on the data's device: a CPU sum of CUDA losses fails
     for idx in batches(len(y), cfg.batch_size, steps, generator):
         loss = nn.functional.cross_entropy(apply(model, params, x[idx]), y[idx])
         total += loss.detach()
@@ -136,7 +136,7 @@ def evaluate(
             loss += batch_loss
             correct += int((logits.argmax(1) == target).sum())
             continue
-        each = torch.zeros(len(target), dtype=torch.float64)
+        each = torch.zeros(len(target), dtype=torch.float64, device=target.device)
         finite = torch.isfinite(logits).all(1)
         each[finite] = nn.functional.cross_entropy(logits[finite], target[finite], reduction="none").double()
         broken = ~finite | ~torch.isfinite(each)

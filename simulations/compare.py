@@ -121,10 +121,13 @@ def config_digest(config: dict[str, Any], engine: str) -> str:
     ``sim.checkpoint_every`` is hashed as 0 (never), so a grid can start checkpointing its runs
     without renaming those that finished before (in-process, a resumed run ends as an uninterrupted
     one, its clients' kept state included; ``docs/strategies.md`` says what a Flower run resumes).
+    ``sim.max_idle_rounds`` is left out: it only stops a run that cannot train, never changes one
+    that finishes, and runs named before it existed keep their names.
     """
     config = {k: v for k, v in config.items() if k != "tracking"}
     if isinstance(config.get("sim"), dict):
-        config["sim"] = {**config["sim"], "checkpoint_every": 0}
+        sim = {k: v for k, v in config["sim"].items() if k != "max_idle_rounds"}
+        config["sim"] = {**sim, "checkpoint_every": 0}
     return hashlib.sha256(json.dumps({"config": config, "engine": engine}, sort_keys=True).encode()).hexdigest()[:10]
 
 

@@ -49,6 +49,10 @@ class Stateful(Protocol):
     def load_state_dict(self, state: Any) -> None: ...
 
 
+class IdleRun(RuntimeError):
+    """``sim.max_idle_rounds`` training rounds in a row changed nothing: the run cannot train."""
+
+
 def chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -73,6 +77,7 @@ class RoundLoop:
     # Asked after each round's training whether it is the last (privacy.max_epsilon); a stopped run
     # evaluates as at its final round and ends.
     stop: StopRule | None = None
+    idle_rounds: int = field(default=0, init=False)  # training rounds in a row that changed nothing
 
     def run(self, first_round: int = 0) -> None:
         """Rounds ``first_round`` .. ``schedule.total_rounds``; round 0 only evaluates."""
@@ -113,8 +118,21 @@ class RoundLoop:
         if len(replies) < self.sim.min_replies:
             log.warning("round %d: %d valid replies < sim.min_replies=%d; nothing changes",
                         server_round, len(replies), self.sim.min_replies)  # fmt: skip
+            self.idle_rounds += 1
+            if self.sim.max_idle_rounds and self.idle_rounds >= self.sim.max_idle_rounds:
+                raise IdleRun(self.idle_message(server_round))
             return
+        self.idle_rounds = 0
         metrics.values.update(self.strategy.aggregate_train(server_round, plan, replies, calls))
+
+    def idle_message(self, server_round: int) -> str:
+        reasons = "; ".join(f"{code} x{n} (latest: {self.replies.last_detail[code]})"
+                            for code, n in self.replies.rejected.most_common())  # fmt: skip
+        return (
+            f"round {server_round}: {self.idle_rounds} training rounds in a row had fewer than "
+            f"sim.min_replies={self.sim.min_replies} valid replies (sim.max_idle_rounds="
+            f"{self.sim.max_idle_rounds}); replies left out so far: {reasons or 'none'}"
+        )
 
     def evaluate(self, server_round: int, client_ids: list[int], metrics: RoundMetrics) -> dict[str, float]:
         """Evaluate ``client_ids`` ``eval_chunk`` at a time; a chunk's replies return before the next is built."""

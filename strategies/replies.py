@@ -110,9 +110,11 @@ class ReplySorter:
     def __init__(self, directory: ClientDirectory) -> None:
         self.directory = directory
         self.rejected: Counter[str] = Counter()
+        self.last_detail: dict[str, str] = {}  # by reason: the latest rejection's detail
 
     def reject(self, server_round: int, cid: int | str, code: str, detail: str) -> None:
         self.rejected[code] += 1
+        self.last_detail[code] = detail
         log.warning("round %d: client %s left out (%s): %s", server_round, cid, code, detail)
 
     def sort(

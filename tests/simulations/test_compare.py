@@ -320,3 +320,12 @@ def test_every_corner_of_each_strategys_search_space_is_a_valid_run(name):
             cfg = check([f"strategy={name}", f"{key}={value}"])
 
             assert OmegaConf.select(OmegaConf.structured(cfg), key) == value
+
+
+def test_a_runs_name_ignores_its_checkpointing_and_its_idle_stop():
+    digest = compare.config_digest
+    run = {"seed": 0, "sim": {"num_rounds": 2, "checkpoint_every": 0, "max_idle_rounds": 5}}
+    same = {"seed": 0, "sim": {"num_rounds": 2, "checkpoint_every": 20}}  # recorded before max_idle_rounds
+    longer = {"seed": 0, "sim": {"num_rounds": 3, "checkpoint_every": 0, "max_idle_rounds": 5}}
+
+    assert digest(run, "inprocess") == digest(same, "inprocess") != digest(longer, "inprocess")

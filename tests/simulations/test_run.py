@@ -30,6 +30,7 @@ from tests.simulations.shared_run import FAULTY_PER_ROUND, NUM_CLIENTS, PER_ROUN
         ("faults.fraction=1.5", "faults.fraction=1.5 must be in [0, 1]"),
         ("faults.kind=explode", "faults.kind='explode' is unknown"),
         ("sim.checkpoint_every=-1", "sim.checkpoint_every=-1 must be >= 0"),
+        ("sim.max_idle_rounds=-1", "sim.max_idle_rounds=-1 must be >= 0"),
         ("data.num_clients=0", "data.num_clients=0 must be at least 1"),
         ("data.alpha=0", "data.alpha=0.0 must be positive"),
         ("sim.eval_clients=51", "sim.eval_clients=51 must be between 0 (all) and 50"),

@@ -6,6 +6,7 @@ from flwr.app import Message, RecordDict
 
 from fedhyper import protocol
 from strategies.exchange import RoundMetrics
+from strategies.loop import IdleRun
 from strategies.replies import evaluation_check
 
 
@@ -113,3 +114,20 @@ def test_the_order_replies_arrive_in_changes_no_bit_of_the_result(drill, evaluat
     assert a["eval_clients"] == b["eval_clients"] == 4
     keys = ("accuracy", "eval_loss", "accuracy_pooled", "val_accuracy", "val_accuracy_pooled")
     assert [a[k] for k in keys] == [b[k] for k in keys]
+
+
+def test_a_run_whose_rounds_all_change_nothing_stops_naming_the_clients_errors(loop_on, drill_config):
+    loop = loop_on(drill_config("raise", 1.0, "sim.max_idle_rounds=2", "sim.num_rounds=3"))
+
+    loop.train(1, RoundMetrics())  # one idle round: a warning
+    assert loop.idle_rounds == 1
+    with pytest.raises(IdleRun, match=r"round 2: 2 training rounds in a row .* error x8 \(latest: .*injected fault"):
+        loop.train(2, RoundMetrics())
+
+
+def test_a_round_that_changes_the_model_resets_the_idle_count(loop_on, drill_config):
+    loop = loop_on(drill_config("raise", 0.0, "sim.max_idle_rounds=2"))
+    loop.idle_rounds = 1
+
+    loop.train(1, RoundMetrics())
+    assert loop.idle_rounds == 0 and loop.replies.rejected == {}
