@@ -28,7 +28,7 @@ def _personal_model(job: Job, theta, w, idx, lam: float, lr: float, steps: int) 
         loss = fit + lam / 2 * sum(((params[n] - w[n]) ** 2).sum() for n in params)
         grads = torch.autograd.grad(loss, list(params.values()))
         theta = {n: t.detach() - lr * g for (n, t), g in zip(params.items(), grads, strict=True)}
-    return theta, float(fit)
+    return theta, float(fit.detach())
 
 
 def train(job: Job) -> tuple[dict[str, torch.Tensor], float]:
