@@ -7,6 +7,7 @@ key (``strategy.local.lr``, ``strategy.mu``, ``hnet.embedding_dim``) to a ``Rang
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -53,6 +54,17 @@ class Choice:
 
 SearchSpace = Mapping[str, Range | Choice]
 
+# Options that act only when a client evaluates (fine-tuning or adaptation first), declared as
+# ``eval_space: ClassVar[EvalSpace]``: each key's candidate values (None: the option's own fallback).
+# ``simulations.compare ... settle=true`` evaluates every combination on a finished run's last
+# checkpoint, nothing training, and keeps the one with the best validation accuracy.
+EvalSpace = Mapping[str, tuple[Any, ...]]
+
+# A fine-tuning's candidates (FedAvg-FT's, FedHyper's shared model's): the steps and rates both were
+# probed with by hand before the stage existed (docs/fedhyper.md); None: the option's fallback rate.
+FINETUNE_STEPS: tuple[int, ...] = (0, 3, 5, 10, 20, 36, 72)
+FINETUNE_RATES: tuple[float | None, ...] = (None, 0.002, 0.005, 0.01, 0.02)
+
 # Every strategy trains clients with SGD: its learning rate is tuned for all of them.
 LOCAL_LR_SPACE: SearchSpace = {"strategy.local.lr": Range(1e-3, 1e-1, log=True)}
 
@@ -62,6 +74,17 @@ def suggest(space: SearchSpace, trial: Trial) -> dict[str, Any]:
     return {key: dist.suggest(trial, key) for key, dist in space.items()}
 
 
+def candidates(space: EvalSpace) -> list[dict[str, Any]]:
+    """Every combination of an evaluation space's values, key -> value, the first key varying slowest."""
+    return [dict(zip(space, values, strict=True)) for values in itertools.product(*space.values())]
+
+
 def as_overrides(values: Mapping[str, Any]) -> list[str]:
-    """``key=value`` overrides for Hydra (floats written exactly, so a run's config is reproducible)."""
-    return [f"{key}={float(v)!r}" if isinstance(v, float) else f"{key}={v}" for key, v in values.items()]
+    """``key=value`` overrides for Hydra (floats written exactly, so a run's config is reproducible; None as null)."""
+    return [f"{key}={_written(v)}" for key, v in values.items()]
+
+
+def _written(value: Any) -> str:
+    if value is None:
+        return "null"
+    return repr(float(value)) if isinstance(value, float) else str(value)

@@ -19,33 +19,11 @@ import argparse
 import itertools
 import logging
 import sys
-import tempfile
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from fedhyper import checkpoint, record
+from fedhyper import record
 from fedhyper.results import last_evaluation, read_metrics
-from simulations.inprocess import InProcessGrid
-from strategies import app, experiment
-from strategies.loop import Checkpointer, RoundMetrics
-
-
-def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
-    """One evaluation of every client of ``run_dir``'s last checkpoint with ``overrides`` applied; its
-    round (the checkpoint's) under ``record.ROUND``."""
-    raw = experiment.recorded(run_dir / record.CONFIG_FILE)
-    raw = OmegaConf.merge(raw, OmegaConf.from_dotlist(overrides))
-    cfg = experiment.typed(raw)
-    with tempfile.TemporaryDirectory() as scratch:
-        grid = InProcessGrid(cfg.data.num_clients)
-        exp = experiment.Experiment(cfg, Path(scratch), fixed_num_clients=True)
-        common, strategy = app.connect(grid, exp)
-        loop = app.round_loop(cfg, strategy, grid, common)
-        parts = {"strategy": strategy, app.CLIENTS_PART: grid}
-        server_round = Checkpointer(run_dir / checkpoint.FILENAME, 0, 0, parts).restore()
-        clients = loop.schedule.evaluated_clients(loop.schedule.total_rounds)
-        return {record.ROUND: server_round, **loop.evaluate(server_round, clients, RoundMetrics())}
+from simulations.reevaluation import evaluate
 
 
 def main(argv: list[str] | None = None) -> int:

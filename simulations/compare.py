@@ -29,13 +29,13 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from fedhyper import checkpoint, record, results, tracking
+from fedhyper import checkpoint, record, results, search, tracking
 from fedhyper.config import ExperimentConfig
-from simulations import plots, tuning
+from simulations import plots, reevaluation, tuning
 from simulations.config import ENGINES, CompareConfig, register_configs
 from simulations.engines import FlowerEngine, InProcessEngine
 from simulations.progress import GridProgress, RunLabel, written_since
-from simulations.report import markdown_report
+from simulations.report import markdown_report, settled_report
 from simulations.run import check_machine, precheck
 from strategies import experiment, registry
 
@@ -170,6 +170,7 @@ def run_dir_of(cc: CompareConfig, setting: str, name: str, variant: str, seed: i
 
 
 Cell = tuple[str, str, str]  # (setting, strategy, variant)
+SETTLED_FILE = "settled.yaml"  # settle=true's choices
 
 
 def finished_twin(run_dir: Path, config: dict[str, Any]) -> Path:
@@ -273,6 +274,46 @@ def tune_grid(cc: CompareConfig, common: list[str]) -> dict[Cell, list[str]]:
     return {(s.setting, s.strategy, s.variant): tuning.chosen_overrides(s) for s in studies}
 
 
+def settle_grid(cc: CompareConfig, common: list[str], runs: list[PlannedRun]) -> dict[Cell, reevaluation.Settled]:
+    """``settle=true``: each cell's evaluation-only options chosen on seed 0's final checkpoint, every seed evaluated.
+
+    Keys that the setting, the variant, the command line or ``strategy_overrides`` set stay as set (a
+    variant that removes the fine-tuning keeps it removed). With ``report_only`` nothing is evaluated:
+    only evaluations already kept in the runs' ``reevaluation.jsonl`` are read.
+    """
+    cells: dict[Cell, list[PlannedRun]] = {}
+    for run in runs:
+        cells.setdefault((run.label.setting, run.label.strategy, run.label.variant), []).append(run)
+    out: dict[Cell, reevaluation.Settled] = {}
+    for (setting, name, variant), members in cells.items():
+        fixed = override_keys([*cc.setting_overrides[setting], *cc.variant_overrides[variant], *common,
+                               *cc.strategy_overrides.get(name, [])])  # fmt: skip
+        space = {k: v for k, v in registry.get(name).config_cls.eval_space.items() if k not in fixed}
+        if not space:
+            continue
+        finished = [(r.label.seed, r.label.run_dir) for r in members if results.is_finished(r.label.run_dir)]
+        print(f"settling {results.run_label(name, variant)} · {setting}: {len(search.candidates(space))} "
+              f"candidates on seed {reevaluation.SETTLE_SEED}, then {len(finished)} runs", flush=True)  # fmt: skip
+        out[(setting, name, variant)] = reevaluation.settle(
+            space, finished, members[0].label.num_rounds, compute=not cc.report_only
+        )
+    (Path(cc.out_dir) / SETTLED_FILE).write_text(yaml.safe_dump(settled_yaml(out), sort_keys=False))
+    return out
+
+
+def settled_yaml(settled: dict[Cell, reevaluation.Settled]) -> dict[str, Any]:
+    """settled.yaml: per setting and cell, the chosen values, each candidate's seed-0 validation, what is missing."""
+    out: dict[str, Any] = {}
+    for (setting, name, variant), s in settled.items():
+        out.setdefault(setting, {})[results.run_label(name, variant)] = {
+            "chosen": s.chosen,
+            "seeds_evaluated": sorted(s.by_seed),
+            "candidates": [{"values": v, "val_accuracy": round(acc, 6)} for v, acc in s.validation],
+            **({"missing": s.missing} if s.missing else {}),
+        }
+    return out
+
+
 def start_engine(cc: CompareConfig, pending: list[PlannedRun]) -> InProcessEngine | FlowerEngine:
     """The engine: one flower run at a time (each has all cores), or ``jobs`` in-process runs."""
     if cc.engine == "flower":
@@ -322,7 +363,12 @@ def watch(futures: dict[Future, PlannedRun], progress: GridProgress, every: floa
             next_status = time.time() + every
 
 
-def write_outputs(cc: CompareConfig, runs: list[PlannedRun], common: list[str]) -> list[results.RunResult]:
+def write_outputs(
+    cc: CompareConfig,
+    runs: list[PlannedRun],
+    common: list[str],
+    settled: dict[Cell, reevaluation.Settled] | None = None,
+) -> list[results.RunResult]:
     """results.csv, report.md and two plots per data setting, from the finished runs' directories."""
     out = Path(cc.out_dir)
     done = [
@@ -334,6 +380,8 @@ def write_outputs(cc: CompareConfig, runs: list[PlannedRun], common: list[str]) 
     figures = {s: plots.plot_setting(done, s, out) for s in cc.settings if any(r.setting == s for r in done)}
     settings = {s: [*cc.setting_overrides[s], *common] for s in cc.settings}
     report = markdown_report(done, cc.target_accuracy, settings, figures)
+    if settled is not None:
+        report += settled_report(done, settled)
     if (out / tuning.TUNED_FILE).is_file():
         report += tuning.markdown(yaml.safe_load((out / tuning.TUNED_FILE).read_text()))
     (out / "report.md").write_text(report)
@@ -363,6 +411,7 @@ def main(argv: list[str]) -> int:
             flush=True,
         )
         failed = execute(cc, pending) if pending and not cc.report_only else 0
+        settled = settle_grid(cc, common, runs) if cc.settle else None
     except TuningUnfinished as err:
         print(err, file=sys.stderr)
         return 1
@@ -375,7 +424,7 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 130
-    done = write_outputs(cc, runs, common)
+    done = write_outputs(cc, runs, common, settled)
     print(f"{len(done)}/{len(runs)} runs finished; results.csv, report.md and plots in {Path(cc.out_dir).resolve()}")
     if failed:
         print(f"{failed} runs failed; see their run.log, then repeat the command", file=sys.stderr)

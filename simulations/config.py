@@ -104,6 +104,11 @@ class CompareConfig(ExperimentConfig):
     # true: write results.csv, report.md and plots from the runs finished so far, run nothing (a grid
     # still running elsewhere, or interrupted); with tune=N its tuning must have ended.
     report_only: bool = False
+    # true: after the runs, each strategy's evaluation-only options (its eval_space: fine-tuning and
+    # adaptation before evaluating) are chosen on seed 0's final checkpoint by validation accuracy and
+    # every seed's final checkpoint is evaluated with them (simulations/reevaluation.py); settled.yaml
+    # and a section of report.md hold them. Runs need sim.checkpoint_every to keep their last checkpoint.
+    settle: bool = False
     progress_every: float = 30.0  # seconds between progress lines
 
 

@@ -5,8 +5,10 @@ Reads ``fedhyper.results``'s grouped runs; accuracies are fractions there and pe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
+from fedhyper import record
 from fedhyper.results import (
     BASE_VARIANT,
     GroupSummary,
@@ -17,6 +19,7 @@ from fedhyper.results import (
     run_label,
     summarise,
 )
+from simulations.reevaluation import SETTLE_SEED, Settled
 
 
 def _shown(s: Stat, fmt: Callable[[float], str]) -> str:
@@ -169,4 +172,62 @@ def markdown_report(
         lines += paired_table([d for d in paired_differences(results) if d.setting == setting])
         lines += left_out([r for r in results if r.setting == setting])
         lines += [""] + [f"![{name}]({name})" for name in plots.get(setting, [])]
+    return "\n".join(lines) + "\n"
+
+
+def settled_results(done: Sequence[RunResult], settled: Mapping[tuple[str, str, str], Settled]) -> list[RunResult]:
+    """The finished runs with their final accuracies as ``settle`` evaluated them where it did; the others as recorded.
+
+    A run of a settled cell that could not be evaluated with the chosen values (no checkpoint kept) is
+    left out, so that no strategy's figures mix two evaluation protocols; its best accuracies are unknown.
+    """
+    out = []
+    for r in done:
+        cell = settled.get((r.setting, r.strategy, r.variant))
+        if cell is None or cell.chosen is None:
+            out.append(r)
+        elif (m := cell.by_seed.get(r.seed)) is not None:
+            accuracies = {
+                "final_accuracy": m[record.ACCURACY],
+                "final_accuracy_pooled": m.get(record.ACCURACY_POOLED),
+                "val_accuracy": m.get(record.VAL_ACCURACY),
+            }
+            out.append(replace(r, **accuracies, best_accuracy=None, best_accuracy_pooled=None))
+    return out
+
+
+def _chosen(cell: Settled | None) -> str:
+    if cell is None:
+        return "–"
+    if cell.chosen is None:
+        return "as recorded (not settled)"
+    return ", ".join(f"`{k.removeprefix('strategy.')}={v}`" for k, v in cell.chosen.items())
+
+
+def settled_report(done: Sequence[RunResult], settled: Mapping[tuple[str, str, str], Settled]) -> str:
+    """report.md's section for ``settle=true``: per setting, final accuracies with evaluation options re-chosen."""
+    rows = settled_results(done, settled)
+    lines = [
+        "",
+        "## Evaluation options chosen at convergence (settle=true)",
+        "",
+        "A strategy's options that act only when its clients evaluate (fine-tuning, adaptation) chosen again "
+        f"on seed {SETTLE_SEED}'s final checkpoint by mean validation accuracy over clients, then every seed's "
+        "final checkpoint evaluated with them, nothing training (`simulations/reevaluation.py`; every candidate's "
+        "validation accuracy is in settled.yaml). Strategies without such options are as recorded above.",
+    ]
+    for setting in sorted({r.setting for r in rows}, key=[r.setting for r in done].index):
+        groups = [g for g in summarise(rows) if g.setting == setting]
+        lines += ["", f"### Setting `{setting}`", "",
+                  "| strategy | seeds | final accuracy (%) | final pooled (%) | validation (%) | evaluation options |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for g in groups:
+            cell = settled.get((g.setting, g.strategy, g.variant))
+            lines.append(f"| {run_label(g.strategy, g.variant)} | {len(g.seeds)} | {_pct(g.final_accuracy)} | "
+                         f"{_pct(g.final_accuracy_pooled)} | {_pct(g.val_accuracy)} | {_chosen(cell)} |")  # fmt: skip
+        lines += paired_table([d for d in paired_differences(rows) if d.setting == setting])
+    missing = [(cell, why) for cell, s in settled.items() for why in s.missing]
+    if missing:
+        lines += ["", "Not evaluated:", ""]
+        lines += [f"- {run_label(name, variant)} · {setting}: {why}" for (setting, name, variant), why in missing]
     return "\n".join(lines) + "\n"

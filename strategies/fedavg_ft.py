@@ -13,7 +13,7 @@ from typing import ClassVar
 from fedhyper import protocol
 from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
-from fedhyper.search import LOCAL_LR_SPACE, Range, SearchSpace
+from fedhyper.search import FINETUNE_RATES, FINETUNE_STEPS, LOCAL_LR_SPACE, EvalSpace, Range, SearchSpace
 from strategies.directory import ClientDirectory
 from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_weights
 
@@ -24,6 +24,11 @@ class FedAvgFTConfig(SharedModelConfig):
     search_space: ClassVar[SearchSpace] = {
         **LOCAL_LR_SPACE,
         "strategy.finetune_steps": Range(1, 50, log=True, integer=True),
+    }
+    # The fine-tuning, chosen again at convergence (settle=true): None is the local rate, as tuned.
+    eval_space: ClassVar[EvalSpace] = {
+        "strategy.finetune_steps": FINETUNE_STEPS,
+        "strategy.finetune_lr": FINETUNE_RATES,
     }
     finetune_steps: int = 10  # SGD steps (finetune_lr, local.batch_size) on local data before each evaluation
     finetune_lr: float | None = None  # the fine-tuning's learning rate; None: local.lr

@@ -48,7 +48,7 @@ from fedhyper.data import dataset_info
 from fedhyper.hnet.config import INITS, HyperNetConfig
 from fedhyper.models import build_model, head_names
 from fedhyper.outer import OuterConfig
-from fedhyper.search import LOCAL_LR_SPACE, Choice, Range, SearchSpace
+from fedhyper.search import FINETUNE_RATES, FINETUNE_STEPS, LOCAL_LR_SPACE, Choice, EvalSpace, Range, SearchSpace
 from fedhyper.training import LocalTrainConfig
 from strategies.base import RoundPlan, stacked_replies
 from strategies.directory import ClientDirectory
@@ -79,6 +79,13 @@ class FedHyperConfig(PFedHNConfig):
         "strategy.outer.lr": Range(1e-4, 2e-3, log=True),
         "strategy.adapt_steps": Range(1, 50, log=True, integer=True),
         "strategy.embedding_dim": Choice((8, 16, 32, 64)),  # pFedHN's choices (hnet.embedding_dim)
+    }
+    # The shared model's fine-tuning, chosen again at convergence (settle=true), from FedAvg-FT's candidates
+    # (None: local.lr, which was its rate before it had its own). The generated model's adapt_steps stays as
+    # tuned: 0 to 10 steps moved its seed-0 accuracy by 0.06 point at most (docs/fedhyper.md).
+    eval_space: ClassVar[EvalSpace] = {
+        "strategy.shared_adapt_steps": FINETUNE_STEPS,
+        "strategy.shared_adapt_lr": FINETUNE_RATES,
     }
     # One outer step's clients are replayed against the weights they were sent (see clients_per_step),
     # which a client served a narrower slice would not match: one width for every client.

@@ -26,7 +26,7 @@ from fedhyper.device import select_device
 from fedhyper.hypernet import HyperNetwork
 from fedhyper.models import build_model, target_shapes
 from fedhyper.outer import HyperNetTrainer, OuterConfig
-from fedhyper.search import LOCAL_LR_SPACE, Choice, Range, SearchSpace
+from fedhyper.search import LOCAL_LR_SPACE, Choice, EvalSpace, Range, SearchSpace
 from fedhyper.training import LocalTrainConfig
 from fedhyper.widths import ClientWidths
 from strategies.base import PersonalizedStrategy, RoundPlan, stacked_replies
@@ -46,6 +46,7 @@ class PFedHNConfig:
         "strategy.outer.lr": Range(1e-3, 1e-1, log=True),
         "hnet.embedding_dim": Choice((8, 16, 32, 64)),
     }
+    eval_space: ClassVar[EvalSpace] = {}  # options acting only at evaluation (settle=true); none
     varied_widths: ClassVar[bool] = True  # model.width_multipliers: each client gets its width's slice
     private_training: ClassVar[bool] = True  # privacy.*: each client's part of Φ's gradient clipped, the sum noised
     outer: OuterConfig = field(default_factory=OuterConfig)

@@ -25,7 +25,7 @@ from fedhyper.config import ExperimentConfig
 from fedhyper.data import dataset_info
 from fedhyper.layerwise import LayerwiseHyperNets, layer_index, personalise
 from fedhyper.models import initial_weights
-from fedhyper.search import LOCAL_LR_SPACE, Range, SearchSpace
+from fedhyper.search import LOCAL_LR_SPACE, EvalSpace, Range, SearchSpace
 from fedhyper.training import LocalTrainConfig
 from strategies.base import PersonalizedStrategy, RoundPlan, per_client_records, stacked_replies
 from strategies.directory import ClientDirectory
@@ -38,6 +38,7 @@ from strategies.replies import Reply
 class PFedLAConfig:
     name: str = "pfedla"
     search_space: ClassVar[SearchSpace] = {**LOCAL_LR_SPACE, "strategy.hn_lr": Range(1e-3, 5e-2, log=True)}
+    eval_space: ClassVar[EvalSpace] = {}  # options acting only at evaluation (settle=true); none
     local: LocalTrainConfig = field(default_factory=LocalTrainConfig)
     embedding_dim: int = 100  # size of each client's embedding fed to its layer-weighting hypernetwork
     hidden_dim: int = 100  # width of each client's hypernetwork

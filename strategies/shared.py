@@ -30,7 +30,7 @@ from fedhyper.aggregate import select, weighted_mean
 from fedhyper.config import ExperimentConfig
 from fedhyper.data import dataset_info
 from fedhyper.models import build_model, head_names, initial_weights
-from fedhyper.search import LOCAL_LR_SPACE, SearchSpace
+from fedhyper.search import LOCAL_LR_SPACE, EvalSpace, SearchSpace
 from fedhyper.training import LocalTrainConfig
 from strategies.base import PersonalizedStrategy, RoundPlan
 from strategies.directory import ClientDirectory
@@ -51,6 +51,7 @@ class SharedModelConfig:
 
     name: str = "fedavg"
     search_space: ClassVar[SearchSpace] = LOCAL_LR_SPACE  # the local learning rate; subclasses add their own keys
+    eval_space: ClassVar[EvalSpace] = {}  # options acting only at evaluation (settle=true); none
     private_training: ClassVar[bool] = True  # privacy.*: updates clipped on the server, the sum noised
     local: LocalTrainConfig = field(default_factory=LocalTrainConfig)
 

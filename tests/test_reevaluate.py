@@ -60,3 +60,24 @@ def test_several_options_give_one_row_per_combination(in_process_grid, tiny_conf
     ]
     no_steps = {line.split(" | ")[2] for line in lines[3:5]}
     assert len(no_steps) == 1  # without fine-tuning its rate changes nothing
+
+
+def test_settle_chooses_nothing_it_cannot_evaluate_and_says_why(in_process_grid, tiny_config, tmp_path):
+    from simulations.reevaluation import settle
+
+    finished_run(in_process_grid, tiny_config, tmp_path, "fedavg_ft")
+    space = {"strategy.finetune_steps": (0, 2)}
+    saved = (tmp_path / checkpoint.FILENAME).read_bytes()
+
+    no_seed_0 = settle(space, [(1, tmp_path)], rounds=3)
+    not_last = settle(space, [(0, tmp_path)], rounds=4)  # a checkpoint of round 3 in a 4-round cell
+    (tmp_path / checkpoint.FILENAME).unlink()
+    none_kept = settle(space, [(0, tmp_path)], rounds=3)
+
+    assert no_seed_0.chosen is None and no_seed_0.missing == ["no finished seed-0 run to choose on"]
+    assert not_last.chosen is None and "its checkpoint is of round 3, not the last (4)" in not_last.missing[0]
+    assert none_kept.chosen is None and "no checkpoint to evaluate it on" in none_kept.missing[0]
+    (tmp_path / checkpoint.FILENAME).write_bytes(saved)
+    done = settle(space, [(0, tmp_path)], rounds=3)
+    assert done.chosen in ({"strategy.finetune_steps": 0}, {"strategy.finetune_steps": 2}) and done.missing == []
+    assert [v for v, _ in done.validation] == [{"strategy.finetune_steps": 0}, {"strategy.finetune_steps": 2}]

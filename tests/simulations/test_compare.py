@@ -329,3 +329,42 @@ def test_a_runs_name_ignores_its_checkpointing_and_its_idle_stop():
     longer = {"seed": 0, "sim": {"num_rounds": 3, "checkpoint_every": 0, "max_idle_rounds": 5}}
 
     assert digest(run, "inprocess") == digest(same, "inprocess") != digest(longer, "inprocess")
+
+
+def test_settle_chooses_evaluation_options_on_seed_0s_validation_and_evaluates_every_seed_with_them(
+    tmp_path, capsys, monkeypatch
+):
+    from strategies.fedavg_ft import FedAvgFTConfig
+
+    space = {"strategy.finetune_steps": (0, 10), "strategy.finetune_lr": (None, 0.05)}  # 10 at None: the run's own
+    monkeypatch.setattr(FedAvgFTConfig, "eval_space", space)
+    out = tmp_path / "settled"
+    argv = ["strategies=[fedavg_ft,fedavg]", "seeds=[0,1]", "engine=inprocess", "jobs=2", f"out_dir={out}", *TINY,
+            "sim.checkpoint_every=2", "settle=true"]  # fmt: skip
+
+    assert compare.main(argv) == 0, capsys.readouterr()
+
+    settled = OmegaConf.to_container(OmegaConf.load(out / "settled.yaml"))["default"]
+    assert list(settled) == ["fedavg_ft"]  # FedAvg has no evaluation-only option
+    cell = settled["fedavg_ft"]
+    runs = {seed: next(out.glob(f"runs/default/fedavg_ft/seed{seed}-*")) for seed in (0, 1)}
+    kept = {seed: [json.loads(line) for line in (d / "reevaluation.jsonl").open()] for seed, d in runs.items()}
+    assert [row["options"] for row in kept[0]] == [c["values"] for c in cell["candidates"]]  # all 4, in order
+    own = next(
+        row for row in kept[0] if row["options"] == {"strategy.finetune_steps": 10, "strategy.finetune_lr": None}
+    )
+    recorded = json.loads((runs[0] / "summary.json").read_text())
+    assert own["metrics"]["round"] == 2 and own["metrics"]["accuracy"] == recorded["final_accuracy"]
+    best = max(kept[0], key=lambda row: row["metrics"]["val_accuracy"])  # validation decides, the first of equals
+    assert cell["chosen"] == best["options"] and cell["seeds_evaluated"] == [0, 1]
+    assert [row["options"] for row in kept[1]] == [best["options"]]  # seed 1: the chosen values only
+    mean = (best["metrics"]["accuracy"] + kept[1][0]["metrics"]["accuracy"]) / 2
+    section = (out / "report.md").read_text().split("## Evaluation options chosen at convergence")[1]
+    assert f"| fedavg_ft | 2 | {100 * mean:.2f} ± " in section and "| fedavg | 2 |" in section
+
+    before = {p: p.stat().st_mtime_ns for p in out.glob("runs/**/reevaluation.jsonl")}
+    for checkpoint_file in out.glob("runs/**/checkpoint.pt"):
+        checkpoint_file.unlink()  # what was evaluated is kept: the report needs no checkpoint
+    assert compare.main([*argv, "report_only=true"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/**/reevaluation.jsonl")} == before
+    assert OmegaConf.to_container(OmegaConf.load(out / "settled.yaml"))["default"]["fedavg_ft"] == cell
