@@ -297,7 +297,8 @@ def settle_grid(cc: CompareConfig, common: list[str], runs: list[PlannedRun]) ->
         out[(setting, name, variant)] = reevaluation.settle(
             space, finished, members[0].label.num_rounds, compute=not cc.report_only
         )
-    (Path(cc.out_dir) / SETTLED_FILE).write_text(yaml.safe_dump(settled_yaml(out), sort_keys=False))
+    plain = json.loads(json.dumps(settled_yaml(out)))  # no shared objects: YAML without anchors
+    (Path(cc.out_dir) / SETTLED_FILE).write_text(yaml.safe_dump(plain, sort_keys=False))
     return out
 
 

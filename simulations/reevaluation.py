@@ -74,10 +74,11 @@ def cached_evaluate(run_dir: Path, values: dict[str, Any], rounds: int, compute:
         if row["options"] == values and row["metrics"][record.ROUND] == rounds:
             return row["metrics"]
     if not compute or not (run_dir / checkpoint.FILENAME).is_file():
-        raise NoCheckpoint(f"{run_dir}: {values} not evaluated, and no checkpoint to evaluate it on")
+        raise NoCheckpoint(f"{run_dir.name}: {values} not evaluated, and no checkpoint to evaluate it on")
     metrics = evaluate(run_dir, as_overrides(values))
     if metrics[record.ROUND] != rounds:
-        raise NoCheckpoint(f"{run_dir}: its checkpoint is of round {metrics[record.ROUND]}, not the last ({rounds})")
+        at = metrics[record.ROUND]
+        raise NoCheckpoint(f"{run_dir.name}: its checkpoint is of round {at}, not the last ({rounds})")
     kept = {k: metrics[k] for k in KEPT if k in metrics}
     with cache.open("a") as fh:
         fh.write(json.dumps({"options": values, "metrics": kept}) + "\n")
