@@ -294,8 +294,9 @@ def settle_grid(cc: CompareConfig, common: list[str], runs: list[PlannedRun]) ->
         finished = [(r.label.seed, r.label.run_dir) for r in members if results.is_finished(r.label.run_dir)]
         print(f"settling {results.run_label(name, variant)} · {setting}: {len(search.candidates(space))} "
               f"candidates on seed {reevaluation.SETTLE_SEED}, then {len(finished)} runs", flush=True)  # fmt: skip
+        jobs = cc.jobs or len(os.sched_getaffinity(0))
         out[(setting, name, variant)] = reevaluation.settle(
-            space, finished, members[0].label.num_rounds, compute=not cc.report_only
+            space, finished, members[0].label.num_rounds, compute=not cc.report_only, jobs=jobs
         )
     plain = json.loads(json.dumps(settled_yaml(out)))  # no shared objects: YAML without anchors
     (Path(cc.out_dir) / SETTLED_FILE).write_text(yaml.safe_dump(plain, sort_keys=False))

@@ -2,7 +2,7 @@
 
 A run's last checkpoint holds its server and its clients' kept state (private heads, Ditto's personal
 models), so evaluating it under other evaluation settings (fine-tuning steps and rate, adaptation
-steps) needs no training. ``evaluate`` does one such evaluation; ``cached_evaluate`` keeps each in
+steps) needs no training. ``evaluate`` does one such evaluation; ``evaluate_all`` keeps each in
 the run's ``reevaluation.jsonl`` (small, committed with the run), so a grid reports them again
 without the checkpoint.
 
@@ -59,30 +59,59 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
 
 
 class NoCheckpoint(Exception):
-    """A run without the final checkpoint an evaluation not yet cached needs."""
+    """A run without the final checkpoint an evaluation not yet kept needs."""
 
 
-def cached_evaluate(run_dir: Path, values: dict[str, Any], rounds: int, compute: bool = True) -> dict[str, float]:
-    """``evaluate`` with ``values`` (key -> value) on the checkpoint of round ``rounds``, kept in ``CACHE_FILE``.
-
-    Raises NoCheckpoint when it is not cached and cannot be computed: ``compute`` is false, or the run
-    has no checkpoint, or its checkpoint is not of round ``rounds`` (a run still going).
-    """
+def _kept(run_dir: Path, values: dict[str, Any], rounds: int) -> dict[str, float] | None:
     cache = run_dir / CACHE_FILE
-    rows = [json.loads(line) for line in cache.read_text().splitlines()] if cache.is_file() else []
-    for row in rows:
+    for line in cache.read_text().splitlines() if cache.is_file() else []:
+        row = json.loads(line)
         if row["options"] == values and row["metrics"][record.ROUND] == rounds:
             return row["metrics"]
-    if not compute or not (run_dir / checkpoint.FILENAME).is_file():
-        raise NoCheckpoint(f"{run_dir.name}: {values} not evaluated, and no checkpoint to evaluate it on")
-    metrics = evaluate(run_dir, as_overrides(values))
-    if metrics[record.ROUND] != rounds:
-        at = metrics[record.ROUND]
-        raise NoCheckpoint(f"{run_dir.name}: its checkpoint is of round {at}, not the last ({rounds})")
-    kept = {k: metrics[k] for k in KEPT if k in metrics}
-    with cache.open("a") as fh:
-        fh.write(json.dumps({"options": values, "metrics": kept}) + "\n")
-    return kept
+    return None
+
+
+def _evaluate_values(run_dir: str, values: dict[str, Any]) -> dict[str, float]:
+    """``evaluate`` with key -> value options (a worker process's task)."""
+    return evaluate(Path(run_dir), as_overrides(values))
+
+
+def evaluate_all(
+    tasks: Sequence[tuple[Path, dict[str, Any]]], rounds: int, compute: bool = True, jobs: int = 1
+) -> list[dict[str, float] | NoCheckpoint]:
+    """Each (run directory, options) evaluated on the run's checkpoint of round ``rounds``, or its NoCheckpoint.
+
+    An evaluation kept in the run's ``CACHE_FILE`` is read, not repeated; the others run ``jobs`` at a
+    time in spawned processes of one torch thread each (the grid's in-process workers), and are kept.
+    Without ``compute``, or without a checkpoint, or with one of another round (a run still going),
+    an evaluation not kept is a NoCheckpoint.
+    """
+    out: list[dict[str, float] | NoCheckpoint | None] = [_kept(d, v, rounds) for d, v in tasks]
+    for i, (run_dir, values) in enumerate(tasks):
+        if out[i] is None and (not compute or not (run_dir / checkpoint.FILENAME).is_file()):
+            out[i] = NoCheckpoint(f"{run_dir.name}: {values} not evaluated, and no checkpoint to evaluate it on")
+    todo = [i for i, r in enumerate(out) if r is None]
+    if jobs > 1 and len(todo) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from simulations.inprocess import worker_init
+
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=spawn, initializer=worker_init) as pool:
+            computed = list(pool.map(_evaluate_values, [str(tasks[i][0]) for i in todo], [tasks[i][1] for i in todo]))
+    else:
+        computed = [_evaluate_values(str(tasks[i][0]), tasks[i][1]) for i in todo]
+    for i, metrics in zip(todo, computed, strict=True):
+        run_dir, values = tasks[i]
+        if metrics[record.ROUND] != rounds:
+            at = metrics[record.ROUND]
+            out[i] = NoCheckpoint(f"{run_dir.name}: its checkpoint is of round {at}, not the last ({rounds})")
+            continue
+        out[i] = {k: metrics[k] for k in KEPT if k in metrics}
+        with (run_dir / CACHE_FILE).open("a") as fh:
+            fh.write(json.dumps({"options": values, "metrics": out[i]}) + "\n")
+    return out  # type: ignore[return-value]
 
 
 @dataclass
@@ -95,7 +124,9 @@ class Settled:
     missing: list[str] = field(default_factory=list)  # why a seed (or the choice) could not be evaluated
 
 
-def settle(space: EvalSpace, runs: Sequence[tuple[int, Path]], rounds: int, compute: bool = True) -> Settled:
+def settle(
+    space: EvalSpace, runs: Sequence[tuple[int, Path]], rounds: int, compute: bool = True, jobs: int = 1
+) -> Settled:
     """Choose ``space``'s values on seed ``SETTLE_SEED``'s run by validation accuracy; evaluate every run with them.
 
     ``runs``: (seed, run directory) of a cell's finished runs. Ties go to the earlier candidate.
@@ -105,17 +136,18 @@ def settle(space: EvalSpace, runs: Sequence[tuple[int, Path]], rounds: int, comp
     if SETTLE_SEED not in by_seed:
         out.missing.append(f"no finished seed-{SETTLE_SEED} run to choose on")
         return out
-    try:
-        for values in candidates(space):
-            m = cached_evaluate(by_seed[SETTLE_SEED], values, rounds, compute)
-            out.validation.append((values, m[record.VAL_ACCURACY]))
-    except NoCheckpoint as err:
-        out.missing.append(str(err))
+    options = candidates(space)
+    evaluated = evaluate_all([(by_seed[SETTLE_SEED], v) for v in options], rounds, compute, jobs)
+    if failed := next((e for e in evaluated if isinstance(e, NoCheckpoint)), None):
+        out.missing.append(str(failed))
         return out
+    out.validation = [(v, m[record.VAL_ACCURACY]) for v, m in zip(options, evaluated, strict=True)]  # type: ignore[index]
     out.chosen = max(out.validation, key=lambda c: c[1])[0]  # max keeps the first of equals
-    for seed, run_dir in sorted(by_seed.items()):
-        try:
-            out.by_seed[seed] = cached_evaluate(run_dir, out.chosen, rounds, compute)
-        except NoCheckpoint as err:
-            out.missing.append(f"seed {seed}: {err}")
+    seeds = sorted(by_seed)
+    results = evaluate_all([(by_seed[s], out.chosen) for s in seeds], rounds, compute, jobs)
+    for seed, result in zip(seeds, results, strict=True):
+        if isinstance(result, NoCheckpoint):
+            out.missing.append(f"seed {seed}: {result}")
+        else:
+            out.by_seed[seed] = result
     return out
