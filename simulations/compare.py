@@ -14,6 +14,7 @@ as ``simulations.run`` does.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,7 +32,7 @@ from omegaconf import OmegaConf
 
 from fedhyper import checkpoint, record, results, search, tracking
 from fedhyper.config import ExperimentConfig
-from simulations import plots, reevaluation, tuning
+from simulations import inprocess, plots, reevaluation, tuning
 from simulations.config import ENGINES, CompareConfig, register_configs
 from simulations.engines import FlowerEngine, InProcessEngine
 from simulations.progress import GridProgress, RunLabel, written_since
@@ -224,6 +225,13 @@ class TuningUnfinished(Exception):
     """``report_only`` on a tuned grid whose trials have not all finished."""
 
 
+def fixed_keys(cc: CompareConfig, common: list[str], cell: Cell) -> set[str]:
+    """What a cell's setting, variant, command line and ``strategy_overrides`` set: tuning and settling leave it."""
+    setting, name, variant = cell
+    return override_keys([*cc.setting_overrides[setting], *cc.variant_overrides[variant], *common,
+                          *cc.strategy_overrides.get(name, [])])  # fmt: skip
+
+
 def tune_grid(cc: CompareConfig, common: list[str]) -> dict[Cell, list[str]]:
     """``tune=N``: N trials per cell on validation accuracy (``simulations.tuning``); each cell's chosen overrides.
 
@@ -234,14 +242,7 @@ def tune_grid(cc: CompareConfig, common: list[str]) -> dict[Cell, list[str]]:
         for name in cc.strategies:
             for variant in cc.variants:
                 _, cfg = compose_run(cc, common, setting, name, variant)
-                fixed = override_keys(
-                    [
-                        *cc.setting_overrides[setting],
-                        *cc.variant_overrides[variant],
-                        *common,
-                        *cc.strategy_overrides.get(name, []),
-                    ]
-                )
+                fixed = fixed_keys(cc, common, (setting, name, variant))
                 space = {k: d for k, d in type(cfg.strategy).search_space.items() if k not in fixed}
                 rounds = cc.tune_rounds or max(1, cfg.sim.num_rounds // 4)
                 studies.append(tuning.new_study(setting, name, variant, space, rounds))
@@ -285,21 +286,20 @@ def settle_grid(cc: CompareConfig, common: list[str], runs: list[PlannedRun]) ->
     for run in runs:
         cells.setdefault((run.label.setting, run.label.strategy, run.label.variant), []).append(run)
     out: dict[Cell, reevaluation.Settled] = {}
-    for (setting, name, variant), members in cells.items():
-        fixed = override_keys([*cc.setting_overrides[setting], *cc.variant_overrides[variant], *common,
-                               *cc.strategy_overrides.get(name, [])])  # fmt: skip
-        space = {k: v for k, v in registry.get(name).config_cls.eval_space.items() if k not in fixed}
-        if not space:
-            continue
-        finished = [(r.label.seed, r.label.run_dir) for r in members if results.is_finished(r.label.run_dir)]
-        print(f"settling {results.run_label(name, variant)} · {setting}: {len(search.candidates(space))} "
-              f"candidates on seed {reevaluation.SETTLE_SEED}, then {len(finished)} runs", flush=True)  # fmt: skip
-        jobs = cc.jobs or len(os.sched_getaffinity(0))
-        out[(setting, name, variant)] = reevaluation.settle(
-            space, finished, members[0].label.num_rounds, compute=not cc.report_only, jobs=jobs
-        )
-    plain = json.loads(json.dumps(settled_yaml(out)))  # no shared objects: YAML without anchors
-    (Path(cc.out_dir) / SETTLED_FILE).write_text(yaml.safe_dump(plain, sort_keys=False))
+    jobs = cc.jobs or len(os.sched_getaffinity(0))
+    with inprocess.worker_pool(jobs) if jobs > 1 else contextlib.nullcontext() as pool:  # workers start on first use
+        for (setting, name, variant), members in cells.items():
+            fixed = fixed_keys(cc, common, (setting, name, variant))
+            space = {k: v for k, v in registry.get(name).config_cls.eval_space.items() if k not in fixed}
+            if not space:
+                continue
+            finished = [(r.label.seed, r.label.run_dir) for r in members if results.is_finished(r.label.run_dir)]
+            print(f"settling {results.run_label(name, variant)} · {setting}: {len(search.candidates(space))} "
+                  f"candidates on seed {reevaluation.SETTLE_SEED}, then {len(finished)} runs", flush=True)  # fmt: skip
+            out[(setting, name, variant)] = reevaluation.settle(
+                space, finished, members[0].label.num_rounds, compute=not cc.report_only, pool=pool
+            )
+    (Path(cc.out_dir) / SETTLED_FILE).write_text(yaml.safe_dump(settled_yaml(out), sort_keys=False))
     return out
 
 
@@ -308,7 +308,7 @@ def settled_yaml(settled: dict[Cell, reevaluation.Settled]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for (setting, name, variant), s in settled.items():
         out.setdefault(setting, {})[results.run_label(name, variant)] = {
-            "chosen": s.chosen,
+            "chosen": dict(s.chosen) if s.chosen else None,  # a copy: YAML would alias it with its candidate
             "seeds_evaluated": sorted(s.by_seed),
             "candidates": [{"values": v, "val_accuracy": round(acc, 6)} for v, acc in s.validation],
             **({"missing": s.missing} if s.missing else {}),

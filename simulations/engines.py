@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,7 @@ class InProcessEngine:
 
     def __init__(self, parallel: int) -> None:
         self.parallel = parallel
-        self.executor = ProcessPoolExecutor(
-            parallel, mp_context=multiprocessing.get_context("spawn"), initializer=inprocess.worker_init
-        )
+        self.executor = inprocess.worker_pool(parallel)
 
     def submit(self, run_dir: Path, config: dict[str, Any], overrides: list[str], resume: bool) -> Future:
         return self.executor.submit(inprocess.run_resolved, config, str(run_dir), resume)

@@ -10,7 +10,9 @@ grids of small runs with it, one run a process.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +125,11 @@ def run_experiment(cfg: ExperimentConfig, run_dir: Path, resume: bool = False) -
 def worker_init() -> None:
     """A grid worker process: one torch thread, so that ``jobs`` runs share the cores without contention."""
     torch.set_num_threads(1)
+
+
+def worker_pool(parallel: int) -> ProcessPoolExecutor:
+    """``parallel`` spawned grid workers (``worker_init``): for runs and for re-evaluations of their checkpoints."""
+    return ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init)
 
 
 def run_resolved(config: dict[str, Any], run_dir: str, resume: bool = False) -> Summary:

@@ -17,9 +17,9 @@ for every strategy.
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,6 @@ from omegaconf import OmegaConf
 
 from fedhyper import checkpoint, record
 from fedhyper.search import EvalSpace, as_overrides, candidates
-
-log = logging.getLogger("fedhyper")
 
 CACHE_FILE = "reevaluation.jsonl"
 SETTLE_SEED = 0  # the seed whose run chooses, as tuning's trials use seed 0
@@ -62,13 +60,13 @@ class NoCheckpoint(Exception):
     """A run without the final checkpoint an evaluation not yet kept needs."""
 
 
-def _kept(run_dir: Path, values: dict[str, Any], rounds: int) -> dict[str, float] | None:
+def _kept_rows(run_dir: Path) -> list[dict[str, Any]]:
     cache = run_dir / CACHE_FILE
-    for line in cache.read_text().splitlines() if cache.is_file() else []:
-        row = json.loads(line)
-        if row["options"] == values and row["metrics"][record.ROUND] == rounds:
-            return row["metrics"]
-    return None
+    return [json.loads(line) for line in cache.read_text().splitlines()] if cache.is_file() else []
+
+
+def _kept(rows: list[dict[str, Any]], values: dict[str, Any], rounds: int) -> dict[str, float] | None:
+    return next((r["metrics"] for r in rows if r["options"] == values and r["metrics"][record.ROUND] == rounds), None)
 
 
 def _evaluate_values(run_dir: str, values: dict[str, Any]) -> dict[str, float]:
@@ -77,31 +75,23 @@ def _evaluate_values(run_dir: str, values: dict[str, Any]) -> dict[str, float]:
 
 
 def evaluate_all(
-    tasks: Sequence[tuple[Path, dict[str, Any]]], rounds: int, compute: bool = True, jobs: int = 1
+    tasks: Sequence[tuple[Path, dict[str, Any]]], rounds: int, compute: bool = True, pool: Executor | None = None
 ) -> list[dict[str, float] | NoCheckpoint]:
     """Each (run directory, options) evaluated on the run's checkpoint of round ``rounds``, or its NoCheckpoint.
 
-    An evaluation kept in the run's ``CACHE_FILE`` is read, not repeated; the others run ``jobs`` at a
-    time in spawned processes of one torch thread each (the grid's in-process workers), and are kept.
+    An evaluation kept in the run's ``CACHE_FILE`` is read, not repeated; the others run in ``pool``
+    (the grid's workers, ``simulations.inprocess.worker_pool``), or here without one, and are kept.
     Without ``compute``, or without a checkpoint, or with one of another round (a run still going),
     an evaluation not kept is a NoCheckpoint.
     """
-    out: list[dict[str, float] | NoCheckpoint | None] = [_kept(d, v, rounds) for d, v in tasks]
+    rows = {d: _kept_rows(d) for d in {d for d, _ in tasks}}
+    out: list[dict[str, float] | NoCheckpoint | None] = [_kept(rows[d], v, rounds) for d, v in tasks]
     for i, (run_dir, values) in enumerate(tasks):
         if out[i] is None and (not compute or not (run_dir / checkpoint.FILENAME).is_file()):
             out[i] = NoCheckpoint(f"{run_dir.name}: {values} not evaluated, and no checkpoint to evaluate it on")
     todo = [i for i, r in enumerate(out) if r is None]
-    if jobs > 1 and len(todo) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        from simulations.inprocess import worker_init
-
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=spawn, initializer=worker_init) as pool:
-            computed = list(pool.map(_evaluate_values, [str(tasks[i][0]) for i in todo], [tasks[i][1] for i in todo]))
-    else:
-        computed = [_evaluate_values(str(tasks[i][0]), tasks[i][1]) for i in todo]
+    evaluate_in = pool.map if pool is not None and len(todo) > 1 else map
+    computed = list(evaluate_in(_evaluate_values, [str(tasks[i][0]) for i in todo], [tasks[i][1] for i in todo]))
     for i, metrics in zip(todo, computed, strict=True):
         run_dir, values = tasks[i]
         if metrics[record.ROUND] != rounds:
@@ -125,11 +115,12 @@ class Settled:
 
 
 def settle(
-    space: EvalSpace, runs: Sequence[tuple[int, Path]], rounds: int, compute: bool = True, jobs: int = 1
+    space: EvalSpace, runs: Sequence[tuple[int, Path]], rounds: int, compute: bool = True, pool: Executor | None = None
 ) -> Settled:
     """Choose ``space``'s values on seed ``SETTLE_SEED``'s run by validation accuracy; evaluate every run with them.
 
-    ``runs``: (seed, run directory) of a cell's finished runs. Ties go to the earlier candidate.
+    ``runs``: (seed, run directory) of a cell's finished runs; ``pool``: where evaluations run (``evaluate_all``).
+    Ties go to the earlier candidate.
     """
     out = Settled()
     by_seed = dict(runs)
@@ -137,14 +128,14 @@ def settle(
         out.missing.append(f"no finished seed-{SETTLE_SEED} run to choose on")
         return out
     options = candidates(space)
-    evaluated = evaluate_all([(by_seed[SETTLE_SEED], v) for v in options], rounds, compute, jobs)
+    evaluated = evaluate_all([(by_seed[SETTLE_SEED], v) for v in options], rounds, compute, pool)
     if failed := next((e for e in evaluated if isinstance(e, NoCheckpoint)), None):
         out.missing.append(str(failed))
         return out
     out.validation = [(v, m[record.VAL_ACCURACY]) for v, m in zip(options, evaluated, strict=True)]  # type: ignore[index]
     out.chosen = max(out.validation, key=lambda c: c[1])[0]  # max keeps the first of equals
     seeds = sorted(by_seed)
-    results = evaluate_all([(by_seed[s], out.chosen) for s in seeds], rounds, compute, jobs)
+    results = evaluate_all([(by_seed[s], out.chosen) for s in seeds], rounds, compute, pool)
     for seed, result in zip(seeds, results, strict=True):
         if isinstance(result, NoCheckpoint):
             out.missing.append(f"seed {seed}: {result}")
