@@ -28,6 +28,7 @@ from strategies.schedule import FaultOrders, Schedule
 log = logging.getLogger("fedhyper")
 app = ServerApp()
 CLIENTS_PART = "clients"  # the checkpoint's entry for the clients' kept state, where the grid holds it
+LOOP_PART = "loop"  # the round loop's idle count; checkpoints written before it had one lack it
 
 
 def client_config(cfg: ExperimentConfig) -> ConfigRecord:
@@ -104,7 +105,7 @@ def run(grid: Grid, exp: experiment.Experiment) -> Summary:
     reporter = RunReporter(exp.run_dir, cfg.strategy.name, len(strategy.directory), schedule.total_rounds,
                            fresh=not exp.resume, tracking=tracking.open_run(cfg, exp.run_dir))  # fmt: skip
     parts = {"strategy": strategy, "schedule": schedule, "faults": loop.faults, "replies": loop.replies,
-             "evaluations": loop.evaluations, "reporter": reporter}  # fmt: skip
+             "evaluations": loop.evaluations, "reporter": reporter, LOOP_PART: loop}  # fmt: skip
     mech = privacy.mechanism(cfg)
     budget = None if mech is None else PrivacyBudget(mech, cfg.sim.num_rounds)
     if budget is not None:  # ε in each round's row (before the record is written) and in the checkpoint
@@ -116,7 +117,7 @@ def run(grid: Grid, exp: experiment.Experiment) -> Summary:
         cfg.sim.checkpoint_every,
         schedule.total_rounds,
         parts,
-        optional={CLIENTS_PART},
+        optional={CLIENTS_PART, LOOP_PART},
     )
     figure = EmbeddingFigure(strategy, schedule.novel_ids, exp.run_dir, cfg.data, cfg.seed)
     loop.callbacks = [*([budget] if budget else []), ReportRounds(reporter), checkpointer, figure]

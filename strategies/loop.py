@@ -79,6 +79,13 @@ class RoundLoop:
     stop: StopRule | None = None
     idle_rounds: int = field(default=0, init=False)  # training rounds in a row that changed nothing
 
+    def state_dict(self) -> dict[str, int]:
+        """The idle count, so that a resumed run stops after as many idle rounds in a row as one that was not."""
+        return {"idle_rounds": self.idle_rounds}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.idle_rounds = int(state["idle_rounds"])
+
     def run(self, first_round: int = 0) -> None:
         """Rounds ``first_round`` .. ``schedule.total_rounds``; round 0 only evaluates."""
         log.info("%s: %d clients, %d per round, evaluation every %d rounds", type(self.strategy).__name__,

@@ -123,3 +123,16 @@ def test_many_clients_benchmark_reports_round_time_and_memory():
     assert float(re.search(r"steady-state round ([0-9.]+)s", out).group(1)) > 0
     match = re.search(r"ServerApp process (\d+) MB, largest of (\d+) client processes (\d+) MB", out)
     assert match and int(match.group(1)) > 0 and int(match.group(2)) == 1 and int(match.group(3)) > 0
+
+
+def test_side_by_side_benchmark_times_each_process_and_the_machines_rate(tmp_path):
+    out_file = tmp_path / "side.json"
+
+    out = run_module("benchmarks.side_by_side", "--jobs", "2", "--rounds", "1", "--per-round", "2", "--steps", "2",
+                     "--out", str(out_file))  # fmt: skip
+
+    figures = json.loads(out_file.read_text())
+    both = figures["side_by_side_2"]
+    assert figures["alone_s_per_round"] > 0 and len(both["s_per_round"]) == 2 and min(both["s_per_round"]) > 0
+    assert math.isclose(both["rounds_per_s"], 2 / both["median"])
+    assert "2 side by side" in out

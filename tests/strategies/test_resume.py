@@ -7,6 +7,7 @@ import pytest
 from fedhyper import checkpoint, protocol
 from strategies import experiment
 from strategies.app import run
+from strategies.loop import IdleRun
 
 RESUMABLE = ("sim.num_rounds=6", "sim.eval_every=2", "sim.checkpoint_every=2")
 
@@ -77,6 +78,26 @@ def test_a_checkpoint_without_clients_state_starts_them_afresh(
     assert len(summary.per_client_accuracy) == 4
     trained = {m.metadata.dst_node_id for m in grid.sent if m.metadata.message_type == "train"}
     assert {n for n, c in grid.contexts.items() if c.state.array_records} == trained  # only rounds 5-6 kept a head
+
+
+def test_a_resumed_run_counts_the_idle_rounds_before_its_checkpoint(
+    in_process_grid, crashing_grid, tmp_path, tiny_config
+):
+    """Every client fails: a run stops at round 3 of sim.max_idle_rounds=3, also one resumed after round 2."""
+
+    def config():
+        return tiny_config("pfedhn", "sim.clients_per_round=4", "strategy.local.steps=2", "faults.kind=raise",
+                           "faults.fraction=1.0", "sim.max_idle_rounds=3", *RESUMABLE)  # fmt: skip
+
+    with pytest.raises(IdleRun, match="round 3: 3 training rounds in a row"):
+        run(in_process_grid(4), experiment.Experiment(config(), tmp_path / "whole", True))
+    with pytest.raises(RuntimeError, match="the machine died"):
+        run(crashing_grid(4, call=6), experiment.Experiment(config(), tmp_path / "split", True))  # round 3's train
+    assert checkpoint.load_checkpoint(tmp_path / "split" / checkpoint.FILENAME)["loop"] == {"idle_rounds": 2}
+
+    resumed = experiment.Experiment(config(), tmp_path / "split", True, resume=True)
+    with pytest.raises(IdleRun, match="round 3: 3 training rounds in a row"):
+        run(in_process_grid(4, node_offset=5000), resumed)
 
 
 def test_truncated_or_foreign_checkpoints_give_a_clear_error(tmp_path):
