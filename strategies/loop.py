@@ -53,6 +53,15 @@ class IdleRun(RuntimeError):
     """``sim.max_idle_rounds`` training rounds in a row changed nothing: the run cannot train."""
 
 
+class NoFinalEvaluation(RuntimeError):
+    """No client's reply to the run's last evaluation was valid: the run has no final accuracy.
+
+    Raised before that round is recorded or checkpointed, so the run writes no summary (a grid
+    counts it as failed, not finished) and a resumed run repeats the round and its evaluation.
+    Without it, the summary's final accuracy would be an earlier round's.
+    """
+
+
 def chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -97,7 +106,13 @@ class RoundLoop:
             last = self.stop is not None and self.stop.last_round(server_round)
             evaluated = self.schedule.evaluated_clients(self.schedule.total_rounds if last else server_round)
             if evaluated:
-                metrics.values.update(self.evaluate(server_round, evaluated, metrics))
+                summary = self.evaluate(server_round, evaluated, metrics)
+                if not summary and (last or server_round == self.schedule.total_rounds):
+                    raise NoFinalEvaluation(
+                        f"round {server_round}: none of the {len(evaluated)} clients asked to evaluate sent a "
+                        f"valid reply, so the run has no final accuracy; replies left out so far: {self.rejections()}"
+                    )
+                metrics.values.update(summary)
             for callback in self.callbacks:
                 callback.after_round(server_round, metrics)
             if last:
@@ -132,13 +147,17 @@ class RoundLoop:
         self.idle_rounds = 0
         metrics.values.update(self.strategy.aggregate_train(server_round, plan, replies, calls))
 
-    def idle_message(self, server_round: int) -> str:
+    def rejections(self) -> str:
+        """The replies left out so far, by reason, each with its latest detail."""
         reasons = "; ".join(f"{code} x{n} (latest: {self.replies.last_detail[code]})"
                             for code, n in self.replies.rejected.most_common())  # fmt: skip
+        return reasons or "none"
+
+    def idle_message(self, server_round: int) -> str:
         return (
             f"round {server_round}: {self.idle_rounds} training rounds in a row had fewer than "
             f"sim.min_replies={self.sim.min_replies} valid replies (sim.max_idle_rounds="
-            f"{self.sim.max_idle_rounds}); replies left out so far: {reasons or 'none'}"
+            f"{self.sim.max_idle_rounds}); replies left out so far: {self.rejections()}"
         )
 
     def evaluate(self, server_round: int, client_ids: list[int], metrics: RoundMetrics) -> dict[str, float]:

@@ -7,7 +7,7 @@ import pytest
 from fedhyper import checkpoint, protocol
 from strategies import experiment
 from strategies.app import run
-from strategies.loop import IdleRun
+from strategies.loop import IdleRun, NoFinalEvaluation
 
 RESUMABLE = ("sim.num_rounds=6", "sim.eval_every=2", "sim.checkpoint_every=2")
 
@@ -98,6 +98,30 @@ def test_a_resumed_run_counts_the_idle_rounds_before_its_checkpoint(
     resumed = experiment.Experiment(config(), tmp_path / "split", True, resume=True)
     with pytest.raises(IdleRun, match="round 3: 3 training rounds in a row"):
         run(in_process_grid(4, node_offset=5000), resumed)
+
+
+def test_a_run_whose_final_evaluation_has_no_valid_reply_fails_and_resumes_into_it(
+    in_process_grid, tmp_path, tiny_config
+):
+    """Not a summary with an earlier round's accuracy as the final one: an error, nothing of round 6 kept."""
+    evaluations = iter(range(10**6))
+
+    def lose_the_last_evaluation(reply):  # rounds 0, 2 and 4 evaluate 4 clients each; round 6's replies are lost
+        lost = reply.metadata.message_type == "evaluate" and next(evaluations) >= 12
+        return None if lost else reply
+
+    run_dir = tmp_path / "run"
+    grid = in_process_grid(4, on_reply=lose_the_last_evaluation)
+    with pytest.raises(NoFinalEvaluation, match=r"round 6: none of the 4 clients .* timeout x4"):
+        run(grid, experiment.Experiment(tiny_config("pfedhn", *RESUMABLE), run_dir, True))
+    assert not (run_dir / "summary.json").exists()
+    assert checkpoint.load_checkpoint(run_dir / checkpoint.FILENAME)["round"] == 4
+    assert [json.loads(line)["round"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()][-1] == 5
+
+    again = experiment.Experiment(tiny_config("pfedhn", *RESUMABLE), run_dir, True, resume=True)
+    resumed = run(in_process_grid(4, node_offset=5000), again)
+    whole = run(in_process_grid(4), experiment.Experiment(tiny_config("pfedhn", *RESUMABLE), tmp_path / "whole", True))
+    assert resumed.rounds == 6 and resumed.final_accuracy == whole.final_accuracy
 
 
 def test_truncated_or_foreign_checkpoints_give_a_clear_error(tmp_path):
