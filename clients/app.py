@@ -88,6 +88,7 @@ def train(msg: Message, context: Context) -> Message:
                     protocol.RECEIVED_NORM: protocol.l2_norm(job.received),
                     protocol.KEPT_NORM: job.kept_norm(),
                     protocol.COMPUTE_SECONDS: time.perf_counter() - start,
+                    protocol.ON_GPU: int(job.data.y_train.is_cuda),  # where the data is, the training ran
                 }
             ),
         }

@@ -63,6 +63,7 @@ VAL_LOSS = "val-loss"
 VAL_ACCURACY = "val-accuracy"
 NUM_VAL_EXAMPLES = "num-val-examples"
 COMPUTE_SECONDS = "compute-s"  # time the client spent in its handler: round time minus this is overhead
+ON_GPU = "on-gpu"  # a training reply: 1 when the client trained on a CUDA device, 0 on the CPU
 KEPT_NORM = "kept-norm"  # L2 norm of all a client keeps to itself (0: nothing): shows its state persists
 RECEIVED_NORM = "received-norm"  # L2 norm of the weights a client was sent: tells models apart in logs
 # An ensemble's evaluation (hnet.input=noise: several sampled models per client); EVAL_ACCURACY is the

@@ -27,6 +27,7 @@ ROUND = "round"
 ELAPSED_S = "elapsed_s"
 TRAIN_LOSS = "train_loss"  # example-weighted over the round's valid train replies
 TRAIN_CLIENTS = "train_clients"
+TRAIN_GPU_CLIENTS = "train_gpu_clients"  # of those, the clients that trained on a GPU
 GRAD_NORM = "grad_norm"  # the hypernetwork's outer gradient
 ACCURACY = "accuracy"  # mean over clients of each one's accuracy on its own test split
 ACCURACY_POOLED = "accuracy_pooled"  # all evaluated clients' test examples together
@@ -93,6 +94,9 @@ class Summary:
     generalization_gap: float | None = None
     rejected_replies: dict[str, int] = field(default_factory=dict)  # reason -> count
     server_device: str | None = None
+    # Of the run's valid training replies, the share computed on a GPU (clients report it); None: not reported.
+    # A grid's runs may come from different machines: this and wall_time_s say which ran where.
+    gpu_training_share: float | None = None
     message_sweep: str | None = None  # who handed messages to simulated clients: fedhyper or flower
     # privacy.*: epsilon, delta, noise_multiplier, clip, rounds, sample_size, population, accounting,
     # max_epsilon (fedhyper.privacy.Accountant.report); None without privacy.

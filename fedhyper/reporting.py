@@ -78,6 +78,13 @@ class RunReporter:
         old = self.clients_path.read_text().splitlines(True) if self.clients_path.exists() else []
         self.clients_path.write_text("".join(line for line in old if json.loads(line)[record.ROUND] <= last))
 
+    def gpu_training_share(self) -> float | None:
+        """The share of the run's valid training replies that clients computed on a GPU; None: none reported it."""
+        rows = [r for r in self.history if record.TRAIN_GPU_CLIENTS in r and r.get(record.TRAIN_CLIENTS)]
+        if not rows:
+            return None
+        return sum(r[record.TRAIN_GPU_CLIENTS] for r in rows) / sum(r[record.TRAIN_CLIENTS] for r in rows)
+
     def seconds_to_accuracy(self, targets: tuple[float, ...] = (0.9, 0.95, 0.96)) -> dict[str, float | None]:
         """For each target, the elapsed time at the first evaluation that reached it."""
         evals = self.evaluations()
@@ -116,6 +123,7 @@ class RunReporter:
             wall_time_s=round(time.monotonic() - self.start, 3),
             seconds_to_accuracy=self.seconds_to_accuracy(),
             initial_accuracy=evals[0].get(record.ACCURACY) if evals and evals[0][record.ROUND] == 0 else None,
+            gpu_training_share=self.gpu_training_share(),
             **extra,
         )
         summary.write(self.run_dir)

@@ -74,6 +74,7 @@ class RunResult:
     # fault, a malformed or non-finite reply); None where the run's record does not say.
     final_eval_clients: int | None = None
     final_evaluate_rejected: int | None = None
+    gpu_training_share: float | None = None  # summary.json's: the training replies computed on a GPU; None: unknown
     curve: list[tuple[int, float]] = field(default_factory=list, repr=False)  # (round, mean accuracy)
     per_client_accuracy: list[float] = field(default_factory=list, repr=False)
 
@@ -148,6 +149,7 @@ def load_run(
         run_dir=str(run_dir),
         final_eval_clients=last.get(record.EVAL_CLIENTS),
         final_evaluate_rejected=last.get(record.EVALUATE_REJECTED),
+        gpu_training_share=summary.gpu_training_share,
         curve=[(r[record.ROUND], r[record.ACCURACY]) for r in rows if r.get(record.ACCURACY) is not None],
         per_client_accuracy=list(summary.per_client_accuracy),
     )

@@ -119,6 +119,17 @@ def paired_table(differences: Sequence[PairedDifference]) -> list[str]:
     return lines
 
 
+def on_gpu(results: Sequence[RunResult]) -> list[str]:
+    """A line naming the runs whose clients trained on a GPU, if any: their wall times are another machine's."""
+    gpu = sorted((r for r in results if r.gpu_training_share), key=lambda r: (r.label, r.seed))
+    if not gpu:
+        return []
+    unknown = sum(r.gpu_training_share is None for r in results)
+    names = ", ".join(f"{r.label} seed {r.seed} ({100 * r.gpu_training_share:.0f}%)" for r in gpu)
+    return ["", f"Runs whose clients trained on a GPU (share of their training replies), wall times not comparable "
+                f"with the others': {names}." + (f" {unknown} runs do not record it." if unknown else "")]  # fmt: skip
+
+
 def left_out(results: Sequence[RunResult]) -> list[str]:
     """Lines saying whether every run's last evaluation counted every client it asked.
 
@@ -171,6 +182,7 @@ def markdown_report(
         lines.append(markdown_table(groups, target))
         lines += paired_table([d for d in paired_differences(results) if d.setting == setting])
         lines += left_out([r for r in results if r.setting == setting])
+        lines += on_gpu([r for r in results if r.setting == setting])
         lines += [""] + [f"![{name}]({name})" for name in plots.get(setting, [])]
     return "\n".join(lines) + "\n"
 

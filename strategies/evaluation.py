@@ -24,6 +24,7 @@ def train_summary(replies: dict[int, Reply]) -> dict[str, float]:
     return {
         record.TRAIN_LOSS: sum(loss * n for loss, n in zip(losses, counts, strict=True)) / sum(counts),
         record.TRAIN_CLIENTS: len(replies),
+        record.TRAIN_GPU_CLIENTS: sum(int(r.metrics.get(protocol.ON_GPU, 0)) for r in replies.values()),
     }
 
 

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from fedhyper.record import Summary
@@ -65,6 +66,7 @@ def test_a_tiny_grid_writes_its_outputs_and_a_repeat_runs_only_what_did_not_fini
     assert summaries(out) == first  # nothing ran again
     assert "2 already finished, 0 to run" in capsys.readouterr().out
 
+    assert ("trained on a GPU" in report) == torch.cuda.is_available()  # in process: the GPU if there is one
     interrupted = out / rows[0]["run_dir"]
     (interrupted / "summary.json").unlink()  # what a killed run leaves behind: no summary
 
@@ -81,6 +83,14 @@ def test_a_tiny_grid_writes_its_outputs_and_a_repeat_runs_only_what_did_not_fini
     assert (interrupted / "summary.json").is_file()
     untouched = str(out / rows[1]["run_dir"] / "summary.json")
     assert summaries(out)[untouched] == first[untouched]
+
+    gpu_run = out / rows[1]["run_dir"]  # as if it had come from a GPU machine, half its replies there
+    summary = json.loads((gpu_run / "summary.json").read_text())
+    assert summary["gpu_training_share"] == (1.0 if torch.cuda.is_available() else 0.0)
+    (gpu_run / "summary.json").write_text(json.dumps({**summary, "gpu_training_share": 0.5}))
+    assert compare.main(grid(out, "jobs=2", "report_only=true")) == 0
+    line = next(x for x in (out / "report.md").read_text().splitlines() if "trained on a GPU" in x)
+    assert line.endswith(f": pfedhn seed {rows[1]['seed']} (50%).")
 
 
 def test_the_plan_gives_every_strategy_the_same_data_and_each_setting_its_own(tmp_path):

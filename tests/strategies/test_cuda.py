@@ -23,5 +23,7 @@ def test_each_strategy_trains_and_evaluates_with_no_reply_left_out(loop_on, tiny
 
     loop.train(1, metrics)
     assert loop.replies.rejected == {} and metrics.values["train_clients"] == 2
+    # In process the clients train on the GPU whenever there is one, whatever the server's device.
+    assert metrics.values["train_gpu_clients"] == (2 if torch.cuda.is_available() else 0)
     result = loop.evaluate(1, [0, 1, 2, 3], metrics)
     assert loop.replies.rejected == {} and 0 < result["accuracy"] <= 1

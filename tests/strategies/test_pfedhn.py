@@ -84,6 +84,7 @@ def test_in_process_run_improves_accuracy_and_writes_the_record(in_process_grid,
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["strategy"] == "pfedhn" and on_disk["num_clients"] == 4 and on_disk["rounds"] == 12
     assert len(on_disk["per_client_accuracy"]) == 4
+    assert on_disk["gpu_training_share"] == (1.0 if torch.cuda.is_available() else 0.0)  # in process: the GPU if any
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == list(range(13))
     assert all(0 <= r["accuracy"] <= 1 for r in rows if "accuracy" in r)
