@@ -11,6 +11,7 @@ from fedhyper.config import ExperimentConfig
 from fedhyper.data import federated
 from simulations.inprocess import run_experiment
 from strategies.evaluation import evaluation_summary
+from strategies.loop import NoFinalEvaluation
 from strategies.registry import get
 from strategies.replies import Reply
 
@@ -67,6 +68,6 @@ def test_with_eval_test_off_no_test_example_is_read(tmp_path, monkeypatch):
     assert summary.final_accuracy is None and summary.final_accuracy_pooled is None
     assert summary.val_accuracy is not None
     assert summary.rejected_replies == {}
-    cfg.sim.eval_test = True  # the same poison with the test split read: the clients fail
-    failed = run_experiment(cfg, tmp_path / "read")
-    assert failed.rejected_replies.get("error", 0) > 0
+    cfg.sim.eval_test = True  # the same poison with the test split read: every client's evaluation fails
+    with pytest.raises(NoFinalEvaluation, match=r"none of the 3 clients .* error x\d+ \(latest: IndexError"):
+        run_experiment(cfg, tmp_path / "read")
