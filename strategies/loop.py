@@ -104,15 +104,16 @@ class RoundLoop:
             if server_round > 0:
                 self.train(server_round, metrics)
             last = self.stop is not None and self.stop.last_round(server_round)
-            evaluated = self.schedule.evaluated_clients(self.schedule.total_rounds if last else server_round)
+            final = last or server_round == self.schedule.total_rounds  # evaluated as the run's last round
+            evaluated = self.schedule.evaluated_clients(self.schedule.total_rounds if final else server_round)
             if evaluated:
-                summary = self.evaluate(server_round, evaluated, metrics)
-                if not summary and (last or server_round == self.schedule.total_rounds):
+                evaluation = self.evaluate(server_round, evaluated, metrics)
+                if final and not evaluation:
                     raise NoFinalEvaluation(
                         f"round {server_round}: none of the {len(evaluated)} clients asked to evaluate sent a "
                         f"valid reply, so the run has no final accuracy; replies left out so far: {self.rejections()}"
                     )
-                metrics.values.update(summary)
+                metrics.values.update(evaluation)
             for callback in self.callbacks:
                 callback.after_round(server_round, metrics)
             if last:
