@@ -12,7 +12,7 @@ run: setup
 	$(PY) -m simulations.run $(ARGS)
 
 test: setup
-	$(PY) -m pytest -n $$(($$(nproc) + 1)) --dist worksteal $(ARGS)  # a worker per core and one more: engine tests spend much of their time waiting
+	$(PY) -m pytest -n $$(($$(nproc) + 1)) --dist worksteal --durations=15 $(ARGS)  # a worker per core and one more: engine tests spend much of their time waiting; the 15 slowest listed (the suite must stay under 8 minutes on 2 cores)
 
 lint: setup
 	$(VENV)/bin/ruff check fedhyper strategies clients simulations tests benchmarks scripts
