@@ -27,9 +27,12 @@ from tests.hub_copies import build_copy
 # A run of seconds in the in-process engine: 4 clients on 2,000 Fashion-MNIST examples, 2 rounds of 2 clients.
 TINY_RUN = ("data.num_clients=4", "data.subset=2000", "sim.num_rounds=2", "sim.clients_per_round=2",
             "sim.eval_every=1", "strategy.local.steps=5")  # fmt: skip
-# Strategies that count steps of their own beside strategy.local.steps: TINY_RUN's 5 for those too (their
-# defaults, 50, would make a tiny run ten times as long).
-TINY_OWN_STEPS = {"ditto": ("strategy.personal_steps=5",), "fedrep": ("strategy.head_steps=5",)}
+# Strategies that count steps of their own beside strategy.local.steps: as many as it, whatever a test sets it
+# to (their defaults, 50, would make a tiny run ten times as long).
+TINY_OWN_STEPS = {
+    "ditto": ("strategy.personal_steps=${strategy.local.steps}",),
+    "fedrep": ("strategy.head_steps=${strategy.local.steps}",),
+}
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

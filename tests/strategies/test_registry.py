@@ -14,10 +14,8 @@ from strategies.registry import REGISTRY, get
 
 NAMES = sorted(REGISTRY)
 # Near the others' time: pFedMe solves for its personal model in K steps on every batch (2 here, not its paper's 5);
-# Ditto trains a personal model beside the global one (15 steps, as the global one, not 50).
-OWN_OVERRIDES = {  # the steps they count beside strategy.local.steps: as many as it (pFedMe's K: 2)
-    "pfedme": ["strategy.inner_steps=2"], "ditto": ["strategy.personal_steps=15"], "fedrep": ["strategy.head_steps=15"],
-}  # fmt: skip
+# Ditto's personal model and FedRep's head take as many steps as strategy.local.steps (tiny_config's TINY_OWN_STEPS).
+OWN_OVERRIDES = {"pfedme": ["strategy.inner_steps=2"]}
 
 
 def test_finding_the_server_app_imports_no_strategy():
