@@ -22,8 +22,8 @@ from strategies.shared import SharedModelConfig, SharedModelStrategy, shared_wei
 class PerFedAvgConfig(SharedModelConfig):
     name: str = "perfedavg"
     search_space: ClassVar[SearchSpace] = {**LOCAL_LR_SPACE, "strategy.alpha": Range(1e-3, 1e-1, log=True)}
-    # Chosen at convergence (settle=true) from FedAvg-FT's fine-tuning steps and the paper's one: with
-    # (0, 1, 3, 5, 10) the grid's Dirichlet cell chose 10, the largest candidate; alpha stays as tuned.
+    # Chosen at convergence (settle=true) from FedAvg-FT's fine-tuning steps and the paper's one, so that no
+    # strategy's adaptation is offered fewer steps than another's; alpha stays as tuned.
     eval_space: ClassVar[EvalSpace] = {"strategy.adapt_steps": tuple(sorted({1, *FINETUNE_STEPS}))}
     # local.lr is the meta step beta (the paper's 1e-3 barely moves in fedhyper's 50-step rounds, so
     # the shared 5e-3); momentum and weight decay do not apply to meta-steps.
