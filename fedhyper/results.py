@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -155,22 +156,24 @@ def load_run(
     )
 
 
-def write_csv(results: Iterable[RunResult], path: Path) -> None:
+def write_csv(results: Iterable[RunResult], path: Path, root: Path | None = None) -> None:
     """One row a run, the columns of ``CSV_FIELDS``; a run that never reached the target has an empty cell.
 
-    A run folder under the file's own folder is written relative to it, so that the file and its runs
-    can be committed or moved together; one elsewhere keeps its path as given.
+    A run folder under ``root`` (the file's own folder when None) is written relative to the file's
+    folder (``../runs/...`` for a report in a subfolder of its grid), so that the file and its runs can be
+    committed or moved together; one elsewhere keeps its path as given.
     """
     path = Path(path)
     home = path.parent.resolve()
+    root = home if root is None else Path(root).resolve()
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for r in results:
             row = asdict(r)
             run_dir = Path(row["run_dir"]).resolve()
-            if run_dir.is_relative_to(home):
-                row["run_dir"] = run_dir.relative_to(home).as_posix()
+            if run_dir.is_relative_to(root):
+                row["run_dir"] = Path(os.path.relpath(run_dir, home)).as_posix()
             writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_FIELDS})
 
 

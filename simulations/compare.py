@@ -2,8 +2,8 @@
 
 Runs every strategy × variant (a named configuration of it) × data setting × seed on the same
 partitions (a setting and a seed fix them) and the same evaluation (mean personalised test
-accuracy over clients), then writes ``results.csv``, ``report.md`` and plots into ``out_dir``
-(``fedhyper.results``, ``simulations.report``, ``simulations.plots``). The engines
+accuracy over clients), then writes ``results.csv``, ``report.md`` and plots into ``out_dir``, or
+its ``report_dir`` (``fedhyper.results``, ``simulations.report``, ``simulations.plots``). The engines
 (``simulations.engines``) run each run in a worker process or through ``python -m simulations.run``.
 Each run has its own directory under ``out_dir/runs``, named by its resolved config and engine,
 so repeating a command skips the runs that finished, re-runs those that were interrupted (from their checkpoint when
@@ -23,7 +23,7 @@ import sys
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -104,6 +104,18 @@ def validate(cc: CompareConfig) -> None:
         raise ValueError(f"progress_every={cc.progress_every} must be positive (seconds)")
     if cc.tune < 0 or cc.tune_rounds < 0:
         raise ValueError(f"tune={cc.tune} and tune_rounds={cc.tune_rounds} must be >= 0 (0: no tuning; a quarter)")
+    parts = PurePosixPath(cc.report_dir).parts
+    if PurePosixPath(cc.report_dir).is_absolute() or ".." in parts or parts[:1] in (("runs",), ("tuning",)):
+        raise ValueError(
+            f'report_dir={cc.report_dir!r} must be a folder inside out_dir, not runs/ or tuning/ ("": out_dir itself)'
+        )
+
+
+def report_folder(cc: CompareConfig) -> Path:
+    """Where the grid's results.csv, report.md, settled.yaml and plots go (``report_dir`` under ``out_dir``)."""
+    folder = Path(cc.out_dir) / cc.report_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def load_compare(argv: list[str]) -> tuple[CompareConfig, list[str]]:
@@ -299,7 +311,7 @@ def settle_grid(cc: CompareConfig, common: list[str], runs: list[PlannedRun]) ->
             out[(setting, name, variant)] = reevaluation.settle(
                 space, finished, members[0].label.num_rounds, compute=not cc.report_only, pool=pool
             )
-    (Path(cc.out_dir) / SETTLED_FILE).write_text(yaml.safe_dump(settled_yaml(out), sort_keys=False))
+    (report_folder(cc) / SETTLED_FILE).write_text(yaml.safe_dump(settled_yaml(out), sort_keys=False))
     return out
 
 
@@ -371,21 +383,26 @@ def write_outputs(
     common: list[str],
     settled: dict[Cell, reevaluation.Settled] | None = None,
 ) -> list[results.RunResult]:
-    """results.csv, report.md and two plots per data setting, from the finished runs' directories."""
-    out = Path(cc.out_dir)
+    """results.csv, report.md and two plots per data setting (in ``report_folder``), from the finished runs.
+
+    The report's tuning section lists this grid's cells only: ``tuned.yaml`` may hold another grid's
+    that shares ``out_dir`` (an ablation's beside the comparison's).
+    """
+    out = report_folder(cc)
     done = [
         results.load_run(r.label.run_dir, r.label.setting, r.label.seed, cc.engine, cc.target_accuracy, r.label.variant)
         for r in runs
         if results.is_finished(r.label.run_dir)
     ]
-    results.write_csv(done, out / "results.csv")
+    results.write_csv(done, out / "results.csv", root=Path(cc.out_dir))
     figures = {s: plots.plot_setting(done, s, out) for s in cc.settings if any(r.setting == s for r in done)}
     settings = {s: [*cc.setting_overrides[s], *common] for s in cc.settings}
     report = markdown_report(done, cc.target_accuracy, settings, figures)
     if settled is not None:
         report += settled_report(done, settled)
-    if (out / tuning.TUNED_FILE).is_file():
-        report += tuning.markdown(yaml.safe_load((out / tuning.TUNED_FILE).read_text()))
+    if (tuned := Path(cc.out_dir) / tuning.TUNED_FILE).is_file():
+        cells = {(s, results.run_label(n, v)) for s in cc.settings for n in cc.strategies for v in cc.variants}
+        report += tuning.markdown(yaml.safe_load(tuned.read_text()), cells)
     (out / "report.md").write_text(report)
     return done
 
@@ -427,7 +444,7 @@ def main(argv: list[str]) -> int:
         )
         return 130
     done = write_outputs(cc, runs, common, settled)
-    print(f"{len(done)}/{len(runs)} runs finished; results.csv, report.md and plots in {Path(cc.out_dir).resolve()}")
+    print(f"{len(done)}/{len(runs)} runs finished; results.csv, report.md and plots in {report_folder(cc).resolve()}")
     if failed:
         print(f"{failed} runs failed; see their run.log, then repeat the command", file=sys.stderr)
     return 1 if failed else 0

@@ -96,6 +96,9 @@ class CompareConfig(ExperimentConfig):
     engine: str = "inprocess"
     jobs: int = 0  # runs at once with engine=inprocess; 0: one per CPU core
     out_dir: str = "outputs/compare"  # repeating a command with the same out_dir skips finished runs
+    # where results.csv, report.md, settled.yaml and the plots go, relative to out_dir ("": out_dir itself):
+    # a second grid over the same runs and tuning (an ablation beside its comparison) keeps its own report.
+    report_dir: str = ""
     # tune=N: before the grid, N trials per strategy × variant × setting (seed 0, tune_rounds rounds,
     # the test split unread), chosen on validation accuracy; the choices go to tuned.yaml and every run.
     tune: int = 0

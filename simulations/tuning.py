@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,8 +134,11 @@ def write_tuned(studies: list[Study], n_trials: int, path: Path) -> dict[str, An
     return record
 
 
-def markdown(record: dict[str, Any]) -> str:
-    """The report's section on tuning: how, and the values chosen for each strategy."""
+def markdown(record: dict[str, Any], cells: Collection[tuple[str, str]] | None = None) -> str:
+    """The report's section on tuning: how, and the values chosen for each strategy.
+
+    ``cells``: the (setting, label) pairs to list; None lists every cell the record holds.
+    """
     lines = [
         "",
         "## Tuning",
@@ -144,10 +147,13 @@ def markdown(record: dict[str, Any]) -> str:
         f"{record['seed']}, a shorter budget (rounds per trial below), selected on {record['selected_on']}. "
         "The chosen values apply to every seed of the grid; `tuned.yaml` lists the search spaces.",
     ]
-    for setting, cells in record["chosen"].items():
+    for setting, chosen in record["chosen"].items():
+        listed = {label: cell for label, cell in chosen.items() if cells is None or (setting, label) in cells}
+        if not listed:
+            continue
         head = "| strategy | chosen | validation (%) | trials | rounds per trial |"
         lines += ["", f"Setting `{setting}`:", "", head, "|---|---|---|---|---|"]
-        for label, cell in cells.items():
+        for label, cell in listed.items():
             values = ", ".join(f"`{k}={_short(v)}`" for k, v in cell["values"].items()) or "defaults (no trial ran)"
             score = "–" if cell[OBJECTIVE] is None else f"{100 * cell[OBJECTIVE]:.2f}"
             failed = f" ({cell['failed_trials']} failed)" if cell["failed_trials"] else ""

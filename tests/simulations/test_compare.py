@@ -147,6 +147,8 @@ def test_checkpointing_a_run_or_not_names_the_same_run(tmp_path):
         ("sim.num_rounds=0", "sim.num_rounds=0 must be at least 1 (strategy pfedhn, setting default"),
         ("strategy.nope=1", "Key 'nope' not in 'PFedHNConfig'"),
         ("jobs=abc", "jobs: Value 'abc' of type 'str' could not be converted to Integer"),
+        ("report_dir=../elsewhere", "report_dir='../elsewhere' must be a folder inside out_dir"),
+        ("report_dir=runs/mine", "report_dir='runs/mine' must be a folder inside out_dir, not runs/ or tuning/"),
     ],
 )
 def test_a_bad_option_exits_2_with_one_line_before_anything_runs(tmp_path, capsys, override, message):
@@ -317,6 +319,30 @@ def test_tuned_yaml_keeps_the_cells_of_an_earlier_command_and_replaces_only_its_
     record = tuning.write_tuned([again], 2, path)  # ditto tuned again with 2 trials, fedavg's cell kept with 1
     assert record["trials_per_cell"] == [1, 2]
     assert "Strategies had 1 or 2 trials per setting" in tuning.markdown(record)
+
+
+def test_a_second_grid_over_the_same_runs_reports_in_its_own_folder_with_its_own_tuned_cells(tmp_path, capsys):
+    out = tmp_path / "shared"
+    argv = ["strategies=[fedavg]", "seeds=[0]", "engine=inprocess", "jobs=1", f"out_dir={out}", *TINY]
+    assert compare.main(argv) == 0, capsys.readouterr()
+    first = (out / "report.md").read_text()
+    space = {"strategy.local.lr": Range(1e-3, 1e-1)}
+    cells = [tuning.new_study("default", name, "base", space, 2) for name in ("fedavg", "ditto")]
+    for cell, lr in zip(cells, (0.01, 0.02), strict=True):
+        cell.trials.append({"values": {"strategy.local.lr": lr}, tuning.OBJECTIVE: 0.8, "run_dir": "x"})
+    tuning.write_tuned(cells, 1, out / tuning.TUNED_FILE)  # as if another grid had tuned ditto into this folder
+
+    assert compare.main([*argv, "report_dir=ablation/one", "report_only=true"]) == 0
+
+    mine = out / "ablation" / "one"
+    (row,) = csv.DictReader((mine / "results.csv").open())
+    assert row["run_dir"].startswith("../../runs/default/fedavg/seed0-")  # the grid's run, relative to the file
+    assert (mine / row["run_dir"] / "summary.json").is_file()
+    report = (mine / "report.md").read_text()
+    assert "| fedavg | 1 |" in report and "| fedavg | `strategy.local.lr=0.01` | 80.00 |" in report
+    assert "ditto" not in report  # the tuning section lists this grid's cells only
+    assert (mine / "accuracy_default.png").is_file()
+    assert (out / "report.md").read_text() == first  # the first grid's report is left as it was
 
 
 @pytest.mark.parametrize("name", sorted(registry.REGISTRY))
