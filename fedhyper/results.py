@@ -253,17 +253,19 @@ class PairedDifference:
 
     setting: str
     label: str
-    reference: str  # the best other label (highest mean final accuracy over its seeds)
+    reference: str  # the label compared with: the best other (highest mean final accuracy), or the one asked for
     mean: float
     half_width: float | None  # of the 95% t-interval over seeds; None from one common seed
     seeds: int  # seeds both labels ran
 
 
-def paired_differences(results: Iterable[RunResult]) -> list[PairedDifference]:
+def paired_differences(results: Iterable[RunResult], reference: str = "") -> list[PairedDifference]:
     """For every label, mean final accuracy difference to the best *other* label, with a 95% t-interval.
 
     The best label's difference is to the runner-up (positive if it leads on average); every other
-    label's is to the best one. Pairs are the seeds both ran: the same partitions and initial draws.
+    label's is to the best one. With ``reference`` (a run label: an ablation's full method) every
+    other label of a setting that has it is compared with it instead, and it with the best other.
+    Pairs are the seeds both ran: the same partitions and initial draws.
     """
     by_setting: dict[str, dict[str, dict[int, float]]] = {}
     for r in results:
@@ -276,11 +278,11 @@ def paired_differences(results: Iterable[RunResult]) -> list[PairedDifference]:
             others = [o for o in labels if o != label]
             if not others:
                 continue
-            reference = max(others, key=means.__getitem__)
-            seeds = sorted(set(values) & set(labels[reference]))
+            other = reference if reference in others else max(others, key=means.__getitem__)
+            seeds = sorted(set(values) & set(labels[other]))
             if not seeds:
                 continue
-            diffs = [values[s] - labels[reference][s] for s in seeds]
+            diffs = [values[s] - labels[other][s] for s in seeds]
             half = t95(len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else None
-            out.append(PairedDifference(setting, label, reference, statistics.fmean(diffs), half, len(seeds)))
+            out.append(PairedDifference(setting, label, other, statistics.fmean(diffs), half, len(seeds)))
     return out

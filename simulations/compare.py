@@ -104,6 +104,9 @@ def validate(cc: CompareConfig) -> None:
         raise ValueError(f"progress_every={cc.progress_every} must be positive (seconds)")
     if cc.tune < 0 or cc.tune_rounds < 0:
         raise ValueError(f"tune={cc.tune} and tune_rounds={cc.tune_rounds} must be >= 0 (0: no tuning; a quarter)")
+    labels = [results.run_label(n, v) for n in cc.strategies for v in cc.variants]
+    if cc.reference and cc.reference not in labels:
+        raise ValueError(f"reference={cc.reference!r} is none of this grid's labels: {', '.join(labels)}")
     parts = PurePosixPath(cc.report_dir).parts
     if PurePosixPath(cc.report_dir).is_absolute() or ".." in parts or parts[:1] in (("runs",), ("tuning",)):
         raise ValueError(
@@ -397,9 +400,9 @@ def write_outputs(
     results.write_csv(done, out / "results.csv", root=Path(cc.out_dir))
     figures = {s: plots.plot_setting(done, s, out) for s in cc.settings if any(r.setting == s for r in done)}
     settings = {s: [*cc.setting_overrides[s], *common] for s in cc.settings}
-    report = markdown_report(done, cc.target_accuracy, settings, figures)
+    report = markdown_report(done, cc.target_accuracy, settings, figures, cc.reference)
     if settled is not None:
-        report += settled_report(done, settled)
+        report += settled_report(done, settled, cc.reference)
     if (tuned := Path(cc.out_dir) / tuning.TUNED_FILE).is_file():
         cells = {(s, results.run_label(n, v)) for s in cc.settings for n in cc.strategies for v in cc.variants}
         report += tuning.markdown(yaml.safe_load(tuned.read_text()), cells)

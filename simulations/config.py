@@ -99,6 +99,9 @@ class CompareConfig(ExperimentConfig):
     # where results.csv, report.md, settled.yaml and the plots go, relative to out_dir ("": out_dir itself):
     # a second grid over the same runs and tuning (an ablation beside its comparison) keeps its own report.
     report_dir: str = ""
+    # the run label (strategy, or strategy/variant) that the report's paired differences are taken to;
+    # "": each label to the best other. An ablation sets its full method (reference=fedhyper).
+    reference: str = ""
     # tune=N: before the grid, N trials per strategy × variant × setting (seed 0, tune_rounds rounds,
     # the test split unread), chosen on validation accuracy; the choices go to tuned.yaml and every run.
     tune: int = 0

@@ -101,13 +101,16 @@ def markdown_table(groups: Sequence[GroupSummary], target: float) -> str:
     return "\n".join(lines)
 
 
-def paired_table(differences: Sequence[PairedDifference]) -> list[str]:
-    """Lines of the table of each label's paired difference to the best other label (percentage points)."""
+def paired_table(differences: Sequence[PairedDifference], reference: str = "") -> list[str]:
+    """Lines of the table of each label's paired difference to the best other label, or to ``reference`` (pp)."""
     if not differences:
         return []
+    whom = "the best other strategy"
+    if reference and any(d.reference == reference for d in differences):
+        whom = f"{reference}'s (the best other's, for {reference} itself)"
     lines = [
         "",
-        "Final accuracy minus that of the best other strategy, paired by seed (percentage points; "
+        f"Final accuracy minus that of {whom}, paired by seed (percentage points; "
         "± the half-width of the 95% t-interval over seeds):",
         "",
         "| strategy | compared with | difference (pp) | seeds |",
@@ -156,9 +159,16 @@ def left_out(results: Sequence[RunResult]) -> list[str]:
 
 
 def markdown_report(
-    results: Sequence[RunResult], target: float, settings: dict[str, list[str]], plots: dict[str, list[str]]
+    results: Sequence[RunResult],
+    target: float,
+    settings: dict[str, list[str]],
+    plots: dict[str, list[str]],
+    reference: str = "",
 ) -> str:
-    """The whole report: per data setting its overrides, the table (a row per run label) and its plots (file names)."""
+    """The whole report: per data setting its overrides, the table (a row per run label) and its plots (file names).
+
+    ``reference``: the run label the paired differences are taken to (``fedhyper.results.paired_differences``).
+    """
     lines = [
         "# Strategy comparison",
         "",
@@ -180,7 +190,7 @@ def markdown_report(
         overrides = " ".join(settings.get(setting, [])) or "(none)"
         lines += ["", f"## Setting `{setting}`", "", f"Overrides: `{overrides}`; engine: {', '.join(engines)}.", ""]
         lines.append(markdown_table(groups, target))
-        lines += paired_table([d for d in paired_differences(results) if d.setting == setting])
+        lines += paired_table([d for d in paired_differences(results, reference) if d.setting == setting], reference)
         lines += left_out([r for r in results if r.setting == setting])
         lines += on_gpu([r for r in results if r.setting == setting])
         lines += [""] + [f"![{name}]({name})" for name in plots.get(setting, [])]
@@ -216,7 +226,9 @@ def _chosen(cell: Settled | None) -> str:
     return ", ".join(f"`{k.removeprefix('strategy.')}={v}`" for k, v in cell.chosen.items())
 
 
-def settled_report(done: Sequence[RunResult], settled: Mapping[tuple[str, str, str], Settled]) -> str:
+def settled_report(
+    done: Sequence[RunResult], settled: Mapping[tuple[str, str, str], Settled], reference: str = ""
+) -> str:
     """report.md's section for ``settle=true``: per setting, final accuracies with evaluation options re-chosen."""
     rows = settled_results(done, settled)
     lines = [
@@ -237,7 +249,7 @@ def settled_report(done: Sequence[RunResult], settled: Mapping[tuple[str, str, s
             cell = settled.get((g.setting, g.strategy, g.variant))
             lines.append(f"| {run_label(g.strategy, g.variant)} | {len(g.seeds)} | {_pct(g.final_accuracy)} | "
                          f"{_pct(g.final_accuracy_pooled)} | {_pct(g.val_accuracy)} | {_chosen(cell)} |")  # fmt: skip
-        lines += paired_table([d for d in paired_differences(rows) if d.setting == setting])
+        lines += paired_table([d for d in paired_differences(rows, reference) if d.setting == setting], reference)
     missing = [(cell, why) for cell, s in settled.items() for why in s.missing]
     if missing:
         lines += ["", "Not evaluated:", ""]

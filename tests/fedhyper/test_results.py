@@ -130,3 +130,10 @@ def test_paired_differences_compare_each_strategy_with_the_best_other_seed_by_se
     assert diffs["ditto"].half_width == pytest.approx(4.303 * sd / 3**0.5)  # t(0.975, 2 df)
     assert diffs["fedavg"].mean == pytest.approx(-diffs["ditto"].mean)
     assert diffs["ditto"].seeds == 3
+
+    to_fedavg = {d.label: d for d in results.paired_differences(runs, reference="fedavg")}  # an ablation's way
+
+    assert to_fedavg["local"].reference == "fedavg" and to_fedavg["ditto"].reference == "fedavg"
+    assert to_fedavg["local"].mean == pytest.approx((-0.30 - 0.10 - 0.35) / 3)
+    assert to_fedavg["fedavg"].reference == "ditto"  # the reference itself: to the best other
+    assert to_fedavg["ditto"].mean == pytest.approx(diffs["ditto"].mean)

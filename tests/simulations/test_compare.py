@@ -149,6 +149,7 @@ def test_checkpointing_a_run_or_not_names_the_same_run(tmp_path):
         ("jobs=abc", "jobs: Value 'abc' of type 'str' could not be converted to Integer"),
         ("report_dir=../elsewhere", "report_dir='../elsewhere' must be a folder inside out_dir"),
         ("report_dir=runs/mine", "report_dir='runs/mine' must be a folder inside out_dir, not runs/ or tuning/"),
+        ("reference=fedavg", "reference='fedavg' is none of this grid's labels: pfedhn"),
     ],
 )
 def test_a_bad_option_exits_2_with_one_line_before_anything_runs(tmp_path, capsys, override, message):
@@ -332,7 +333,7 @@ def test_a_second_grid_over_the_same_runs_reports_in_its_own_folder_with_its_own
         cell.trials.append({"values": {"strategy.local.lr": lr}, tuning.OBJECTIVE: 0.8, "run_dir": "x"})
     tuning.write_tuned(cells, 1, out / tuning.TUNED_FILE)  # as if another grid had tuned ditto into this folder
 
-    assert compare.main([*argv, "report_dir=ablation/one", "report_only=true"]) == 0
+    assert compare.main([*argv, "report_dir=ablation/one", "report_only=true", "reference=fedavg"]) == 0
 
     mine = out / "ablation" / "one"
     (row,) = csv.DictReader((mine / "results.csv").open())
