@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, fields, replace
 from pathlib import Path, PurePosixPath
@@ -112,6 +113,12 @@ def validate(cc: CompareConfig) -> None:
         raise ValueError(
             f'report_dir={cc.report_dir!r} must be a folder inside out_dir, not runs/ or tuning/ ("": out_dir itself)'
         )
+
+
+def cell_name(cell: Cell) -> str:
+    """``strategy/variant · setting``, as the grid's progress lines name a cell."""
+    setting, name, variant = cell
+    return f"{results.run_label(name, variant)} · {setting}"
 
 
 def report_folder(cc: CompareConfig) -> Path:
@@ -217,12 +224,15 @@ def finished_twin(run_dir: Path, config: dict[str, Any]) -> Path:
 def plan(cc: CompareConfig, common: list[str], tuned: dict[Cell, list[str]] | None = None) -> list[PlannedRun]:
     """Compose and check every run's config; seeds outermost, so a first full comparison comes early.
 
-    ``tuned`` holds each cell's chosen values (overrides) when the grid was tuned first.
+    ``tuned`` holds each cell's chosen values (overrides) when the grid was tuned first; a cell it lacks
+    (its tuning not ended, ``report_only``) is left out.
     """
     combos: list[tuple[str, str, str, list[str], ExperimentConfig]] = []
     for setting in cc.settings:
         for name in cc.strategies:
             for variant in cc.variants:
+                if tuned is not None and (setting, name, variant) not in tuned:
+                    continue
                 chosen = tuple((tuned or {}).get((setting, name, variant), []))
                 combos.append((setting, name, variant, *compose_run(cc, common, setting, name, variant, chosen)))
         check_machine(combos[-1][4])
@@ -237,7 +247,7 @@ def plan(cc: CompareConfig, common: list[str], tuned: dict[Cell, list[str]] | No
 
 
 class TuningUnfinished(Exception):
-    """``report_only`` on a tuned grid whose trials have not all finished."""
+    """``report_only`` on a tuned grid where no cell's trials have all finished."""
 
 
 def fixed_keys(cc: CompareConfig, common: list[str], cell: Cell) -> set[str]:
@@ -247,10 +257,12 @@ def fixed_keys(cc: CompareConfig, common: list[str], cell: Cell) -> set[str]:
                           *cc.strategy_overrides.get(name, [])])  # fmt: skip
 
 
-def tune_grid(cc: CompareConfig, common: list[str]) -> dict[Cell, list[str]]:
-    """``tune=N``: N trials per cell on validation accuracy (``simulations.tuning``); each cell's chosen overrides.
+def tune_grid(cc: CompareConfig, common: list[str]) -> tuple[dict[Cell, list[str]], list[Cell]]:
+    """``tune=N``: N trials per cell on validation accuracy (``simulations.tuning``).
 
-    With ``report_only`` no trial runs: a trial not yet finished raises ``TuningUnfinished``.
+    Returns each tuned cell's chosen overrides, and the cells whose tuning has not ended: with
+    ``report_only`` no trial runs, so a cell with a trial still to run is left out of the grid (its
+    runs would need the values it has not chosen yet); when that is every cell, ``TuningUnfinished``.
     """
     studies = []
     for setting in cc.settings:
@@ -262,7 +274,7 @@ def tune_grid(cc: CompareConfig, common: list[str]) -> dict[Cell, list[str]]:
                 rounds = cc.tune_rounds or max(1, cfg.sim.num_rounds // 4)
                 studies.append(tuning.new_study(setting, name, variant, space, rounds))
 
-    def run_trials(batch: list[tuple[tuning.Study, int, list[str]]]) -> list[Path]:
+    def run_trials(batch: list[tuple[tuning.Study, int, list[str]]]) -> list[Path | None]:
         planned = []
         for study, number, extra in batch:
             base, _ = compose_run(cc, common, study.setting, study.strategy, study.variant)
@@ -277,17 +289,21 @@ def tune_grid(cc: CompareConfig, common: list[str]) -> dict[Cell, list[str]]:
         pending = [r for r in planned if not results.is_finished(r.label.run_dir)]
         print(f"tuning, trial {batch[0][1] + 1}/{cc.tune} of {len(batch)} cells: {len(pending)} to run", flush=True)
         if pending and cc.report_only:
-            raise TuningUnfinished(
-                f"report_only: the tuning has not ended (trial {batch[0][1] + 1} of {cc.tune} "
-                f"has {len(pending)} of {len(batch)} cells to run); nothing to report yet"
-            )
+            return [None if r in pending else r.label.run_dir for r in planned]
         if pending:
             execute(cc, pending)
         return [r.label.run_dir for r in planned]
 
     tuning.tune(studies, cc.tune, run_trials)
-    tuning.write_tuned(studies, cc.tune, Path(cc.out_dir) / tuning.TUNED_FILE)
-    return {(s.setting, s.strategy, s.variant): tuning.chosen_overrides(s) for s in studies}
+    tuned = [s for s in studies if not s.unfinished]
+    unfinished = [(s.setting, s.strategy, s.variant) for s in studies if s.unfinished]
+    if not tuned:
+        raise TuningUnfinished(
+            f"report_only: the tuning has not ended in any of the {len(studies)} cells (each has trials "
+            "to run); nothing to report yet"
+        )
+    tuning.write_tuned(tuned, cc.tune, Path(cc.out_dir) / tuning.TUNED_FILE)
+    return {(s.setting, s.strategy, s.variant): tuning.chosen_overrides(s) for s in tuned}, unfinished
 
 
 def settle_grid(cc: CompareConfig, common: list[str], runs: list[PlannedRun]) -> dict[Cell, reevaluation.Settled]:
@@ -385,6 +401,7 @@ def write_outputs(
     runs: list[PlannedRun],
     common: list[str],
     settled: dict[Cell, reevaluation.Settled] | None = None,
+    unfinished: Sequence[Cell] = (),
 ) -> list[results.RunResult]:
     """results.csv, report.md and two plots per data setting (in ``report_folder``), from the finished runs.
 
@@ -400,7 +417,8 @@ def write_outputs(
     results.write_csv(done, out / "results.csv", root=Path(cc.out_dir))
     figures = {s: plots.plot_setting(done, s, out) for s in cc.settings if any(r.setting == s for r in done)}
     settings = {s: [*cc.setting_overrides[s], *common] for s in cc.settings}
-    report = markdown_report(done, cc.target_accuracy, settings, figures, cc.reference)
+    waiting = [f"Not in this report yet, their tuning not ended: {', '.join(cell_name(c) for c in unfinished)}."]
+    report = markdown_report(done, cc.target_accuracy, settings, figures, cc.reference, waiting if unfinished else [])
     if settled is not None:
         report += settled_report(done, settled, cc.reference)
     if (tuned := Path(cc.out_dir) / tuning.TUNED_FILE).is_file():
@@ -421,9 +439,14 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a scheduler's kill stops like Ctrl-C
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started from a background job
     tuned = not cc.tune  # the runs are planned with their final values
+    unfinished: list[Cell] = []  # report_only: cells whose tuning has not ended, left out
     try:
         if cc.tune:
-            runs, tuned = plan(cc, common, tune_grid(cc, common)), True
+            chosen, unfinished = tune_grid(cc, common)
+            runs, tuned = plan(cc, common, chosen), True
+            if unfinished:
+                print(f"report_only: {len(unfinished)} cells left out, their tuning not ended: "
+                      f"{', '.join(cell_name(c) for c in unfinished)}", file=sys.stderr, flush=True)  # fmt: skip
         pending = [r for r in runs if not results.is_finished(r.label.run_dir)]
         to_run = f"{len(pending)} to run with engine={cc.engine}" if not cc.report_only else "report only"
         print(
@@ -446,7 +469,7 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 130
-    done = write_outputs(cc, runs, common, settled)
+    done = write_outputs(cc, runs, common, settled, unfinished)
     print(f"{len(done)}/{len(runs)} runs finished; results.csv, report.md and plots in {report_folder(cc).resolve()}")
     if failed:
         print(f"{failed} runs failed; see their run.log, then repeat the command", file=sys.stderr)

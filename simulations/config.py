@@ -108,7 +108,8 @@ class CompareConfig(ExperimentConfig):
     tune_rounds: int = 0  # rounds per trial; 0: a quarter of the cell's sim.num_rounds
     target_accuracy: float = 0.9  # the report's "rounds to target"
     # true: write results.csv, report.md and plots from the runs finished so far, run nothing (a grid
-    # still running elsewhere, or interrupted); with tune=N its tuning must have ended.
+    # still running elsewhere, or interrupted); with tune=N a cell whose tuning has not ended is left out
+    # (the report names it), and with none ended there is nothing to report (exit status 1).
     report_only: bool = False
     # true: after the runs, each strategy's evaluation-only options (its eval_space: fine-tuning and
     # adaptation before evaluating) are chosen on seed 0's final checkpoint by validation accuracy and

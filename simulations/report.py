@@ -164,10 +164,12 @@ def markdown_report(
     settings: dict[str, list[str]],
     plots: dict[str, list[str]],
     reference: str = "",
+    notes: Sequence[str] = (),
 ) -> str:
     """The whole report: per data setting its overrides, the table (a row per run label) and its plots (file names).
 
-    ``reference``: the run label the paired differences are taken to (``fedhyper.results.paired_differences``).
+    ``reference``: the run label the paired differences are taken to (``fedhyper.results.paired_differences``);
+    ``notes``: paragraphs after the introduction (what the grid left out).
     """
     lines = [
         "# Strategy comparison",
@@ -182,6 +184,8 @@ def markdown_report(
         "personalised afterwards, and the generalization gap from the trained clients' accuracy, in percentage points; "
         "hnet parameters, the hypernetwork's size.",
     ]
+    for note in notes:
+        lines += ["", note]
     by_setting: dict[str, list[GroupSummary]] = {}
     for g in summarise(results):
         by_setting.setdefault(g.setting, []).append(g)

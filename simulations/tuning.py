@@ -41,6 +41,7 @@ class Study:
     rounds: int  # each trial's budget
     optuna: optuna.Study
     trials: list[dict[str, Any]] = field(default_factory=list)  # values, val_accuracy, run_dir
+    unfinished: bool = False  # a trial was not run (report_only): the study stopped there and chose nothing
 
     @property
     def label(self) -> str:
@@ -72,8 +73,9 @@ def objective(run_dir: Path) -> float | None:
     return None if value is None else float(value)
 
 
-# (study, trial number, overrides after the cell's) -> the trial's run directory, once it ran or was found done
-RunTrials = Callable[[list[tuple[Study, int, list[str]]]], list[Path]]
+# (study, trial number, overrides after the cell's) -> the trial's run directory once it ran or was found
+# done, or None for a trial left unrun (report_only)
+RunTrials = Callable[[list[tuple[Study, int, list[str]]]], list[Path | None]]
 
 
 def tune(studies: list[Study], n_trials: int, run_trials: RunTrials) -> None:
@@ -81,14 +83,22 @@ def tune(studies: list[Study], n_trials: int, run_trials: RunTrials) -> None:
 
     Waves keep the studies in step, so the engine always has trials of several studies to run
     side by side, and a finished wave is replayed identically (the sampler is seeded and told the
-    same scores in the same order) when the command is repeated.
+    same scores in the same order) when the command is repeated. A study whose trial was left unrun
+    is ``unfinished`` and drops out of later waves; each study has its own seeded sampler, so the
+    others draw what they would have.
     """
     for number in range(n_trials):
-        asked = [(s, s.optuna.ask()) for s in studies]
+        active = [s for s in studies if not s.unfinished]
+        if not active:
+            return
+        asked = [(s, s.optuna.ask()) for s in active]
         drawn = [suggest(s.space, trial) for s, trial in asked]
         batch = [(s, number, trial_overrides(v, s.rounds)) for (s, _), v in zip(asked, drawn, strict=True)]
         run_dirs = run_trials(batch)
         for (study, trial), values, run_dir in zip(asked, drawn, run_dirs, strict=True):
+            if run_dir is None:
+                study.unfinished = True
+                continue
             score = objective(run_dir)
             if score is None:
                 study.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)

@@ -277,8 +277,19 @@ def test_tuning_picks_the_best_validation_trial_and_the_grid_runs_with_it(tmp_pa
 
     assert compare.main([*argv[:-2], "tune=3", "tune_rounds=2", "report_only=true"]) == 1  # a third trial to run
 
-    assert "the tuning has not ended (trial 3 of 3 has 1 of 1 cells to run)" in capsys.readouterr().err
+    assert "the tuning has not ended in any of the 1 cells" in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in out.glob("**/summary.json")} == before
+    report = (out / "report.md").read_text()
+
+    # FedAvg joins the grid: until its tuning ends a report holds FedProx's cell and says what it left out.
+    assert compare.main(["strategies=[fedprox,fedavg]", *argv[1:], "report_only=true"]) == 0
+
+    assert "1 cells left out, their tuning not ended: fedavg · default" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in out.glob("**/summary.json")} == before  # nothing ran
+    partial = (out / "report.md").read_text()
+    assert "Not in this report yet, their tuning not ended: fedavg · default." in partial
+    assert "| fedprox | 1 |" in partial and "| fedavg |" not in partial
+    assert partial.split("\n## Tuning")[1] == report.split("\n## Tuning")[1]  # fedavg chose nothing yet
 
 
 def test_a_run_recorded_before_the_config_gained_an_option_is_reused_not_run_again(tmp_path, capsys):
