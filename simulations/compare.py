@@ -235,7 +235,8 @@ def plan(cc: CompareConfig, common: list[str], tuned: dict[Cell, list[str]] | No
                     continue
                 chosen = tuple((tuned or {}).get((setting, name, variant), []))
                 combos.append((setting, name, variant, *compose_run(cc, common, setting, name, variant, chosen)))
-        check_machine(combos[-1][4])
+        if combos and combos[-1][0] == setting:  # once per setting planned: its data and device
+            check_machine(combos[-1][4])
     total, runs = len(cc.seeds) * len(combos), []
     for seed in cc.seeds:
         for setting, name, variant, overrides, cfg in combos:

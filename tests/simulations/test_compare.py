@@ -290,6 +290,10 @@ def test_tuning_picks_the_best_validation_trial_and_the_grid_runs_with_it(tmp_pa
     assert "Not in this report yet, their tuning not ended: fedavg · default." in partial
     assert "| fedprox | 1 |" in partial and "| fedavg |" not in partial
     assert partial.split("\n## Tuning")[1] == report.split("\n## Tuning")[1]  # fedavg chose nothing yet
+    # A setting where no cell has ended its tuning is left out whole, the first one included.
+    assert compare.main([*argv, "settings=[dirichlet,default]", "report_only=true"]) == 0
+    assert "1 cells left out, their tuning not ended: fedprox · dirichlet" in capsys.readouterr().err
+    assert "## Setting `default`" in (out / "report.md").read_text()
 
 
 def test_a_run_recorded_before_the_config_gained_an_option_is_reused_not_run_again(tmp_path, capsys):
