@@ -37,7 +37,7 @@ from simulations import inprocess, plots, reevaluation, tuning
 from simulations.config import ENGINES, CompareConfig, register_configs
 from simulations.engines import FlowerEngine, InProcessEngine
 from simulations.progress import GridProgress, RunLabel, written_since
-from simulations.report import markdown_report, settled_report
+from simulations.report import cell_name, markdown_report, settled_report
 from simulations.run import check_machine, precheck
 from strategies import experiment, registry
 
@@ -115,17 +115,9 @@ def validate(cc: CompareConfig) -> None:
         )
 
 
-def cell_name(cell: Cell) -> str:
-    """``strategy/variant · setting``, as the grid's progress lines name a cell."""
-    setting, name, variant = cell
-    return f"{results.run_label(name, variant)} · {setting}"
-
-
 def report_folder(cc: CompareConfig) -> Path:
     """Where the grid's results.csv, report.md, settled.yaml and plots go (``report_dir`` under ``out_dir``)."""
-    folder = Path(cc.out_dir) / cc.report_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return Path(cc.out_dir) / cc.report_dir
 
 
 def load_compare(argv: list[str]) -> tuple[CompareConfig, list[str]]:
@@ -233,7 +225,7 @@ def plan(cc: CompareConfig, common: list[str], tuned: dict[Cell, list[str]] | No
             for variant in cc.variants:
                 if tuned is not None and (setting, name, variant) not in tuned:
                     continue
-                chosen = tuple((tuned or {}).get((setting, name, variant), []))
+                chosen = tuple(tuned[(setting, name, variant)]) if tuned is not None else ()
                 combos.append((setting, name, variant, *compose_run(cc, common, setting, name, variant, chosen)))
         if combos and combos[-1][0] == setting:  # once per setting planned: its data and device
             check_machine(combos[-1][4])
@@ -326,7 +318,7 @@ def settle_grid(cc: CompareConfig, common: list[str], runs: list[PlannedRun]) ->
             if not space:
                 continue
             finished = [(r.label.seed, r.label.run_dir) for r in members if results.is_finished(r.label.run_dir)]
-            print(f"settling {results.run_label(name, variant)} · {setting}: {len(search.candidates(space))} "
+            print(f"settling {cell_name((setting, name, variant))}: {len(search.candidates(space))} "
                   f"candidates on seed {reevaluation.SETTLE_SEED}, then {len(finished)} runs", flush=True)  # fmt: skip
             out[(setting, name, variant)] = reevaluation.settle(
                 space, finished, members[0].label.num_rounds, compute=not cc.report_only, pool=pool
@@ -418,8 +410,12 @@ def write_outputs(
     results.write_csv(done, out / "results.csv", root=Path(cc.out_dir))
     figures = {s: plots.plot_setting(done, s, out) for s in cc.settings if any(r.setting == s for r in done)}
     settings = {s: [*cc.setting_overrides[s], *common] for s in cc.settings}
-    waiting = [f"Not in this report yet, their tuning not ended: {', '.join(cell_name(c) for c in unfinished)}."]
-    report = markdown_report(done, cc.target_accuracy, settings, figures, cc.reference, waiting if unfinished else [])
+    notes = (
+        [f"Not in this report yet, their tuning not ended: {', '.join(map(cell_name, unfinished))}."]
+        if unfinished
+        else []
+    )
+    report = markdown_report(done, cc.target_accuracy, settings, figures, cc.reference, notes)
     if settled is not None:
         report += settled_report(done, settled, cc.reference)
     if (tuned := Path(cc.out_dir) / tuning.TUNED_FILE).is_file():
@@ -436,7 +432,7 @@ def main(argv: list[str]) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
-    Path(cc.out_dir).mkdir(parents=True, exist_ok=True)
+    report_folder(cc).mkdir(parents=True, exist_ok=True)  # out_dir with it
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a scheduler's kill stops like Ctrl-C
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started from a background job
     tuned = not cc.tune  # the runs are planned with their final values
@@ -447,7 +443,7 @@ def main(argv: list[str]) -> int:
             runs, tuned = plan(cc, common, chosen), True
             if unfinished:
                 print(f"report_only: {len(unfinished)} cells left out, their tuning not ended: "
-                      f"{', '.join(cell_name(c) for c in unfinished)}", file=sys.stderr, flush=True)  # fmt: skip
+                      f"{', '.join(map(cell_name, unfinished))}", file=sys.stderr, flush=True)  # fmt: skip
         pending = [r for r in runs if not results.is_finished(r.label.run_dir)]
         to_run = f"{len(pending)} to run with engine={cc.engine}" if not cc.report_only else "report only"
         print(

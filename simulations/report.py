@@ -201,6 +201,12 @@ def markdown_report(
     return "\n".join(lines) + "\n"
 
 
+def cell_name(cell: tuple[str, str, str]) -> str:
+    """A grid cell (setting, strategy, variant) as the grid names it in its lines: ``strategy/variant · setting``."""
+    setting, name, variant = cell
+    return f"{run_label(name, variant)} · {setting}"
+
+
 def settled_results(done: Sequence[RunResult], settled: Mapping[tuple[str, str, str], Settled]) -> list[RunResult]:
     """The finished runs with their final accuracies as ``settle`` evaluated them where it did; the others as recorded.
 
@@ -257,5 +263,5 @@ def settled_report(
     missing = [(cell, why) for cell, s in settled.items() for why in s.missing]
     if missing:
         lines += ["", "Not evaluated:", ""]
-        lines += [f"- {run_label(name, variant)} · {setting}: {why}" for (setting, name, variant), why in missing]
+        lines += [f"- {cell_name(cell)}: {why}" for cell, why in missing]
     return "\n".join(lines) + "\n"
