@@ -19,6 +19,7 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 CLIENTS_FILE = "clients.jsonl"
 SUMMARY_FILE = "summary.json"
+INPROCESS, FLOWER = "inprocess", "flower"  # Summary.engine: what ran the run
 EMBEDDINGS_FILE = "embeddings.png"
 LOG_FILE = "run.log"  # the run's log lines, on the in-process engine and in a grid
 
@@ -98,6 +99,9 @@ class Summary:
     # A grid's runs may come from different machines: this and wall_time_s say which ran where.
     gpu_training_share: float | None = None
     message_sweep: str | None = None  # who handed messages to simulated clients: fedhyper or flower
+    # What ran it: INPROCESS (simulations.inprocess) or FLOWER (Flower's simulation or deployment runtime);
+    # None in runs recorded before it was (engine_of infers it).
+    engine: str | None = None
     # privacy.*: epsilon, delta, noise_multiplier, clip, rounds, sample_size, population, accounting,
     # max_epsilon (fedhyper.privacy.Accountant.report); None without privacy.
     privacy: dict[str, Any] | None = None
@@ -114,3 +118,13 @@ class Summary:
         if unknown:
             raise ValueError(f"{path} holds keys {unknown} that fedhyper.record.Summary does not define")
         return cls(**values)
+
+
+def engine_of(run_dir: Path) -> str:
+    """The engine that ran the finished run in ``run_dir`` (its summary.json's ``engine``). A run recorded
+    before the summary named it ran on Flower's simulation if the launcher recorded its message sweep
+    there, else in-process (older deployments, which no grid holds, read as in-process too)."""
+    values: dict[str, Any] = json.loads((Path(run_dir) / SUMMARY_FILE).read_text())
+    if values.get("engine") is not None:
+        return values["engine"]
+    return FLOWER if values.get("message_sweep") is not None else INPROCESS

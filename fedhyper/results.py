@@ -117,10 +117,9 @@ def last_evaluation(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return next((r for r in reversed(rows) if r.get(record.ACCURACY) is not None), {})
 
 
-def load_run(
-    run_dir: Path, setting: str, seed: int, engine: str, target: float, variant: str = BASE_VARIANT
-) -> RunResult:
-    """Read a finished run; ``target`` is the accuracy (0..1) whose first crossing is reported."""
+def load_run(run_dir: Path, setting: str, seed: int, target: float, variant: str = BASE_VARIANT) -> RunResult:
+    """Read a finished run; ``target`` is the accuracy (0..1) whose first crossing is reported. Its engine is
+    the one that ran it (``record.engine_of``), whatever grid reads it."""
     run_dir = Path(run_dir)
     summary = Summary.read(run_dir)
     rows = read_metrics(run_dir)
@@ -131,7 +130,7 @@ def load_run(
         variant=variant,
         setting=setting,
         seed=seed,
-        engine=engine,
+        engine=record.engine_of(run_dir),
         num_clients=summary.num_clients,
         rounds=summary.rounds,
         final_accuracy=summary.final_accuracy,

@@ -195,7 +195,9 @@ def finished_twin(run_dir: Path, config: dict[str, Any]) -> Path:
     gains an option, even one at its default. A run recorded before such a change is the same run
     if its ``config.yaml``, read with today's defaults for what it lacks (``experiment.recorded``:
     except options whose default differs from what runs did before them), resolves to ``config``;
-    it is reused rather than run again. Configs that no longer parse never match.
+    it is reused rather than run again. Configs that no longer parse never match. The engine that ran
+    it does not matter (the two give the same run, ``docs/strategies.md``); the run records which did
+    (``record.engine_of``), and results.csv reports that one.
     """
     if run_dir.exists():
         return run_dir
@@ -403,7 +405,7 @@ def write_outputs(
     """
     out = report_folder(cc)
     done = [
-        results.load_run(r.label.run_dir, r.label.setting, r.label.seed, cc.engine, cc.target_accuracy, r.label.variant)
+        results.load_run(r.label.run_dir, r.label.setting, r.label.seed, cc.target_accuracy, r.label.variant)
         for r in runs
         if results.is_finished(r.label.run_dir)
     ]

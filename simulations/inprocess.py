@@ -39,6 +39,8 @@ class InProcessGrid:
     ``on_reply``.
     """
 
+    engine = record.INPROCESS  # what the ServerApp writes into summary.json
+
     def __init__(
         self, num_clients: int, node_offset: int = 1000, on_reply: Callable[[Message], Message | None] | None = None
     ) -> None:

@@ -135,6 +135,7 @@ def run(grid: Grid, exp: experiment.Experiment) -> Summary:
             widths={cid: client_width(cfg.model, cid) for cid in loop.evaluations.accuracy},
             rejected_replies=dict(loop.replies.rejected),
             server_device=str(select_device(cfg.device)),
+            engine=getattr(grid, "engine", record.FLOWER),  # the in-process grid names itself
             privacy=None if budget is None else budget.report(),
         )
     except BaseException:  # the rounds or the summary: the tracked run ends failed (a no-op once it has finished)

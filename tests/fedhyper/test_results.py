@@ -52,7 +52,7 @@ def fake_run(
 def two_seeds(tmp_path):
     a = fake_run(tmp_path / "a", "pfedhn", [0.1, 0.5, 0.92, 0.9], [0.8, 1.0], [100, 300, 200], [10, 30, 20], wall=10)
     b = fake_run(tmp_path / "b", "pfedhn", [0.1, 0.6, 0.7, 0.95], [0.9, 1.0], [100, 100, 100], [10, 10, 10], wall=14)
-    return [results.load_run(d, "pfedhn", seed, "inprocess", target=0.9) for seed, d in enumerate((a, b))]
+    return [results.load_run(d, "pfedhn", seed, target=0.9) for seed, d in enumerate((a, b))]
 
 
 def test_a_run_reads_back_its_target_round_and_traffic_per_training_round(two_seeds):
@@ -82,7 +82,7 @@ def test_summary_is_mean_and_sample_std_across_seeds(two_seeds):
 def test_rounds_to_target_counts_only_the_seeds_that_reached_it(tmp_path):
     reached = fake_run(tmp_path / "a", "fedavg", [0.1, 0.95], [0.9], [1], [1])
     never = fake_run(tmp_path / "b", "fedavg", [0.1, 0.5], [0.5], [1], [1])
-    runs = [results.load_run(d, "s", i, "flower", target=0.9) for i, d in enumerate((reached, never))]
+    runs = [results.load_run(d, "s", i, target=0.9) for i, d in enumerate((reached, never))]
 
     (g,) = results.summarise(runs)
 
@@ -103,19 +103,38 @@ def test_csv_has_one_row_a_run(two_seeds, tmp_path):
     assert next(csv.DictReader(elsewhere.open()))["run_dir"] == str(two_seeds[0].run_dir)
 
 
+@pytest.mark.parametrize(
+    ("recorded", "engine"),
+    [
+        ({"engine": "flower"}, "flower"),
+        ({"engine": "inprocess", "message_sweep": None}, "inprocess"),
+        ({"engine": None, "message_sweep": "fedhyper"}, "flower"),  # before summaries named it: Flower's launcher's
+        ({"engine": None, "message_sweep": None}, "inprocess"),
+    ],
+)
+def test_a_run_reports_the_engine_that_ran_it_whatever_grid_reads_it(two_seeds, tmp_path, recorded, engine):
+    run_dir = Path(two_seeds[0].run_dir)
+    written = json.loads((run_dir / SUMMARY_FILE).read_text())
+    (run_dir / SUMMARY_FILE).write_text(json.dumps({**written, **recorded}))
+
+    results.write_csv([results.load_run(run_dir, "pfedhn", 0, target=0.9)], tmp_path / "results.csv")
+
+    assert next(csv.DictReader((tmp_path / "results.csv").open()))["engine"] == engine
+
+
 def test_a_summary_with_a_key_the_record_does_not_define_fails_to_read(two_seeds, tmp_path):
     run_dir = Path(two_seeds[0].run_dir)
     written = json.loads((run_dir / SUMMARY_FILE).read_text())
     (run_dir / SUMMARY_FILE).write_text(json.dumps({**written, "final_acuracy": 0.5}))
 
     with pytest.raises(ValueError, match="final_acuracy"):
-        results.load_run(run_dir, "pfedhn", 0, "inprocess", target=0.9)
+        results.load_run(run_dir, "pfedhn", 0, target=0.9)
 
 
 def test_paired_differences_compare_each_strategy_with_the_best_other_seed_by_seed(tmp_path):
     finals = {"fedavg": [0.80, 0.70, 0.90], "ditto": [0.82, 0.74, 0.91], "local": [0.50, 0.60, 0.55]}
     runs = [
-        results.load_run(fake_run(tmp_path / f"{name}{seed}", name, [0.1, acc], [acc], [1], [1]), "s", seed, "x", 0.9)
+        results.load_run(fake_run(tmp_path / f"{name}{seed}", name, [0.1, acc], [acc], [1], [1]), "s", seed, 0.9)
         for name, accs in finals.items()
         for seed, acc in enumerate(accs)
     ]

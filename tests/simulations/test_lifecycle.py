@@ -152,6 +152,7 @@ def test_a_killed_run_resumed_at_once_in_its_folder_ends_as_an_uninterrupted_one
     assert b["per_client_accuracy"] == a["per_client_accuracy"]
     assert b["final_accuracy"] == a["final_accuracy"] and b["rounds"] == num_rounds
     assert b["message_sweep"] == "fedhyper"  # the launcher's wrapper installed it
+    assert (a["engine"], b["engine"]) == ("inprocess", "flower")  # each names what ran it: a grid keeps them apart
     losses = [json.loads(line).get("train_loss") for line in (split_dir / "metrics.jsonl").read_text().splitlines()]
     assert losses == [
         json.loads(line).get("train_loss") for line in (whole_dir / "metrics.jsonl").read_text().splitlines()

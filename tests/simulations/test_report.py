@@ -10,7 +10,7 @@ from tests.fedhyper.test_results import fake_run, two_seeds  # noqa: F401  (a fi
 def test_a_table_shows_how_many_seeds_reached_the_target(tmp_path):
     reached = fake_run(tmp_path / "a", "fedavg", [0.1, 0.95], [0.9], [1], [1])
     never = fake_run(tmp_path / "b", "fedavg", [0.1, 0.5], [0.5], [1], [1])
-    runs = [results.load_run(d, "s", i, "flower", target=0.9) for i, d in enumerate((reached, never))]
+    runs = [results.load_run(d, "s", i, target=0.9) for i, d in enumerate((reached, never))]
 
     assert "| 1.0 (1/2) |" in report.markdown_table(results.summarise(runs), target=0.9)  # one seed: no spread
 
@@ -49,7 +49,7 @@ def with_last_evaluation(run_dir, clients: int, rejected: int):
 def test_the_report_names_runs_whose_last_evaluation_left_clients_out(tmp_path):
     whole = with_last_evaluation(fake_run(tmp_path / "a", "ditto", [0.1, 0.9], [0.9, 0.9], [1], [1]), 2, 0)
     short = with_last_evaluation(fake_run(tmp_path / "b", "ditto", [0.1, 0.95], [0.9, 1.0], [1], [1]), 1, 1)
-    runs = [results.load_run(d, "s", i, "inprocess", target=0.9) for i, d in enumerate((whole, short))]
+    runs = [results.load_run(d, "s", i, target=0.9) for i, d in enumerate((whole, short))]
 
     assert (runs[0].final_eval_clients, runs[0].final_evaluate_rejected) == (2, 0)
     text = report.markdown_report(runs, 0.9, {}, {})
