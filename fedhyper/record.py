@@ -102,6 +102,9 @@ class Summary:
     # What ran it: INPROCESS (simulations.inprocess) or FLOWER (Flower's simulation or deployment runtime);
     # None in runs recorded before it was (engine_of infers it).
     engine: str | None = None
+    # The machine the ServerApp ran on (fedhyper.device.machine: CPU, its SIMD kernels, GPU, torch); with the
+    # simulation's engines the clients ran there too. None in runs recorded before it was.
+    machine: dict[str, Any] | None = None
     # privacy.*: epsilon, delta, noise_multiplier, clip, rounds, sample_size, population, accounting,
     # max_epsilon (fedhyper.privacy.Accountant.report); None without privacy.
     privacy: dict[str, Any] | None = None

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from fedhyper import checkpoint, privacy, protocol, record, tracking
 from fedhyper.config import ExperimentConfig
-from fedhyper.device import select_device
+from fedhyper.device import machine, select_device
 from fedhyper.models import client_width
 from fedhyper.record import Summary
 from fedhyper.reporting import RunReporter
@@ -136,6 +136,7 @@ def run(grid: Grid, exp: experiment.Experiment) -> Summary:
             rejected_replies=dict(loop.replies.rejected),
             server_device=str(select_device(cfg.device)),
             engine=getattr(grid, "engine", record.FLOWER),  # the in-process grid names itself
+            machine=machine(),
             privacy=None if budget is None else budget.report(),
         )
     except BaseException:  # the rounds or the summary: the tracked run ends failed (a no-op once it has finished)

@@ -1,6 +1,7 @@
 """What an evaluation reports: mean over clients, pooled over examples, and the validation split."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -49,6 +50,10 @@ def test_a_run_records_pooled_and_validation_accuracy_in_its_rows_and_summary(tm
     assert summary.best_accuracy_pooled == max(r["accuracy_pooled"] for r in rows)
     assert summary.val_accuracy == last["val_accuracy"]
     assert 0.0 <= summary.val_accuracy <= 1.0
+    # What ran it: the same config gives the same run on one machine only (docs/strategies.md)
+    assert summary.engine == "inprocess" and summary.machine["cores"] == os.cpu_count()
+    assert summary.machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert json.loads((tmp_path / "summary.json").read_text())["machine"] == summary.machine
 
 
 def test_with_eval_test_off_no_test_example_is_read(tmp_path, monkeypatch):
