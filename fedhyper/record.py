@@ -123,6 +123,14 @@ class Summary:
         return cls(**values)
 
 
+def machine_label(machine: dict[str, Any] | None) -> str | None:
+    """A summary's ``machine`` in a few words ("AMD EPYC (AVX512, 2 cores)"); None where it was not recorded."""
+    if machine is None:
+        return None
+    gpu = f", {machine['gpu']}" if machine.get("gpu") else ""
+    return f"{machine['cpu']} ({machine['cpu_capability']}, {machine['cores']} cores{gpu})"
+
+
 def engine_of(run_dir: Path) -> str:
     """The engine that ran the finished run in ``run_dir`` (its summary.json's ``engine``). A run recorded
     before the summary named it ran on Flower's simulation if the launcher recorded its message sweep

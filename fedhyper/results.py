@@ -76,6 +76,7 @@ class RunResult:
     final_eval_clients: int | None = None
     final_evaluate_rejected: int | None = None
     gpu_training_share: float | None = None  # summary.json's: the training replies computed on a GPU; None: unknown
+    machine: str | None = None  # what ran it (record.machine_label); None: recorded before summaries said
     curve: list[tuple[int, float]] = field(default_factory=list, repr=False)  # (round, mean accuracy)
     per_client_accuracy: list[float] = field(default_factory=list, repr=False)
 
@@ -150,6 +151,7 @@ def load_run(run_dir: Path, setting: str, seed: int, target: float, variant: str
         final_eval_clients=last.get(record.EVAL_CLIENTS),
         final_evaluate_rejected=last.get(record.EVALUATE_REJECTED),
         gpu_training_share=summary.gpu_training_share,
+        machine=record.machine_label(summary.machine),
         curve=[(r[record.ROUND], r[record.ACCURACY]) for r in rows if r.get(record.ACCURACY) is not None],
         per_client_accuracy=list(summary.per_client_accuracy),
     )

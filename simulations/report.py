@@ -5,6 +5,7 @@ Reads ``fedhyper.results``'s grouped runs; accuracies are fractions there and pe
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
@@ -133,6 +134,18 @@ def on_gpu(results: Sequence[RunResult]) -> list[str]:
                 f"with the others': {names}." + (f" {unknown} runs do not record it." if unknown else "")]  # fmt: skip
 
 
+def machines(results: Sequence[RunResult]) -> list[str]:
+    """A line saying which machines ran the runs, where they recorded it: a config's run is the same to the
+    bit on one machine (either engine), not on another CPU, so a reader checking a run must know where."""
+    if all(r.machine is None for r in results):
+        return []
+    counts = Counter(r.machine for r in results if r.machine is not None)
+    named = "; ".join(f"{name}: {n} run{'s' if n > 1 else ''}" for name, n in sorted(counts.items()))
+    unknown = sum(r.machine is None for r in results)
+    before = f"; {unknown} recorded before runs named their machine" if unknown else ""
+    return ["", f"Machines: {named}{before}. A config gives the same run to the bit on one machine only."]
+
+
 def left_out(results: Sequence[RunResult]) -> list[str]:
     """Lines saying whether every run's last evaluation counted every client it asked.
 
@@ -197,6 +210,7 @@ def markdown_report(
         lines += paired_table([d for d in paired_differences(results, reference) if d.setting == setting], reference)
         lines += left_out([r for r in results if r.setting == setting])
         lines += on_gpu([r for r in results if r.setting == setting])
+        lines += machines([r for r in results if r.setting == setting])
         lines += [""] + [f"![{name}]({name})" for name in plots.get(setting, [])]
     return "\n".join(lines) + "\n"
 

@@ -1,5 +1,7 @@
 """The comparison's presentation: its Markdown report and plots, from runs read back."""
 
+import json
+
 import pytest
 
 from fedhyper import results
@@ -62,3 +64,21 @@ def test_a_record_without_rejection_counts_says_nothing_about_them(two_seeds):  
     assert two_seeds[0].final_evaluate_rejected is None
     assert "counted every client" not in report.markdown_report(two_seeds, 0.9, {}, {})
     assert "left clients out" not in report.markdown_report(two_seeds, 0.9, {}, {})
+
+
+def test_the_report_says_which_machines_ran_the_runs_and_how_many_did_not_say(tmp_path):
+    epyc = {"cpu": "AMD EPYC", "cpu_capability": "AVX512", "cores": 2, "gpu": None, "torch": "2.13.0", "python": "3"}
+    h200 = {**epyc, "cores": 16, "gpu": "NVIDIA H200"}
+    dirs = [fake_run(tmp_path / f"r{i}", "fedavg", [0.1, 0.9], [0.9], [1], [1]) for i in range(4)]
+    for run_dir, machine in zip(dirs, (epyc, epyc, h200), strict=False):  # the fourth predates the record
+        summary = json.loads((run_dir / "summary.json").read_text())
+        (run_dir / "summary.json").write_text(json.dumps({**summary, "machine": machine}))
+    runs = [results.load_run(d, "s", i, target=0.9) for i, d in enumerate(dirs)]
+
+    assert runs[0].machine == "AMD EPYC (AVX512, 2 cores)" and runs[3].machine is None
+    text = report.markdown_report(runs, 0.9, {}, {})
+    assert (
+        "Machines: AMD EPYC (AVX512, 16 cores, NVIDIA H200): 1 run; AMD EPYC (AVX512, 2 cores): 2 runs; "
+        "1 recorded before runs named their machine." in text
+    )
+    assert "Machines:" not in report.markdown_report(runs[3:], 0.9, {}, {})  # nothing recorded: nothing said
