@@ -131,11 +131,10 @@ def machine_label(machine: dict[str, Any] | None) -> str | None:
     return f"{machine['cpu']} ({machine['cpu_capability']}, {machine['cores']} cores{gpu})"
 
 
-def engine_of(run_dir: Path) -> str:
-    """The engine that ran the finished run in ``run_dir`` (its summary.json's ``engine``). A run recorded
-    before the summary named it ran on Flower's simulation if the launcher recorded its message sweep
-    there, else in-process (older deployments, which no grid holds, read as in-process too)."""
-    values: dict[str, Any] = json.loads((Path(run_dir) / SUMMARY_FILE).read_text())
-    if values.get("engine") is not None:
-        return values["engine"]
-    return FLOWER if values.get("message_sweep") is not None else INPROCESS
+def engine_of(summary: Summary) -> str:
+    """The engine that ran a finished run (its summary's ``engine``). A run recorded before the summary
+    named it ran on Flower's simulation if the launcher recorded its message sweep there, else in-process
+    (older deployments, which no grid holds, read as in-process too)."""
+    if summary.engine is not None:
+        return summary.engine
+    return FLOWER if summary.message_sweep is not None else INPROCESS

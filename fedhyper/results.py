@@ -131,7 +131,7 @@ def load_run(run_dir: Path, setting: str, seed: int, target: float, variant: str
         variant=variant,
         setting=setting,
         seed=seed,
-        engine=record.engine_of(run_dir),
+        engine=record.engine_of(summary),
         num_clients=summary.num_clients,
         rounds=summary.rounds,
         final_accuracy=summary.final_accuracy,

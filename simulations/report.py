@@ -137,9 +137,9 @@ def on_gpu(results: Sequence[RunResult]) -> list[str]:
 def machines(results: Sequence[RunResult]) -> list[str]:
     """A line saying which machines ran the runs, where they recorded it: a config's run is the same to the
     bit on one machine (either engine), not on another CPU, so a reader checking a run must know where."""
-    if all(r.machine is None for r in results):
-        return []
     counts = Counter(r.machine for r in results if r.machine is not None)
+    if not counts:
+        return []
     named = "; ".join(f"{name}: {n} run{'s' if n > 1 else ''}" for name, n in sorted(counts.items()))
     unknown = sum(r.machine is None for r in results)
     before = f"; {unknown} recorded before runs named their machine" if unknown else ""
@@ -202,15 +202,15 @@ def markdown_report(
     by_setting: dict[str, list[GroupSummary]] = {}
     for g in summarise(results):
         by_setting.setdefault(g.setting, []).append(g)
+    differences = paired_differences(results, reference)
     for setting, groups in by_setting.items():
-        engines = sorted({r.engine for r in results if r.setting == setting})
+        in_setting = [r for r in results if r.setting == setting]
+        engines = sorted({r.engine for r in in_setting})
         overrides = " ".join(settings.get(setting, [])) or "(none)"
         lines += ["", f"## Setting `{setting}`", "", f"Overrides: `{overrides}`; engine: {', '.join(engines)}.", ""]
         lines.append(markdown_table(groups, target))
-        lines += paired_table([d for d in paired_differences(results, reference) if d.setting == setting], reference)
-        lines += left_out([r for r in results if r.setting == setting])
-        lines += on_gpu([r for r in results if r.setting == setting])
-        lines += machines([r for r in results if r.setting == setting])
+        lines += paired_table([d for d in differences if d.setting == setting], reference)
+        lines += left_out(in_setting) + on_gpu(in_setting) + machines(in_setting)
         lines += [""] + [f"![{name}]({name})" for name in plots.get(setting, [])]
     return "\n".join(lines) + "\n"
 
