@@ -69,6 +69,17 @@ def hub_copies(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> None:
+    """One torch thread in each test process and in the processes tests start. pytest-xdist runs a worker per
+    core and one more (.ci/run), and torch's default, a thread per core in every one of them, oversubscribes
+    the cores: OpenMP's threads then wait on each other and a small CNN trains tens of times slower (measured:
+    20 steps 0.24 s on one thread, 8.1 s on two beside busy cores). The launched processes set their own counts
+    (the ServerApp's sim.server_threads, a client's one thread); OMP_NUM_THREADS sets the default of the rest."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _partition_cache(tmp_path_factory) -> None:
     """Partitions cached for this session only (subprocesses inherit it), never in ~/.cache."""
     os.environ[cache.ENV_DIR] = str(tmp_path_factory.mktemp("partitions"))
