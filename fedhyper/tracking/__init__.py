@@ -34,6 +34,7 @@ STORE_FILE = "mlflow.db"  # the local MLflow store when tracking.uri is empty
 OUTPUTS = Path("outputs")  # the output folder of simulations.run and simulations.deploy (Hydra's default root)
 DEFAULT_EXPERIMENT = "fedhyper"  # the MLflow experiment of single runs
 SUMMARY_PREFIX = "summary/"  # summary.json's numbers, apart from the per-round metrics of the same name
+NOT_SUMMARY_METRICS = ("machine",)  # summary.json's keys that describe the run, not measure it
 NOT_METRICS = (ROUND,)  # the step itself
 
 
@@ -192,8 +193,10 @@ def round_metrics(row: dict[str, Any]) -> dict[str, float]:
 
 
 def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
-    """summary.json's numbers (nested ones dotted: ``summary/seconds_to_accuracy.0.95``); lists and text are files."""
-    return {f"{SUMMARY_PREFIX}{k}": float(v) for k, v in flatten(summary).items() if _is_number(v)}
+    """summary.json's numbers (nested ones dotted: ``summary/seconds_to_accuracy.0.95``); lists and text are files,
+    and so is the machine that ran the run (its core count is a number, not a result)."""
+    flat = flatten(summary, skip=NOT_SUMMARY_METRICS)
+    return {f"{SUMMARY_PREFIX}{k}": float(v) for k, v in flat.items() if _is_number(v)}
 
 
 def run_files(run_dir: Path) -> list[Path]:

@@ -121,6 +121,7 @@ def test_summary_metrics_are_its_numbers_with_nested_ones_dotted():
         "seconds_to_accuracy": {"0.90": 12.5, "0.95": None},
         "rejected_replies": {"nan": 2},
         "novel_clients": [3],
+        "machine": {"cpu": "a CPU", "cores": 2, "gpu": None},  # what ran it: in the summary file, not a metric
     }
 
     assert tracking.summary_metrics(summary) == {
