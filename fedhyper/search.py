@@ -57,7 +57,10 @@ SearchSpace = Mapping[str, Range | Choice]
 # Options that act only when a client evaluates (fine-tuning or adaptation first), declared as
 # ``eval_space: ClassVar[EvalSpace]``: each key's candidate values (None: the option's own fallback).
 # ``simulations.compare ... settle=true`` evaluates every combination on a finished run's last
-# checkpoint, nothing training, and keeps the one with the best validation accuracy.
+# checkpoint, nothing training, and keeps the one with the best validation accuracy. A config whose
+# candidates can act alike (a fine-tuning rate with 0 steps) also has ``evaluated_with() -> dict``: what its
+# clients' evaluation depends on, fallbacks resolved and options acting on nothing left out; candidates
+# with equal ones are evaluated once.
 EvalSpace = Mapping[str, tuple[Any, ...]]
 
 # A fine-tuning's candidates (FedAvg-FT's, FedHyper's shared model's): the steps and rates both were

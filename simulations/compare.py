@@ -320,8 +320,9 @@ def settle_grid(cc: CompareConfig, common: list[str], runs: list[PlannedRun]) ->
             if not space:
                 continue
             finished = [(r.label.seed, r.label.run_dir) for r in members if results.is_finished(r.label.run_dir)]
-            print(f"settling {cell_name((setting, name, variant))}: {len(search.candidates(space))} "
-                  f"candidates on seed {reevaluation.SETTLE_SEED}, then {len(finished)} runs", flush=True)  # fmt: skip
+            print(f"settling {cell_name((setting, name, variant))}: {len(search.candidates(space))} candidates "
+                  f"(those acting alike once) on seed {reevaluation.SETTLE_SEED}, then {len(finished)} runs",
+                  flush=True)  # fmt: skip
             out[(setting, name, variant)] = reevaluation.settle(
                 space, finished, members[0].label.num_rounds, compute=not cc.report_only, pool=pool
             )

@@ -34,6 +34,16 @@ SETTLE_SEED = 0  # the seed whose run chooses, as tuning's trials use seed 0
 KEPT = (record.ROUND, record.ACCURACY, record.ACCURACY_POOLED, record.VAL_ACCURACY, record.EVAL_CLIENTS)
 
 
+def _config(run_dir: Path, overrides: list[str]) -> Any:
+    """``run_dir``'s recorded experiment config with ``overrides`` applied, validated."""
+    from strategies import experiment
+
+    raw = experiment.recorded(run_dir / record.CONFIG_FILE)
+    cfg = experiment.typed(OmegaConf.merge(raw, OmegaConf.from_dotlist(overrides)))
+    cfg.validate()
+    return cfg
+
+
 def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
     """One evaluation of every client of ``run_dir``'s last checkpoint with ``overrides`` applied; its
     round (the checkpoint's) under ``record.ROUND``."""
@@ -41,10 +51,7 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
     from strategies import app, experiment
     from strategies.loop import Checkpointer, RoundMetrics
 
-    raw = experiment.recorded(run_dir / record.CONFIG_FILE)
-    raw = OmegaConf.merge(raw, OmegaConf.from_dotlist(overrides))
-    cfg = experiment.typed(raw)
-    cfg.validate()
+    cfg = _config(run_dir, overrides)
     with tempfile.TemporaryDirectory() as scratch:
         grid = InProcessGrid(cfg.data.num_clients)
         exp = experiment.Experiment(cfg, Path(scratch), fixed_num_clients=True)
@@ -104,6 +111,20 @@ def evaluate_all(
     return out  # type: ignore[return-value]
 
 
+def distinct(options: Sequence[dict[str, Any]], run_dir: Path) -> list[dict[str, Any]]:
+    """The first of each group of ``options`` that evaluate ``run_dir``'s run alike, in order.
+
+    Alike: equal ``evaluated_with()`` of the strategy's config with the options applied (``fedhyper.search``),
+    a fine-tuning rate beside 0 steps for one; a strategy's config without it has every option its own group.
+    """
+    groups: dict[str, dict[str, Any]] = {}
+    for values in options:
+        strategy = _config(run_dir, as_overrides(values)).strategy
+        acting = strategy.evaluated_with() if hasattr(strategy, "evaluated_with") else values
+        groups.setdefault(json.dumps(acting, sort_keys=True, default=str), values)
+    return list(groups.values())
+
+
 @dataclass
 class Settled:
     """One cell's choice: the candidates' validation accuracy on seed 0, the chosen values, each seed's evaluation."""
@@ -120,14 +141,15 @@ def settle(
     """Choose ``space``'s values on seed ``SETTLE_SEED``'s run by validation accuracy; evaluate every run with them.
 
     ``runs``: (seed, run directory) of a cell's finished runs; ``pool``: where evaluations run (``evaluate_all``).
-    Ties go to the earlier candidate.
+    Candidates that evaluate alike (``distinct``) are evaluated once, as the first of them; ties go to the
+    earlier candidate.
     """
     out = Settled()
     by_seed = dict(runs)
     if SETTLE_SEED not in by_seed:
         out.missing.append(f"no finished seed-{SETTLE_SEED} run to choose on")
         return out
-    options = candidates(space)
+    options = distinct(candidates(space), by_seed[SETTLE_SEED])
     evaluated = evaluate_all([(by_seed[SETTLE_SEED], v) for v in options], rounds, compute, pool)
     if failed := next((e for e in evaluated if isinstance(e, NoCheckpoint)), None):
         out.missing.append(str(failed))

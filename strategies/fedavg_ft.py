@@ -8,7 +8,7 @@ https://arxiv.org/abs/2002.04758 — the pFedHN paper's and FL-bench's "FedAvg-F
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from fedhyper import protocol
 from fedhyper.algorithms import register_server
@@ -33,6 +33,13 @@ class FedAvgFTConfig(SharedModelConfig):
     finetune_steps: int = 10  # SGD steps (finetune_lr, local.batch_size) on local data before each evaluation
     finetune_lr: float | None = None  # the fine-tuning's learning rate; None: local.lr
 
+    def finetune_rate(self) -> float:
+        return self.local.lr if self.finetune_lr is None else self.finetune_lr
+
+    def evaluated_with(self) -> dict[str, Any]:
+        """The fine-tuning a client evaluates after (``fedhyper.search``): without steps, no rate."""
+        return {"steps": self.finetune_steps, "lr": self.finetune_rate() if self.finetune_steps else None}
+
     def validate(self) -> None:
         super().validate()
         if self.finetune_steps < 0:
@@ -46,8 +53,7 @@ class FedAvgFT(SharedModelStrategy):
 
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> FedAvgFT:
-    lr = cfg.strategy.local.lr if cfg.strategy.finetune_lr is None else cfg.strategy.finetune_lr
-    settings = {protocol.ADAPT_STEPS: cfg.strategy.finetune_steps, protocol.ADAPT_LR: lr}
+    settings = {protocol.ADAPT_STEPS: cfg.strategy.finetune_steps, protocol.ADAPT_LR: cfg.strategy.finetune_rate()}
     return FedAvgFT(cfg, directory, shared_weights(cfg, "all"), settings)
 
 

@@ -124,6 +124,20 @@ class FedHyperConfig(PFedHNConfig):
     shared_adapt_steps: int | None = 5
     shared_adapt_lr: float | None = 5e-3  # the shared model's fine-tuning rate; None: local.lr
 
+    def shared_adaptation(self) -> tuple[int, float]:
+        """The shared model's fine-tuning before an evaluation, (steps, rate), its fallbacks resolved."""
+        steps = self.adapt_steps if self.shared_adapt_steps is None else self.shared_adapt_steps
+        return steps, self.local.lr if self.shared_adapt_lr is None else self.shared_adapt_lr
+
+    def evaluated_with(self) -> dict[str, Any]:
+        """The adaptations a client evaluates after (``fedhyper.search``): without steps, no rate; without
+        the shared model, none of its own."""
+        out: dict[str, Any] = {"adapt": (self.adapt_steps, self.local.lr if self.adapt_steps else None)}
+        if self.shared_model:
+            steps, lr = self.shared_adaptation()
+            out["shared_adapt"] = (steps, lr if steps else None)
+        return out
+
     def validate(self) -> None:
         super().validate()
         if self.adapt_steps < 0:
@@ -159,9 +173,7 @@ class FedHyper(PFedHN):
     ) -> None:
         super().__init__(cfg, directory, build_trainer(cfg, exclude))
         self.adapt_steps = cfg.strategy.adapt_steps
-        steps, lr = cfg.strategy.shared_adapt_steps, cfg.strategy.shared_adapt_lr
-        self.shared_adapt_steps = self.adapt_steps if steps is None else steps
-        self.shared_adapt_lr = cfg.strategy.local.lr if lr is None else lr
+        self.shared_adapt_steps, self.shared_adapt_lr = cfg.strategy.shared_adaptation()
         self.clients_per_step = cfg.strategy.clients_per_step
         self.shared = shared  # FedAvg's model beside the generated ones (strategy.shared_model), or None
 

@@ -81,3 +81,38 @@ def test_settle_chooses_nothing_it_cannot_evaluate_and_says_why(in_process_grid,
     done = settle(space, [(0, tmp_path)], rounds=3)
     assert done.chosen in ({"strategy.finetune_steps": 0}, {"strategy.finetune_steps": 2}) and done.missing == []
     assert [v for v, _ in done.validation] == [{"strategy.finetune_steps": 0}, {"strategy.finetune_steps": 2}]
+
+
+def test_candidates_that_evaluate_alike_are_evaluated_once_as_the_first_of_them(tiny_config, tmp_path):
+    from omegaconf import OmegaConf
+
+    from fedhyper.search import candidates
+    from simulations.reevaluation import distinct
+    from strategies.fedhyper import FedHyperConfig
+
+    def kept(strategy: str, space: dict, *overrides: str) -> list[dict]:
+        OmegaConf.save(OmegaConf.structured(tiny_config(strategy, *overrides)), tmp_path / "config.yaml")
+        return distinct(candidates(space), tmp_path)
+
+    steps, rate = "strategy.shared_adapt_steps", "strategy.shared_adapt_lr"
+    full = kept("fedhyper", FedHyperConfig.eval_space)
+    zero_steps = [c for c in full if c[steps] == 0]
+    # 7 steps × 5 rates: the 5 rates of 0 steps are one evaluation, kept as the first
+    assert len(full) == 31 and zero_steps == [{steps: 0, rate: None}]
+    assert kept("fedhyper", {rate: (None, 0.01)}, f"{steps}=0") == [{rate: None}]  # fedhyper-no-adapt's space
+    assert kept("fedhyper", {rate: (None, 0.01)}, f"{steps}=3") == [{rate: None}, {rate: 0.01}]
+    # without the shared model its fine-tuning acts on nothing; the generated model's adaptation still counts
+    alone = {"strategy.adapt_steps": (0, 2), rate: (None, 0.01)}
+    assert kept("fedhyper", alone, "strategy.shared_model=false") == [
+        {"strategy.adapt_steps": 0, rate: None},
+        {"strategy.adapt_steps": 2, rate: None},
+    ]
+    # FedAvg-FT: no rate without steps, and None is the local rate
+    ft = {"strategy.finetune_steps": (0, 2), "strategy.finetune_lr": (None, 0.01, 0.03)}
+    assert kept("fedavg_ft", ft, "strategy.local.lr=0.03") == [
+        {"strategy.finetune_steps": 0, "strategy.finetune_lr": None},
+        {"strategy.finetune_steps": 2, "strategy.finetune_lr": None},
+        {"strategy.finetune_steps": 2, "strategy.finetune_lr": 0.01},
+    ]
+    # a strategy that does not say what its evaluation depends on has every candidate evaluated
+    assert len(kept("perfedavg", {"strategy.adapt_steps": (1, 2, 3)})) == 3

@@ -401,7 +401,13 @@ def test_settle_chooses_evaluation_options_on_seed_0s_validation_and_evaluates_e
     cell = settled["fedavg_ft"]
     runs = {seed: next(out.glob(f"runs/default/fedavg_ft/seed{seed}-*")) for seed in (0, 1)}
     kept = {seed: [json.loads(line) for line in (d / "reevaluation.jsonl").open()] for seed, d in runs.items()}
-    assert [row["options"] for row in kept[0]] == [c["values"] for c in cell["candidates"]]  # all 4, in order
+    # in order, the two of 0 steps evaluated once: as the first, with the rate as recorded (None)
+    assert [row["options"] for row in kept[0]] == [c["values"] for c in cell["candidates"]]
+    assert [c["values"] for c in cell["candidates"]] == [
+        {"strategy.finetune_steps": 0, "strategy.finetune_lr": None},
+        {"strategy.finetune_steps": 10, "strategy.finetune_lr": None},
+        {"strategy.finetune_steps": 10, "strategy.finetune_lr": 0.05},
+    ]
     own = next(
         row for row in kept[0] if row["options"] == {"strategy.finetune_steps": 10, "strategy.finetune_lr": None}
     )
