@@ -151,6 +151,9 @@ class ExperimentConfig:
             raise ValueError(f"device={self.device!r} is unknown; choose auto, cpu or cuda")
         if self.strategy is not None and hasattr(self.strategy, "validate"):
             self.strategy.validate()
+        # A strategy config whose options constrain other sections checks them in ``validate_with(experiment)``.
+        if hasattr(self.strategy, "validate_with"):
+            self.strategy.validate_with(self)
         self.privacy.validate(trained)
         # A strategy config declares ``private_training = True`` (a ClassVar) when its server has a DP path.
         private = getattr(self.strategy, "private_training", False) and self.hnet.input != "data"

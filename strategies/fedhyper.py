@@ -115,7 +115,8 @@ class FedHyperConfig(PFedHNConfig):
     clients_per_step: int = 0
     # The clients also train FedAvg's shared model, half their local steps on each model (the same compute per
     # update as every strategy, twice the bytes), and are evaluated on the two models' averaged prediction.
-    # False under privacy.* (the shared model has no private mechanism) and with hnet.input=noise.
+    # Refused under privacy.* (the shared model has no private mechanism) and with an hnet.input other than
+    # embedding: set it false there.
     shared_model: bool = True
     # Before an evaluation the shared model is fine-tuned as FedAvg-FT's clients fine-tune theirs, with its own
     # SGD steps and learning rate; None: as the generated model is adapted (adapt_steps, local.lr). At local.lr
@@ -151,6 +152,32 @@ class FedHyperConfig(PFedHNConfig):
             raise ValueError(f"strategy.clients_per_step={self.clients_per_step} must be >= 0 (0: the whole round)")
         if self.init is not None:
             INITS.get(self.init, "strategy")
+
+    def validate_with(self, cfg: ExperimentConfig) -> None:
+        """What these options ask of the experiment's other sections (``hnet``, ``privacy``), checked with
+        the rest of the config, before any engine starts."""
+        if cfg.hnet.input == "data":
+            raise ValueError(
+                "strategy=fedhyper generates from client embeddings; use strategy=pefll for hnet.input=data"
+            )
+        default = HyperNetConfig()
+        for key, value in self.hnet_options().items():
+            given = getattr(cfg.hnet, key)
+            if value is not None and given != value and given != getattr(default, key):
+                raise ValueError(
+                    f"strategy=fedhyper sets hnet.{key} with strategy.{key}={value}, not hnet.{key}={given}; "
+                    f"set strategy.{key}={given} (or strategy.{key}=null) instead"
+                )
+        if self.shared_model and cfg.privacy.enabled:
+            raise ValueError("strategy.shared_model=true (the default) has no private mechanism for its shared model; "
+                             "set strategy.shared_model=false with privacy.*")  # fmt: skip
+        if self.shared_model and cfg.hnet.input != "embedding":
+            raise ValueError(f"strategy.shared_model=true packs two models a message; hnet.input={cfg.hnet.input} "
+                             "sends an ensemble of its own: use hnet.input=embedding")  # fmt: skip
+
+    def hnet_options(self) -> dict[str, Any]:
+        """The ``hnet`` options these set (None: hnet's own)."""
+        return {"init": self.init, "base": self.base, "embedding_dim": self.embedding_dim}
 
 
 @dataclass
@@ -252,39 +279,20 @@ class FedHyper(PFedHN):
 
 
 def hypernet_config(cfg: ExperimentConfig) -> HyperNetConfig:
-    """``hnet`` with the strategy's ``init``, ``base`` and ``embedding_dim``.
-
-    An explicit ``hnet`` value that disagrees is a ValueError.
-    """
-    chosen = {"init": cfg.strategy.init, "base": cfg.strategy.base, "embedding_dim": cfg.strategy.embedding_dim}
-    default = HyperNetConfig()
-    for key, value in chosen.items():
-        given = getattr(cfg.hnet, key)
-        if value is not None and given != value and given != getattr(default, key):
-            raise ValueError(
-                f"strategy=fedhyper sets hnet.{key} with strategy.{key}={value}, not hnet.{key}={given}; "
-                f"set strategy.{key}={given} (or strategy.{key}=null) instead"
-            )
-    return dataclasses.replace(cfg.hnet, **{k: v for k, v in chosen.items() if v is not None})
+    """``hnet`` with the strategy's ``init``, ``base`` and ``embedding_dim`` (``validate_with`` refuses a
+    disagreeing explicit ``hnet`` value)."""
+    return dataclasses.replace(cfg.hnet, **{k: v for k, v in cfg.strategy.hnet_options().items() if v is not None})
 
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> FedHyper:
     """FedHyper for ``cfg``: the hypernetwork over the body (or the whole model without ``private_head``)."""
     input_shape, n_classes = dataset_info(cfg.data.name)
     head = head_names(build_model(cfg.model, input_shape, n_classes)) if cfg.strategy.private_head else []
-    if cfg.hnet.input == "data":
-        raise ValueError("strategy=fedhyper generates from client embeddings; use strategy=pefll for hnet.input=data")
     hnet = hypernet_config(cfg)
     if hnet.base and cfg.privacy.enabled:
         log.warning(PRIVATE_BASE_WARNING)
     shared = None
     if cfg.strategy.shared_model:
-        if cfg.privacy.enabled:
-            raise ValueError("strategy.shared_model=true (the default) has no private mechanism for its shared model; "
-                             "set strategy.shared_model=false with privacy.*")  # fmt: skip
-        if cfg.hnet.input != "embedding":
-            raise ValueError(f"strategy.shared_model=true packs two models a message; hnet.input={cfg.hnet.input} "
-                             "sends an ensemble of its own: use hnet.input=embedding")  # fmt: skip
         shared = SharedModelStrategy(cfg, directory, shared_weights(cfg, "all"))
     return FedHyper(dataclasses.replace(cfg, hnet=hnet), directory, tuple(head), shared)
 

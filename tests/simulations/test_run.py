@@ -55,6 +55,23 @@ def test_a_bad_option_is_refused_with_one_line_naming_it(override, message):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["privacy.noise_multiplier=1"], "strategy.shared_model=true (the default) has no private mechanism"),
+        (["hnet.input=noise"], "hnet.input=noise sends an ensemble of its own: use hnet.input=embedding"),
+        (["hnet.input=data"], "strategy=fedhyper generates from client embeddings; use strategy=pefll"),
+        (["hnet.init=hyperfan_out"], "set strategy.init=hyperfan_out (or strategy.init=null) instead"),
+    ],
+)
+def test_fedhyper_options_the_other_sections_contradict_are_refused_before_an_engine_starts(overrides, message):
+    with pytest.raises(ValueError) as err:
+        check(["strategy=fedhyper", *overrides])
+
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("override", ["strategy=nope", "strategy.local.lr=-1"])
 def test_the_command_exits_2_on_a_bad_option_before_any_engine_starts(tmp_path, override):
     marker = f"FEDHYPER_TEST_COMMAND={tmp_path}"  # inherited by everything the command starts

@@ -161,8 +161,8 @@ def test_init_none_takes_hnet_init_and_a_disagreeing_hnet_init_is_refused():
     assert fedhyper.build(cfg, ClientDirectory()).trainer.hnet.cfg.init == "hyperfan_out"
 
     cfg.strategy.init = "hyperfan_in"
-    with pytest.raises(ValueError, match="strategy.init"):
-        fedhyper.build(cfg, ClientDirectory())
+    with pytest.raises(ValueError, match="set strategy.init=hyperfan_out"):
+        cfg.validate()
 
 
 def test_strategy_base_sets_hnet_base_and_a_disagreeing_hnet_base_is_refused():
@@ -176,7 +176,7 @@ def test_strategy_base_sets_hnet_base_and_a_disagreeing_hnet_base_is_refused():
     assert fedhyper.build(cfg, ClientDirectory()).trainer.hnet.cfg.base
     cfg.strategy.base = False
     with pytest.raises(ValueError, match="strategy.base=False, not hnet.base=True"):
-        fedhyper.build(cfg, ClientDirectory())
+        cfg.validate()
 
 
 def test_a_private_run_with_the_base_is_warned_of_its_cost(caplog):
@@ -363,4 +363,5 @@ def test_the_shared_model_is_fine_tuned_with_its_own_steps_and_rate_the_generate
 )
 def test_a_shared_model_refuses_what_it_cannot_carry(tiny_config, options, match):
     with pytest.raises(ValueError, match=match):
-        fedhyper.build(tiny_config("fedhyper", "strategy.shared_model=true", *options), ClientDirectory())
+        tiny_config("fedhyper", "strategy.shared_model=true", *options).validate()
+    tiny_config("fedhyper", "strategy.shared_model=false", *options).validate()  # the generated model alone can
