@@ -22,7 +22,7 @@ class SimConfig:
     """Rounds, sampling, and the simulated clients' resources."""
 
     # The default budget: 450 rounds of 4 clients (1,800 client updates) takes pFedHN past 96%
-    # mean accuracy on the pFedHN split of Fashion-MNIST in about 11 minutes on 2 CPU cores.
+    # mean accuracy on the pFedHN split of Fashion-MNIST in about 4 minutes on 2 CPU cores (README).
     num_rounds: int = 450
     clients_per_round: int = 4  # small rounds: each update sees a fresher Φ (see OuterConfig.aggregate)
     eval_every: int = 25  # evaluate every this many rounds, and after the last
