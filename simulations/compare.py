@@ -103,6 +103,9 @@ def validate(cc: CompareConfig) -> None:
         raise ValueError(f"target_accuracy={cc.target_accuracy} must be in (0, 1] (a fraction, like 0.9)")
     if cc.progress_every <= 0:
         raise ValueError(f"progress_every={cc.progress_every} must be positive (seconds)")
+    if cc.settle and cc.engine == "flower":
+        raise ValueError("settle=true evaluates in-process checkpoints, which hold the clients' kept state (a Flower "
+                         "run's do not): use engine=inprocess")  # fmt: skip
     if cc.tune < 0 or cc.tune_rounds < 0:
         raise ValueError(f"tune={cc.tune} and tune_rounds={cc.tune_rounds} must be >= 0 (0: no tuning; a quarter)")
     labels = [results.run_label(n, v) for n in cc.strategies for v in cc.variants]
@@ -161,6 +164,12 @@ def compose_run(
     try:
         cfg = experiment.typed(precheck(overrides))
         cfg.validate()
+        if not cfg.sim.eval_test:
+            raise ValueError("sim.eval_test=false: a grid reports its runs' test accuracy (tuning trials leave "
+                             "the test split out on their own)")  # fmt: skip
+        if (cc.tune or cc.settle) and not cfg.data.val_fraction > 0:
+            raise ValueError(f"data.val_fraction={cfg.data.val_fraction}: tune=N and settle=true choose on "
+                             "validation accuracy, which needs the clients' validation split")  # fmt: skip
     except ValueError as err:
         hint = f"; options of one strategy go in strategy_overrides.{name}" if str(err).startswith("strategy") else ""
         raise ValueError(f"{err} ({where}{hint})") from err
@@ -323,9 +332,7 @@ def settle_grid(cc: CompareConfig, common: list[str], runs: list[PlannedRun]) ->
             print(f"settling {cell_name((setting, name, variant))}: {len(search.candidates(space))} candidates "
                   f"(those acting alike once) on seed {reevaluation.SETTLE_SEED}, then {len(finished)} runs",
                   flush=True)  # fmt: skip
-            out[(setting, name, variant)] = reevaluation.settle(
-                space, finished, members[0].label.num_rounds, compute=not cc.report_only, pool=pool
-            )
+            out[(setting, name, variant)] = reevaluation.settle(space, finished, not cc.report_only, pool)
     (report_folder(cc) / SETTLED_FILE).write_text(yaml.safe_dump(settled_yaml(out), sort_keys=False))
     return out
 
@@ -401,8 +408,9 @@ def write_outputs(
 ) -> list[results.RunResult]:
     """results.csv, report.md and two plots per data setting (in ``report_folder``), from the finished runs.
 
-    The report's tuning section lists this grid's cells only: ``tuned.yaml`` may hold another grid's
-    that shares ``out_dir`` (an ablation's beside the comparison's).
+    The report's tuning section lists this grid's cells only, those in the report: ``tuned.yaml`` may
+    hold another grid's that shares ``out_dir`` (an ablation's beside the comparison's), or an older
+    command's choice for a cell whose tuning has not ended; a grid without ``tune`` gets no such section.
     """
     out = report_folder(cc)
     done = [
@@ -421,8 +429,10 @@ def write_outputs(
     report = markdown_report(done, cc.target_accuracy, settings, figures, cc.reference, notes)
     if settled is not None:
         report += settled_report(done, settled, cc.reference)
-    if (tuned := Path(cc.out_dir) / tuning.TUNED_FILE).is_file():
-        cells = {(s, results.run_label(n, v)) for s in cc.settings for n in cc.strategies for v in cc.variants}
+    if cc.tune and (tuned := Path(cc.out_dir) / tuning.TUNED_FILE).is_file():  # tune=0: its runs took none of it
+        left_out = set(unfinished)
+        cells = {(s, results.run_label(n, v)) for s in cc.settings for n in cc.strategies for v in cc.variants
+                 if (s, n, v) not in left_out}  # fmt: skip
         report += tuning.markdown(yaml.safe_load(tuned.read_text()), cells)
     (out / "report.md").write_text(report)
     return done

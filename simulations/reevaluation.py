@@ -63,8 +63,15 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
         return {record.ROUND: server_round, **loop.evaluate(server_round, clients, RoundMetrics())}
 
 
-class NoCheckpoint(Exception):
-    """A run without the final checkpoint an evaluation not yet kept needs."""
+class NotEvaluated(Exception):
+    """An evaluation not kept that cannot be made: no checkpoint, one of another round than the run's last,
+    one without the clients' kept state (a Flower run's), or one that failed."""
+
+
+def final_round(run_dir: Path) -> int:
+    """The last round a finished run recorded (its training rounds and, where a strategy adapts to them, the
+    novel clients'); its final checkpoint is of that round."""
+    return int(json.loads((run_dir / record.SUMMARY_FILE).read_text())["rounds"])
 
 
 def _kept_rows(run_dir: Path) -> list[dict[str, Any]]:
@@ -76,34 +83,42 @@ def _kept(rows: list[dict[str, Any]], values: dict[str, Any], rounds: int) -> di
     return next((r["metrics"] for r in rows if r["options"] == values and r["metrics"][record.ROUND] == rounds), None)
 
 
-def _evaluate_values(run_dir: str, values: dict[str, Any]) -> dict[str, float]:
-    """``evaluate`` with key -> value options (a worker process's task)."""
-    return evaluate(Path(run_dir), as_overrides(values))
+def _evaluate_values(run_dir: str, values: dict[str, Any]) -> dict[str, float] | NotEvaluated:
+    """``evaluate`` with key -> value options (a worker process's task); a failure comes back as NotEvaluated,
+    so that one bad checkpoint costs its own evaluations only, not the others' or the grid's report."""
+    try:
+        return evaluate(Path(run_dir), as_overrides(values))
+    except Exception as err:  # noqa: BLE001  (any failure of one evaluation is that evaluation's result)
+        return NotEvaluated(f"{Path(run_dir).name}: {values} could not be evaluated: {err}")
 
 
 def evaluate_all(
-    tasks: Sequence[tuple[Path, dict[str, Any]]], rounds: int, compute: bool = True, pool: Executor | None = None
-) -> list[dict[str, float] | NoCheckpoint]:
-    """Each (run directory, options) evaluated on the run's checkpoint of round ``rounds``, or its NoCheckpoint.
+    tasks: Sequence[tuple[Path, dict[str, Any]]], compute: bool = True, pool: Executor | None = None
+) -> list[dict[str, float] | NotEvaluated]:
+    """Each (finished run's directory, options) evaluated on the run's final checkpoint, or its NotEvaluated.
 
     An evaluation kept in the run's ``CACHE_FILE`` is read, not repeated; the others run in ``pool``
     (the grid's workers, ``simulations.inprocess.worker_pool``), or here without one, and are kept.
-    Without ``compute``, or without a checkpoint, or with one of another round (a run still going),
-    an evaluation not kept is a NoCheckpoint.
+    Without ``compute``, or without a checkpoint, or with one of another round than the run's last
+    (``final_round``), an evaluation not kept is a NotEvaluated.
     """
-    rows = {d: _kept_rows(d) for d in {d for d, _ in tasks}}
-    out: list[dict[str, float] | NoCheckpoint | None] = [_kept(rows[d], v, rounds) for d, v in tasks]
+    runs = {d for d, _ in tasks}
+    rows, last = {d: _kept_rows(d) for d in runs}, {d: final_round(d) for d in runs}
+    out: list[dict[str, float] | NotEvaluated | None] = [_kept(rows[d], v, last[d]) for d, v in tasks]
     for i, (run_dir, values) in enumerate(tasks):
         if out[i] is None and (not compute or not (run_dir / checkpoint.FILENAME).is_file()):
-            out[i] = NoCheckpoint(f"{run_dir.name}: {values} not evaluated, and no checkpoint to evaluate it on")
+            out[i] = NotEvaluated(f"{run_dir.name}: {values} not evaluated, and no checkpoint to evaluate it on")
     todo = [i for i, r in enumerate(out) if r is None]
     evaluate_in = pool.map if pool is not None and len(todo) > 1 else map
     computed = list(evaluate_in(_evaluate_values, [str(tasks[i][0]) for i in todo], [tasks[i][1] for i in todo]))
     for i, metrics in zip(todo, computed, strict=True):
         run_dir, values = tasks[i]
-        if metrics[record.ROUND] != rounds:
+        if isinstance(metrics, NotEvaluated):
+            out[i] = metrics
+            continue
+        if metrics[record.ROUND] != last[run_dir]:
             at = metrics[record.ROUND]
-            out[i] = NoCheckpoint(f"{run_dir.name}: its checkpoint is of round {at}, not the last ({rounds})")
+            out[i] = NotEvaluated(f"{run_dir.name}: its checkpoint is of round {at}, not its last ({last[run_dir]})")
             continue
         out[i] = {k: metrics[k] for k in KEPT if k in metrics}
         with (run_dir / CACHE_FILE).open("a") as fh:
@@ -136,7 +151,7 @@ class Settled:
 
 
 def settle(
-    space: EvalSpace, runs: Sequence[tuple[int, Path]], rounds: int, compute: bool = True, pool: Executor | None = None
+    space: EvalSpace, runs: Sequence[tuple[int, Path]], compute: bool = True, pool: Executor | None = None
 ) -> Settled:
     """Choose ``space``'s values on seed ``SETTLE_SEED``'s run by validation accuracy; evaluate every run with them.
 
@@ -150,16 +165,16 @@ def settle(
         out.missing.append(f"no finished seed-{SETTLE_SEED} run to choose on")
         return out
     options = distinct(candidates(space), by_seed[SETTLE_SEED])
-    evaluated = evaluate_all([(by_seed[SETTLE_SEED], v) for v in options], rounds, compute, pool)
-    if failed := next((e for e in evaluated if isinstance(e, NoCheckpoint)), None):
+    evaluated = evaluate_all([(by_seed[SETTLE_SEED], v) for v in options], compute, pool)
+    if failed := next((e for e in evaluated if isinstance(e, NotEvaluated)), None):
         out.missing.append(str(failed))
         return out
     out.validation = [(v, m[record.VAL_ACCURACY]) for v, m in zip(options, evaluated, strict=True)]  # type: ignore[index]
     out.chosen = max(out.validation, key=lambda c: c[1])[0]  # max keeps the first of equals
     seeds = sorted(by_seed)
-    results = evaluate_all([(by_seed[s], out.chosen) for s in seeds], rounds, compute, pool)
+    results = evaluate_all([(by_seed[s], out.chosen) for s in seeds], compute, pool)
     for seed, result in zip(seeds, results, strict=True):
-        if isinstance(result, NoCheckpoint):
+        if isinstance(result, NotEvaluated):
             out.missing.append(f"seed {seed}: {result}")
         else:
             out.by_seed[seed] = result

@@ -214,6 +214,8 @@ class Checkpointer:
             if name not in state and name in self.optional:
                 log.warning("the checkpoint %s holds no %s state: it starts afresh", self.path, name)
                 continue
+            if name not in state:
+                raise ValueError(f"the checkpoint {self.path} holds no {name} state, which this run needs")
             part.load_state_dict(state[name])
         torch.set_rng_state(state["torch_rng"])
         log.info("resuming after round %d from %s", state["round"], self.path)

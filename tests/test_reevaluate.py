@@ -1,5 +1,6 @@
 """scripts/reevaluate.py: a finished run's last checkpoint evaluated again under other evaluation settings."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -69,16 +70,20 @@ def test_settle_chooses_nothing_it_cannot_evaluate_and_says_why(in_process_grid,
     space = {"strategy.finetune_steps": (0, 2)}
     saved = (tmp_path / checkpoint.FILENAME).read_bytes()
 
-    no_seed_0 = settle(space, [(1, tmp_path)], rounds=3)
-    not_last = settle(space, [(0, tmp_path)], rounds=4)  # a checkpoint of round 3 in a 4-round cell
+    no_seed_0 = settle(space, [(1, tmp_path)])
+    summary = tmp_path / "summary.json"
+    recorded = summary.read_text()
+    summary.write_text(json.dumps({**json.loads(recorded), "rounds": 4}))  # a checkpoint older than the last round
+    not_last = settle(space, [(0, tmp_path)])
+    summary.write_text(recorded)
     (tmp_path / checkpoint.FILENAME).unlink()
-    none_kept = settle(space, [(0, tmp_path)], rounds=3)
+    none_kept = settle(space, [(0, tmp_path)])
 
     assert no_seed_0.chosen is None and no_seed_0.missing == ["no finished seed-0 run to choose on"]
-    assert not_last.chosen is None and "its checkpoint is of round 3, not the last (4)" in not_last.missing[0]
+    assert not_last.chosen is None and "its checkpoint is of round 3, not its last (4)" in not_last.missing[0]
     assert none_kept.chosen is None and "no checkpoint to evaluate it on" in none_kept.missing[0]
     (tmp_path / checkpoint.FILENAME).write_bytes(saved)
-    done = settle(space, [(0, tmp_path)], rounds=3)
+    done = settle(space, [(0, tmp_path)])
     assert done.chosen in ({"strategy.finetune_steps": 0}, {"strategy.finetune_steps": 2}) and done.missing == []
     assert [v for v, _ in done.validation] == [{"strategy.finetune_steps": 0}, {"strategy.finetune_steps": 2}]
 
@@ -116,3 +121,35 @@ def test_candidates_that_evaluate_alike_are_evaluated_once_as_the_first_of_them(
     ]
     # a strategy that does not say what its evaluation depends on has every candidate evaluated
     assert len(kept("perfedavg", {"strategy.adapt_steps": (1, 2, 3)})) == 3
+
+
+def test_settle_evaluates_at_a_runs_last_round_with_its_novel_clients_rounds(in_process_grid, tiny_config, tmp_path):
+    from simulations.reevaluation import settle
+
+    summary = finished_run(
+        in_process_grid, tiny_config, tmp_path, "fedhyper", "novel_clients=1", "sim.novel_rounds=2",
+        "strategy.shared_model=false",
+    )  # fmt: skip
+    space = {"strategy.adapt_steps": (0, 3)}
+
+    done = settle(space, [(0, tmp_path)])
+
+    assert summary.rounds == 5 and done.missing == [], done.missing  # 3 training rounds, then the novel client's 2
+    assert done.by_seed[0]["round"] == 5
+
+
+def test_a_checkpoint_without_the_clients_kept_state_is_not_evaluated_and_says_why(
+    in_process_grid, tiny_config, tmp_path
+):
+    from simulations.reevaluation import CACHE_FILE, settle
+
+    finished_run(in_process_grid, tiny_config, tmp_path, "fedavg_ft")
+    state = checkpoint.load_checkpoint(tmp_path / checkpoint.FILENAME)
+    del state["clients"]  # as a Flower run writes it: its clients keep their state on their nodes
+    checkpoint.save_checkpoint(tmp_path / checkpoint.FILENAME, state)
+
+    flower_like = settle({"strategy.finetune_steps": (0, 2)}, [(0, tmp_path)])
+
+    assert flower_like.chosen is None
+    assert "could not be evaluated" in flower_like.missing[0] and "holds no clients state" in flower_like.missing[0]
+    assert not (tmp_path / CACHE_FILE).exists()  # nothing kept that was not evaluated

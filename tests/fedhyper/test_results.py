@@ -156,3 +156,13 @@ def test_paired_differences_compare_each_strategy_with_the_best_other_seed_by_se
     assert to_fedavg["local"].mean == pytest.approx((-0.30 - 0.10 - 0.35) / 3)
     assert to_fedavg["fedavg"].reference == "ditto"  # the reference itself: to the best other
     assert to_fedavg["ditto"].mean == pytest.approx(diffs["ditto"].mean)
+
+
+def test_the_t_quantile_is_the_tables_and_never_narrower_than_students_between_its_rows():
+    from fedhyper.results import t95
+
+    # Student's t, two-sided 95%, at degrees of freedom between and past the table's rows
+    true = {2: 4.303, 11: 2.201, 31: 2.040, 45: 2.014, 100: 1.984, 1000: 1.962}
+    assert t95(2) == 4.303 and t95(30) == 2.042 and t95(40) == 2.021
+    assert all(t95(df) >= q for df, q in true.items())
+    assert t95(31) < 2.05 and t95(1000) < 1.99  # the row at or below, not a much wider one

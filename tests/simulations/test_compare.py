@@ -161,6 +161,27 @@ def test_a_bad_option_exits_2_with_one_line_before_anything_runs(tmp_path, capsy
     assert not (tmp_path / "cmp").exists()
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["settle=true", "engine=flower"], "settle=true evaluates in-process checkpoints"),
+        (["sim.eval_test=false"], "sim.eval_test=false: a grid reports its runs' test accuracy"),
+        (["settle=true", "data.val_fraction=0"], "data.val_fraction=0.0: tune=N and settle=true choose on validation"),
+        (["tune=2", "data.val_fraction=0"], "data.val_fraction=0.0: tune=N and settle=true choose on validation"),
+    ],
+)
+def test_a_grid_that_could_not_report_or_choose_its_values_is_refused_before_anything_runs(
+    tmp_path, capsys, extra, message
+):
+    argv = [a for a in grid(tmp_path / "cmp", *extra) if not (a == "engine=inprocess" and "engine=flower" in extra)]
+
+    code = compare.main(argv)
+
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "cmp").exists()
+
+
 def test_two_variants_run_side_by_side_with_their_own_overrides_labels_and_report_rows(tmp_path, capsys):
     out = tmp_path / "cmp"
     args = [a for a in grid(out, "jobs=2") if not a.startswith("seeds=")]
@@ -337,7 +358,7 @@ def test_tuned_yaml_keeps_the_cells_of_an_earlier_command_and_replaces_only_its_
     assert "Strategies had 1 or 2 trials per setting" in tuning.markdown(record)
 
 
-def test_a_second_grid_over_the_same_runs_reports_in_its_own_folder_with_its_own_tuned_cells(tmp_path, capsys):
+def test_a_second_grid_over_the_same_runs_reports_in_its_own_folder_without_the_others_tuning(tmp_path, capsys):
     out = tmp_path / "shared"
     argv = ["strategies=[fedavg]", "seeds=[0]", "engine=inprocess", "jobs=1", f"out_dir={out}", *TINY]
     assert compare.main(argv) == 0, capsys.readouterr()
@@ -355,8 +376,9 @@ def test_a_second_grid_over_the_same_runs_reports_in_its_own_folder_with_its_own
     assert row["run_dir"].startswith("../../runs/default/fedavg/seed0-")  # the grid's run, relative to the file
     assert (mine / row["run_dir"] / "summary.json").is_file()
     report = (mine / "report.md").read_text()
-    assert "| fedavg | 1 |" in report and "| fedavg | `strategy.local.lr=0.01` | 80.00 |" in report
-    assert "ditto" not in report  # the tuning section lists this grid's cells only
+    assert "| fedavg | 1 |" in report
+    # its runs were not tuned (no tune=N): no tuning section claims values they did not use, nor another grid's
+    assert "## Tuning" not in report and "0.01" not in report and "ditto" not in report
     assert (mine / "accuracy_default.png").is_file()
     assert (out / "report.md").read_text() == first  # the first grid's report is left as it was
 
