@@ -144,11 +144,19 @@ class HyperNetTrainer:
         num_examples: list[int],
         extra: torch.Tensor | None = None,
         server_round: int | None = None,
+        weights: torch.Tensor | None = None,
+        round_weight: float | None = None,
     ) -> float:
         """One outer step from the clients' trained weights; returns Φ's gradient norm (the base's left out).
 
         In round ``server_round`` the optimiser steps at ``cfg.lr_factor`` of its learning rates;
         None steps at the rates it has.
+
+        A step over one group of a round's clients (``strategies.fedhyper``'s ``clients_per_step``) gets
+        ``weights`` [B], these clients' weights as the whole round's step would give them
+        (``client_weights`` of the round), and ``round_weight``, the round's sum of them: the base then
+        moves by this group's share of the round's weighted mean Δ, so the groups together move it as far
+        as one step over the round would. Without them the clients are the whole round.
 
         ``extra`` [B, extra_dim] must be the per-call input the clients' weights were generated
         with. Without a private table the conditioner's leaf is ``extra`` itself (descriptors):
@@ -162,7 +170,7 @@ class HyperNetTrainer:
         if not conditioner.private:
             leaf = leaf.detach().requires_grad_(True)
         condition, shared = conditioner.condition(leaf, given), self.hnet.shared_parameters()
-        weights = self._client_weights(num_examples)
+        weights = self.client_weights(num_examples) if weights is None else weights.to(self.device)
         shared_grads, leaf_grads = self._backprop(condition, leaf, trained, weights, shared)
         if self.privacy is not None:
             shared_grads = self.privacy.noised(shared_grads)
@@ -174,7 +182,7 @@ class HyperNetTrainer:
             extra.grad = leaf_grads.to(extra.device)
         base = self.hnet.base_parameters()
         if base:  # −Σ w_i Δ_i over Σ w_i: the weighted mean Δ, which base_lr=1 adds as FedAvg's server does
-            base[0].grad = base[0].grad / float(weights.sum())
+            base[0].grad = base[0].grad / (round_weight or float(weights.sum()))
             shared = [p for p in shared if p is not base[0]]
         norm = torch.nn.utils.clip_grad_norm_(shared, self.cfg.grad_clip or float("inf"))
         if server_round is not None:
@@ -192,7 +200,7 @@ class HyperNetTrainer:
         for group, lr in zip(optimizer.param_groups, initial_lrs, strict=True):
             group["lr"] = lr * factor
 
-    def _client_weights(self, num_examples: list[int]) -> torch.Tensor:
+    def client_weights(self, num_examples: list[int]) -> torch.Tensor:
         """The clients' weights w_i [B] in the outer step (``cfg.weighting``; alike under privacy), on the device."""
         return self.cfg.client_weights(num_examples, private=self.privacy is not None).to(self.device)
 
@@ -241,17 +249,22 @@ class HyperNetTrainer:
         ids = torch.as_tensor(client_ids, device=self.device)
         extra = None if extra is None else extra.to(self.device)
         leaf = conditioner.leaf(ids, extra).detach().requires_grad_(True)
-        weights = self._client_weights(num_examples)
+        weights = self.client_weights(num_examples)
         _, leaf_grads = self._backprop(conditioner.condition(leaf, extra), leaf, trained, weights, [])
         self._set_embedding_grad(ids, leaf_grads)
         self._embedding_optimizer().step()
         self.hnet.zero_grad(set_to_none=True)
 
     def _embedding_optimizer(self) -> torch.optim.Optimizer:
+        """The novel clients' embeddings' optimiser: the kind and rate the trained clients' embeddings step with."""
         if self.embedding_optimizer is None:
             lr = self.cfg.embedding_lr or self.cfg.lr
             params = self.hnet.embedding_parameters()
-            self.embedding_optimizer = torch.optim.SGD(params, lr=lr, momentum=self.cfg.momentum)
+            self.embedding_optimizer = (
+                torch.optim.Adam(params, lr=lr)
+                if self.cfg.optimizer == "adam"
+                else torch.optim.SGD(params, lr=lr, momentum=self.cfg.momentum)
+            )
         return self.embedding_optimizer
 
     def state_dict(self) -> dict:

@@ -41,7 +41,8 @@ class LocalTrainConfig:
     weight_decay: float = 5e-5  # SGD weight decay
     batch_size: int = 64  # examples per step
     # The training rounds' lr: constant, or cosine (lr × (1 + cos(π (r − 1) / R)) / 2 in round r of R, as
-    # strategy.outer.schedule). Only training decays: adaptation and fine-tuning before evaluation use lr.
+    # strategy.outer.schedule; the novel clients' rounds over their own sim.novel_rounds, from lr again).
+    # Only training decays: adaptation and fine-tuning before evaluation use lr.
     lr_schedule: str = "constant"
     # Each step's gradient over the trained tensors is scaled down to this L2 norm when longer (0: never),
     # so that one bad batch cannot throw a client's weights, and the private part it keeps, to huge values.

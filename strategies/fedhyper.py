@@ -111,7 +111,8 @@ class FedHyperConfig(PFedHNConfig):
     base: bool | None = True
     embedding_dim: int | None = 64  # each client's embedding size, overriding hnet.embedding_dim; None: hnet's
     # Clients folded into one outer step, in client-id order; 0: all the round's clients in one step.
-    # Each later step pulls a client's Δ_i = θ_i − θ̃_i (θ̃_i: what it was sent) back through the current Φ.
+    # Each later step pulls a client's Δ_i = θ_i − θ̃_i (θ̃_i: what it was sent) back through the current Φ,
+    # each client weighed as in the whole round's step; the groups together move the base as one step would.
     clients_per_step: int = 0
     # The clients also train FedAvg's shared model, half their local steps on each model (the same compute per
     # update as every strategy, twice the bytes), and are evaluated on the two models' averaged prediction.
@@ -258,7 +259,11 @@ class FedHyper(PFedHN):
     def _step_hypernetwork(
         self, server_round: int, plan: HyperRoundPlan, replies: dict[int, Reply], calls: Exchange
     ) -> dict[str, float]:
-        """One outer step per ``clients_per_step`` replies; the whole round in one as pFedHN's without it."""
+        """One outer step per ``clients_per_step`` replies; the whole round in one as pFedHN's without it.
+
+        Each client weighs in its group's step as in the whole round's (``weighting``: not renormalised over
+        its group), and the groups' steps together move the base by the round's weighted mean Δ, once.
+        """
         size = self.clients_per_step
         if not size or size >= len(replies) or server_round > self.num_rounds:
             return super().aggregate_train(server_round, plan, replies, calls)
@@ -267,14 +272,17 @@ class FedHyper(PFedHN):
         trained = stacked_replies(replies, ids)
         received = [protocol.record_to_weights(plan.sent[c]) for c in ids]
         sent = {n: torch.stack([w[n] for w in received]) for n in trained}  # θ̃_i as sent: name -> [B, *shape]
+        counts = [replies[c].num_examples for c in ids]
+        weights = self.trainer.client_weights(counts)  # [B], as the whole round's step weighs them
         norms = []
         for start in range(0, len(ids), size):
             part = slice(start, start + size)
             extra = None if noise is None else noise[part]
             now = self.trainer.generate(ids[part], extra)  # Φ has moved since these weights were sent
-            moved = {n: now[n] + trained[n][part] - sent[n][part].to(now[n].device) for n in now}
-            counts = [replies[c].num_examples for c in ids[part]]
-            norms.append(self.trainer.step(ids[part], moved, counts, extra, server_round))
+            moved = {n: now[n] + (trained[n][part] - sent[n][part]).to(now[n].device) for n in now}
+            step = self.trainer.step(ids[part], moved, counts[part], extra, server_round, weights[part],
+                                     round_weight=float(weights.sum()))  # fmt: skip
+            norms.append(step)
         return {**train_summary(replies), record.GRAD_NORM: sum(norms) / len(norms)}
 
 

@@ -125,8 +125,13 @@ class RoundLoop:
         config = ConfigRecord({**self.config, protocol.ALGORITHM: self.strategy.name,
                                **self.strategy.client_settings(), protocol.SERVER_ROUND: server_round})  # fmt: skip
         if phase == MessageType.TRAIN:  # the round's lr; evaluation's adaptation keeps local.lr
+            # The novel clients' rounds (after training) decay over their own phase, from local.lr again:
+            # they start from fresh embeddings, not from where the trained clients' schedule ended.
+            r, rounds = server_round, self.sim.num_rounds
+            if r > rounds:
+                r, rounds = r - rounds, self.sim.novel_rounds
             config[protocol.LOCAL_LR] = self.config[protocol.LOCAL_LR] * schedule_factor(
-                str(self.config[protocol.LOCAL_LR_SCHEDULE]), server_round, self.sim.num_rounds
+                str(self.config[protocol.LOCAL_LR_SCHEDULE]), r, rounds
             )
         return Exchange(self.grid, self.strategy.directory, self.replies, self.sim.round_timeout,
                         server_round, phase, config, metrics, orders)  # fmt: skip

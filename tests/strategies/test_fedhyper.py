@@ -244,11 +244,45 @@ def test_a_later_group_steps_on_its_clients_delta_from_what_they_were_sent():
     metrics = {protocol.NUM_EXAMPLES: 10, protocol.TRAIN_LOSS: 1.0}
     replies = {0: Reply(RecordDict(), metrics, moved), 1: Reply(RecordDict(), metrics, sent[1])}
 
+    base = grouped.trainer.hnet.base_parameters()[0].detach().clone()
     grouped.aggregate_train(1, plan, replies, None)
     alone.trainer.step([0], {n: w.unsqueeze(0) for n, w in moved.items()}, [10])
 
+    grouped_base, alone_base = grouped.trainer.hnet.base_parameters()[0], alone.trainer.hnet.base_parameters()[0]
     for p, q in zip(grouped.trainer.hnet.parameters(), alone.trainer.hnet.parameters(), strict=True):
-        torch.testing.assert_close(p, q)
+        if p is not grouped_base:
+            torch.testing.assert_close(p, q)
+    # the base moves by the round's mean Δ, (0.01 + 0) / 2, where client 0 alone moves it by its own 0.01
+    torch.testing.assert_close(grouped_base - base, (alone_base - base) / 2)
+
+
+def test_a_rounds_groups_move_the_base_by_its_mean_delta_once_and_weigh_clients_as_the_round_does():
+    grouped = fedhyper.build(sgd_without_momentum(tiny(clients_per_step=1)), ClientDirectory())
+    whole = fedhyper.build(sgd_without_momentum(tiny()), ClientDirectory())
+    plan = grouped.configure_train(1, [0, 1], None)
+    whole_plan = whole.configure_train(1, [0, 1], None)
+    sent = {c: protocol.record_to_weights(plan.sent[c]) for c in (0, 1)}
+    counts = {0: 5, 1: 500}
+    replies = {
+        c: Reply(RecordDict(), {protocol.NUM_EXAMPLES: counts[c], protocol.TRAIN_LOSS: 1.0},
+                 {n: w + 0.01 for n, w in sent[c].items()})
+        for c in (0, 1)
+    }  # fmt: skip
+    before = grouped.trainer.hnet.base_parameters()[0].detach().clone()
+    grouped.trainer.step = mock.Mock(wraps=grouped.trainer.step)
+
+    grouped.aggregate_train(1, plan, replies, None)
+    whole.aggregate_train(1, whole_plan, replies, None)
+
+    # each client weighs as in the whole round's step (examples, "sum": 2 · n_i / Σn), not 1 as its group's only one
+    round_weights = grouped.trainer.client_weights([5, 500])
+    passed = [call.args[5] for call in grouped.trainer.step.call_args_list]
+    torch.testing.assert_close(torch.cat(passed), round_weights)
+    assert {call.kwargs["round_weight"] for call in grouped.trainer.step.call_args_list} == {2.0}
+    # two groups, one base step's distance: the round's weighted mean Δ (0.01 everywhere), as the whole round moves it
+    after, whole_base = grouped.trainer.hnet.base_parameters()[0], whole.trainer.hnet.base_parameters()[0]
+    torch.testing.assert_close(after - before, whole_base - before)
+    torch.testing.assert_close(after - before, torch.full_like(before, 0.01))
 
 
 def test_sgd_outer_optimizer_is_todays_sgd_bit_for_bit_and_adam_differs():
@@ -365,3 +399,28 @@ def test_a_shared_model_refuses_what_it_cannot_carry(tiny_config, options, match
     with pytest.raises(ValueError, match=match):
         tiny_config("fedhyper", "strategy.shared_model=true", *options).validate()
     tiny_config("fedhyper", "strategy.shared_model=false", *options).validate()  # the generated model alone can
+
+
+def test_the_novel_clients_rounds_decay_the_local_lr_over_their_own_phase(loop_on):
+    cfg = tiny(rounds=4)
+    cfg.novel_clients, cfg.sim.novel_rounds, cfg.sim.clients_per_round = 1, 2, 2
+    loop = loop_on(cfg)
+
+    def lr(server_round: int) -> float:
+        return float(loop.exchange(server_round, MessageType.TRAIN, RoundMetrics()).config[protocol.LOCAL_LR])
+
+    base = cfg.strategy.local.lr  # FedHyper's local rate decays on a cosine over the 4 training rounds
+    assert lr(1) == pytest.approx(base) and lr(3) == pytest.approx(base / 2) and lr(4) < base / 5
+    assert [lr(5), lr(6)] == pytest.approx([base, base / 2])  # the novel clients' 2 rounds: from local.lr again
+
+
+def test_novel_clients_embeddings_step_with_the_outer_optimisers_kind_and_rate():
+    adam, sgd = tiny(), sgd_without_momentum(tiny())
+    kinds = {}
+    for name, cfg in (("adam", adam), ("sgd", sgd)):
+        trainer = fedhyper.build(cfg, ClientDirectory()).trainer
+        generated = trainer.generate([3])
+        trainer.fit_embeddings([3], {n: w + 0.01 for n, w in generated.items()}, [10])
+        kinds[name] = (type(trainer.embedding_optimizer).__name__, trainer.embedding_optimizer.param_groups[0]["lr"])
+
+    assert kinds == {"adam": ("Adam", adam.strategy.outer.lr), "sgd": ("SGD", sgd.strategy.outer.lr)}

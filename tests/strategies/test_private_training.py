@@ -85,6 +85,7 @@ def test_fedhyper_clips_and_noises_each_of_its_outer_steps_and_accounts_the_roun
         # Below FedHyper's tuned rates (local 0.06, Adam 1.8e-3): at those, on 4 tiny clients, the clients' own
         # steps and adaptation decide every prediction and C's bite on Φ does not show in the accuracies.
         cfg.strategy.local.lr, cfg.strategy.outer.lr = 5e-3, 1e-3
+        cfg.strategy.outer.weighting = "uniform"  # as privacy weighs clients: the plain run differs by the path alone
         return run(in_process_grid(4), experiment.Experiment(cfg, tmp_path / name, True))
 
     plain = fedhyper_run("plain", noise_multiplier=None)
