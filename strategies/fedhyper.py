@@ -116,8 +116,7 @@ class FedHyperConfig(PFedHNConfig):
     clients_per_step: int = 0
     # The clients also train FedAvg's shared model, half their local steps on each model (the same compute per
     # update as every strategy, twice the bytes), and are evaluated on the two models' averaged prediction.
-    # Refused under privacy.* (the shared model has no private mechanism) and with an hnet.input other than
-    # embedding: set it false there.
+    # Refused under privacy.* (the shared model has no private mechanism): set it false there.
     shared_model: bool = True
     # Before an evaluation the shared model is fine-tuned as FedAvg-FT's clients fine-tune theirs, with its own
     # SGD steps and learning rate; None: as the generated model is adapted (adapt_steps, local.lr). At local.lr
@@ -157,10 +156,9 @@ class FedHyperConfig(PFedHNConfig):
     def validate_with(self, cfg: ExperimentConfig) -> None:
         """What these options ask of the experiment's other sections (``hnet``, ``privacy``), checked with
         the rest of the config, before any engine starts."""
-        if cfg.hnet.input == "data":
-            raise ValueError(
-                "strategy=fedhyper generates from client embeddings; use strategy=pefll for hnet.input=data"
-            )
+        if cfg.hnet.input != "embedding":  # its clients' routine adapts one generated model (and the shared one)
+            raise ValueError(f"strategy=fedhyper generates from client embeddings, not hnet.input={cfg.hnet.input}: "
+                             "use strategy=pfedhn for hnet.input=noise, strategy=pefll for data")  # fmt: skip
         default = HyperNetConfig()
         for key, value in self.hnet_options().items():
             given = getattr(cfg.hnet, key)
@@ -172,9 +170,6 @@ class FedHyperConfig(PFedHNConfig):
         if self.shared_model and cfg.privacy.enabled:
             raise ValueError("strategy.shared_model=true (the default) has no private mechanism for its shared model; "
                              "set strategy.shared_model=false with privacy.*")  # fmt: skip
-        if self.shared_model and cfg.hnet.input != "embedding":
-            raise ValueError(f"strategy.shared_model=true packs two models a message; hnet.input={cfg.hnet.input} "
-                             "sends an ensemble of its own: use hnet.input=embedding")  # fmt: skip
 
     def hnet_options(self) -> dict[str, Any]:
         """The ``hnet`` options these set (None: hnet's own)."""

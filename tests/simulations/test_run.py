@@ -59,8 +59,8 @@ def test_a_bad_option_is_refused_with_one_line_naming_it(override, message):
     ("overrides", "message"),
     [
         (["privacy.noise_multiplier=1"], "strategy.shared_model=true (the default) has no private mechanism"),
-        (["hnet.input=noise"], "hnet.input=noise sends an ensemble of its own: use hnet.input=embedding"),
-        (["hnet.input=data"], "strategy=fedhyper generates from client embeddings; use strategy=pefll"),
+        (["hnet.input=noise"], "strategy=fedhyper generates from client embeddings, not hnet.input=noise"),
+        (["hnet.input=data"], "not hnet.input=data: use strategy=pfedhn for hnet.input=noise, strategy=pefll for data"),
         (["hnet.init=hyperfan_out"], "set strategy.init=hyperfan_out (or strategy.init=null) instead"),
     ],
 )

@@ -391,14 +391,18 @@ def test_the_shared_model_is_fine_tuned_with_its_own_steps_and_rate_the_generate
     assert all(torch.equal(adapted.args[1][n], w) for n, w in generated.items())
 
 
-@pytest.mark.parametrize(
-    ("options", "match"),
-    [(["privacy.noise_multiplier=1.0"], "privacy"), (["hnet.input=noise"], "hnet.input=noise")],
-)
-def test_a_shared_model_refuses_what_it_cannot_carry(tiny_config, options, match):
-    with pytest.raises(ValueError, match=match):
-        tiny_config("fedhyper", "strategy.shared_model=true", *options).validate()
-    tiny_config("fedhyper", "strategy.shared_model=false", *options).validate()  # the generated model alone can
+def test_a_shared_model_refuses_privacy_and_the_generated_model_alone_takes_it(tiny_config):
+    with pytest.raises(ValueError, match="privacy"):
+        tiny_config("fedhyper", "strategy.shared_model=true", "privacy.noise_multiplier=1.0").validate()
+    tiny_config("fedhyper", "strategy.shared_model=false", "privacy.noise_multiplier=1.0").validate()
+
+
+@pytest.mark.parametrize("shared_model", ["true", "false"])
+@pytest.mark.parametrize("hnet_input", ["noise", "data"])
+def test_fedhyper_refuses_inputs_other_than_embeddings(tiny_config, shared_model, hnet_input):
+    """Its clients adapt one generated model: pFedHN's ensemble of noise draws would fail every evaluation."""
+    with pytest.raises(ValueError, match=f"not hnet.input={hnet_input}: use strategy=pfedhn for hnet.input=noise"):
+        tiny_config("fedhyper", f"strategy.shared_model={shared_model}", f"hnet.input={hnet_input}").validate()
 
 
 def test_the_novel_clients_rounds_decay_the_local_lr_over_their_own_phase(loop_on):
