@@ -31,7 +31,9 @@ def _personal_model(job: Job, theta, w, idx, lam: float, lr: float, steps: int) 
     return theta, float(fit.detach())
 
 
-def train(job: Job) -> tuple[dict[str, torch.Tensor], float]:
+def _local_round(job: Job) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], float]:
+    """A round's local steps from the received w (Algorithm 1): each batch's θ, then w moved towards it.
+    Returns the last θ, the local w and the mean loss."""
     lam, lr = job.setting(protocol.PROX_MU), job.setting(protocol.INNER_LR)
     k = int(job.setting(protocol.INNER_STEPS))
     eta = job.local.lr
@@ -41,13 +43,25 @@ def train(job: Job) -> tuple[dict[str, torch.Tensor], float]:
         theta, loss = _personal_model(job, theta, w, idx, lam, lr, k)
         w = {n: w[n] - eta * lam * (w[n] - theta[n]) for n in w}
         total += loss
+    return theta, w, total / job.local.steps
+
+
+def train(job: Job) -> tuple[dict[str, torch.Tensor], float]:
+    theta, w, loss = _local_round(job)
     job.keep(PERSONAL, theta)
     job.keep_private(w)
-    return job.shared(w), total / job.local.steps
+    return job.shared(w), loss
 
 
 def evaluation_weights(job: Job) -> dict[str, torch.Tensor]:
-    """The personal model θ; the received one for a client that has not trained yet."""
+    """The personal model θ of the client's last training round (the received w for one that has not trained).
+
+    With ``strategy.personalize_at_eval``, θ of a local round run now from the received w, nothing kept
+    or sent: pFedMe's Algorithm 1 has every client run its round, sampled or not, so its evaluated θ is
+    never older than the current w; here only sampled clients train.
+    """
+    if job.config.get(protocol.PERSONALIZE_AT_EVAL):
+        return _local_round(job)[0]
     return job.kept(PERSONAL) or job.full()
 
 

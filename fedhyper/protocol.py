@@ -50,6 +50,7 @@ SHARED_ADAPT_STEPS = "algo.shared-adapt-steps"
 SHARED_ADAPT_LR = "algo.shared-adapt-lr"
 INNER_LR = "algo.inner-lr"  # Per-FedAvg's alpha, pFedMe's personal learning rate
 INNER_STEPS = "algo.inner-steps"  # pFedMe: steps solving for the personal model per batch
+PERSONALIZE_AT_EVAL = "algo.personalize-at-eval"  # pFedMe: 1 to evaluate θ of a local round run at evaluation
 
 # Metric keys (client -> server).
 CLIENT_ID = "client-id"  # the stable partition id, never the transport node id

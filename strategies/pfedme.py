@@ -16,7 +16,7 @@ import torch
 from fedhyper import protocol
 from fedhyper.algorithms import register_server
 from fedhyper.config import ExperimentConfig
-from fedhyper.search import LOCAL_LR_SPACE, Range, SearchSpace
+from fedhyper.search import LOCAL_LR_SPACE, EvalSpace, Range, SearchSpace
 from fedhyper.training import LocalTrainConfig
 from strategies.directory import ClientDirectory
 from strategies.replies import Reply
@@ -37,11 +37,17 @@ class PFedMeConfig(SharedModelConfig):
         "strategy.lam": Range(1.0, 30.0, log=True),
         "strategy.personal_lr": Range(1e-3, 1e-1, log=True),
     }
+    # chosen at convergence (settle=true): the kept θ, or θ of a local round run at evaluation
+    eval_space: ClassVar[EvalSpace] = {"strategy.personalize_at_eval": (False, True)}
     local: LocalTrainConfig = field(default_factory=LocalTrainConfig)  # local.lr is eta
     lam: float = 15.0  # lambda: pull of the personal model towards the local model
     personal_lr: float = 0.01  # step size solving for the personal model (its code's CIFAR-10 value)
     inner_steps: int = 5  # K: steps solving for θ per batch
     beta: float = 1.0  # the server's step towards the clients' mean; 1 is FedAvg's replacement
+    # Before an evaluation each client runs a local round from the received w (nothing kept or sent) and is
+    # evaluated on its θ, as the paper's Algorithm 1, where every client runs each round, evaluates it;
+    # false: on θ of its last training round, as old as its last sampling (the received w if never sampled).
+    personalize_at_eval: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -66,7 +72,8 @@ class PFedMe(SharedModelStrategy):
 
 def build(cfg: ExperimentConfig, directory: ClientDirectory) -> PFedMe:
     s = cfg.strategy
-    settings = {protocol.PROX_MU: s.lam, protocol.INNER_LR: s.personal_lr, protocol.INNER_STEPS: s.inner_steps}
+    settings = {protocol.PROX_MU: s.lam, protocol.INNER_LR: s.personal_lr, protocol.INNER_STEPS: s.inner_steps,
+                protocol.PERSONALIZE_AT_EVAL: int(s.personalize_at_eval)}  # fmt: skip
     return PFedMe(cfg, directory, shared_weights(cfg, "all"), settings, beta=s.beta)
 
 

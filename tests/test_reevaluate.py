@@ -4,6 +4,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import reevaluate  # noqa: E402
 
@@ -17,20 +19,36 @@ def finished_run(in_process_grid, tiny_config, run_dir: Path, strategy: str, *ov
     return run(in_process_grid(4), experiment.Experiment(cfg, run_dir, True))
 
 
+@pytest.mark.parametrize(
+    ("strategy", "run_options", "own", "other"),
+    [
+        ("fedhyper", ["strategy.adapt_steps=3"], "strategy.adapt_steps=3", "strategy.adapt_steps=0"),
+        # one client a round: some never trained, the others' θ is as old as their sampling; personalised at
+        # evaluation, each runs a seeded local round from the received model instead
+        (
+            "pfedme",
+            ["sim.clients_per_round=1"],
+            "strategy.personalize_at_eval=false",
+            "strategy.personalize_at_eval=true",
+        ),
+    ],
+)
 def test_the_runs_own_settings_give_its_recorded_accuracies_and_other_settings_other_ones(
-    in_process_grid, tiny_config, tmp_path
+    in_process_grid, tiny_config, tmp_path, strategy, run_options, own, other
 ):
-    summary = finished_run(in_process_grid, tiny_config, tmp_path, "fedhyper", "strategy.adapt_steps=3")
+    summary = finished_run(in_process_grid, tiny_config, tmp_path, strategy, *run_options)
     saved = (tmp_path / checkpoint.FILENAME).read_bytes()
 
-    again = reevaluate.evaluate(tmp_path, ["strategy.adapt_steps=3"])
-    unadapted = reevaluate.evaluate(tmp_path, ["strategy.adapt_steps=0"])
+    again = reevaluate.evaluate(tmp_path, [own])
+    changed = reevaluate.evaluate(tmp_path, [other])
 
-    # the clients' private heads came back from the checkpoint: the same adaptation gives the same figures
+    # the clients' kept state (private heads, personal models) came back from the checkpoint: the same
+    # settings give the same figures
     assert again["accuracy"] == summary.final_accuracy
     assert again["accuracy_pooled"] == summary.final_accuracy_pooled
     assert again["eval_clients"] == 4 and again["round"] == 3
-    assert unadapted["val_accuracy"] != again["val_accuracy"] or unadapted["eval_loss"] != again["eval_loss"]
+    assert changed["val_accuracy"] != again["val_accuracy"] or changed["eval_loss"] != again["eval_loss"]
+    assert reevaluate.evaluate(tmp_path, [other]) == changed  # repeated alike
     assert (tmp_path / checkpoint.FILENAME).read_bytes() == saved  # nothing trained, nothing written
 
 
