@@ -97,7 +97,8 @@ def evaluate_all(
 ) -> list[dict[str, float] | NotEvaluated]:
     """Each (finished run's directory, options) evaluated on the run's final checkpoint, or its NotEvaluated.
 
-    An evaluation kept in the run's ``CACHE_FILE`` is read, not repeated; the others run in ``pool``
+    An evaluation kept in the run's ``CACHE_FILE`` is read, not repeated, as is the run's own (``recorded``) for
+    options it evaluated with; the others run in ``pool``
     (the grid's workers, ``simulations.inprocess.worker_pool``), or here without one, and are kept.
     Without ``compute``, or without a checkpoint, or with one of another round than the run's last
     (``final_round``), an evaluation not kept is a NotEvaluated.
@@ -105,6 +106,7 @@ def evaluate_all(
     runs = {d for d, _ in tasks}
     rows, last = {d: _kept_rows(d) for d in runs}, {d: final_round(d) for d in runs}
     out: list[dict[str, float] | NotEvaluated | None] = [_kept(rows[d], v, last[d]) for d, v in tasks]
+    out = [r if r is not None else recorded(d, v) for r, (d, v) in zip(out, tasks, strict=True)]
     for i, (run_dir, values) in enumerate(tasks):
         if out[i] is None and (not compute or not (run_dir / checkpoint.FILENAME).is_file()):
             out[i] = NotEvaluated(f"{run_dir.name}: {values} not evaluated, and no checkpoint to evaluate it on")
@@ -126,6 +128,15 @@ def evaluate_all(
     return out  # type: ignore[return-value]
 
 
+def _acting(run_dir: Path, values: dict[str, Any]) -> str | None:
+    """What ``values`` change of how ``run_dir``'s run evaluates: its strategy config's ``evaluated_with()``
+    with them applied (``fedhyper.search``), as a key; None for a strategy's config without it."""
+    strategy = _config(run_dir, as_overrides(values)).strategy
+    if not hasattr(strategy, "evaluated_with"):
+        return None
+    return json.dumps(strategy.evaluated_with(), sort_keys=True, default=str)
+
+
 def distinct(options: Sequence[dict[str, Any]], run_dir: Path) -> list[dict[str, Any]]:
     """The first of each group of ``options`` that evaluate ``run_dir``'s run alike, in order.
 
@@ -134,10 +145,21 @@ def distinct(options: Sequence[dict[str, Any]], run_dir: Path) -> list[dict[str,
     """
     groups: dict[str, dict[str, Any]] = {}
     for values in options:
-        strategy = _config(run_dir, as_overrides(values)).strategy
-        acting = strategy.evaluated_with() if hasattr(strategy, "evaluated_with") else values
-        groups.setdefault(json.dumps(acting, sort_keys=True, default=str), values)
+        groups.setdefault(_acting(run_dir, values) or json.dumps(values, sort_keys=True, default=str), values)
     return list(groups.values())
+
+
+def recorded(run_dir: Path, values: dict[str, Any]) -> dict[str, float] | None:
+    """The run's own last evaluation where ``values`` evaluate it as it evaluated itself (same
+    ``evaluated_with()``): evaluating its final checkpoint with them gives the same figures
+    (tests/test_reevaluate.py), so none is needed; None otherwise, or where the run recorded none at its last round."""
+    own = _acting(run_dir, {})
+    if own is None or _acting(run_dir, values) != own:
+        return None
+    last = final_round(run_dir)
+    rows = [json.loads(line) for line in (run_dir / record.METRICS_FILE).read_text().splitlines() if line.strip()]
+    row = next((r for r in rows if r.get(record.ROUND) == last and record.ACCURACY in r), None)
+    return {k: row[k] for k in KEPT if k in row} if row is not None else None
 
 
 @dataclass

@@ -171,3 +171,24 @@ def test_a_checkpoint_without_the_clients_kept_state_is_not_evaluated_and_says_w
     assert flower_like.chosen is None
     assert "could not be evaluated" in flower_like.missing[0] and "holds no clients state" in flower_like.missing[0]
     assert not (tmp_path / CACHE_FILE).exists()  # nothing kept that was not evaluated
+
+
+def test_options_a_run_evaluated_with_are_its_recorded_evaluation_and_need_no_checkpoint(
+    in_process_grid, tiny_config, tmp_path
+):
+    from simulations.reevaluation import CACHE_FILE, settle
+
+    summary = finished_run(in_process_grid, tiny_config, tmp_path, "fedhyper", "strategy.shared_adapt_steps=0")
+    (tmp_path / checkpoint.FILENAME).unlink()
+    rate = "strategy.shared_adapt_lr"
+
+    # fedhyper-no-adapt's space: without steps every rate evaluates as the run did
+    alike = settle({rate: (None, 0.01)}, [(0, tmp_path)])
+    other = settle({"strategy.shared_adapt_steps": (0, 2)}, [(0, tmp_path)])
+
+    assert alike.missing == [] and alike.chosen == {rate: None}
+    assert alike.by_seed[0]["accuracy"] == summary.final_accuracy and alike.by_seed[0]["round"] == 3
+    assert alike.validation == [({rate: None}, summary.val_accuracy)]
+    assert other.chosen is None and "no checkpoint to evaluate it on" in other.missing[0]
+    assert "'strategy.shared_adapt_steps': 2" in other.missing[0]  # 0 steps, as the run had, was read
+    assert not (tmp_path / CACHE_FILE).exists()
