@@ -95,12 +95,14 @@ def train_local(
         (FedProx's proximal term, Ditto's pull towards the global model).
     steps : optimiser steps; None takes ``cfg.steps``.
     """
+    steps = cfg.steps if steps is None else steps
+    if len(y) == 0 and steps > 0:  # a partition can leave a client nothing (Dirichlet, small alpha, many clients)
+        raise ValueError("no training example to train on: this client's partition left it none")
     names = set(weights) if trainable is None else set(trainable)
     params = {n: w.detach().clone().requires_grad_(n in names) for n, w in weights.items()}
     trained = [p for n, p in params.items() if n in names]
     opt = torch.optim.SGD(trained, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     pulled = [(params[n], a.detach()) for n, a in (anchor or {}).items() if n in names] if mu else []
-    steps = cfg.steps if steps is None else steps
     total = torch.zeros((), device=y.device)  # on the data's device: a CPU sum of CUDA losses fails
     for idx in batches(len(y), cfg.batch_size, steps, generator):
         loss = nn.functional.cross_entropy(apply(model, params, x[idx]), y[idx])

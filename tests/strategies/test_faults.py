@@ -131,3 +131,20 @@ def test_a_round_that_changes_the_model_resets_the_idle_count(loop_on, drill_con
 
     loop.train(1, RoundMetrics())
     assert loop.idle_rounds == 0 and loop.replies.rejected == {}
+
+
+def test_a_client_its_partition_left_without_training_examples_is_left_out_saying_so(loop_on, tiny_config, caplog):
+    from fedhyper.data import load_federated
+
+    cfg = tiny_config("fedavg", "data.num_clients=12", "sim.clients_per_round=12", "data.partition=dirichlet",
+                      "data.alpha=0.01", "data.subset=600", "sim.num_rounds=1", "strategy.local.steps=2")  # fmt: skip
+    dataset = load_federated(cfg.data, cfg.seed)
+    empty = [c for c in range(len(dataset)) if len(dataset.split(c).train) == 0]
+    loop, metrics = loop_on(cfg), RoundMetrics()
+
+    loop.train(1, metrics)
+
+    assert empty and loop.replies.rejected == {"error": len(empty)}
+    assert metrics.values["train_clients"] == 12 - len(empty)
+    lines = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert len(lines) == len(empty) and all("no training example to train on" in line for line in lines)
