@@ -13,6 +13,7 @@ from fedhyper.training import SCHEDULES, schedule_factor
 
 OPTIMIZERS = ("sgd", "adam")  # strategy.outer.optimizer
 WEIGHTINGS = ("uniform", "examples")  # strategy.outer.weighting
+EVAL_NOISE_SEED_OFFSET = 7_919  # evaluation ensembles' generator: the run's seed plus this
 
 
 @dataclass
@@ -113,15 +114,19 @@ class HyperNetTrainer:
         self.initial_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.num_rounds = num_rounds  # the schedule's horizon (cfg.schedule); 0: the learning rate stays
         self.device = next(hnet.parameters()).device
-        self.noise_rng = torch.Generator().manual_seed(seed)
+        self.noise_rng = torch.Generator().manual_seed(seed)  # training's draws (sample_noise)
+        # evaluation's ensembles draw from their own generator, so that when and how often the run
+        # evaluates does not change what training draws
+        self.eval_noise_rng = torch.Generator().manual_seed(seed + EVAL_NOISE_SEED_OFFSET)
         self.embedding_optimizer: torch.optim.Optimizer | None = None  # novel clients' rounds only
         # Spectral norm's power iteration runs on every forward in training mode, which would make the
         # weights regenerated in step() differ from those sent; it runs once per step instead.
         self.hnet.eval()
 
-    def sample_noise(self, batch: int) -> torch.Tensor | None:
-        """The conditioner's random per-call input for ``batch`` clients, from the trainer's generator; else None."""
-        noise = self.hnet.conditioner.sample(batch, self.noise_rng)
+    def sample_noise(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """The conditioner's random per-call input for ``batch`` clients, from ``generator`` (by default
+        training's); None for a conditioner without one."""
+        noise = self.hnet.conditioner.sample(batch, self.noise_rng if generator is None else generator)
         return None if noise is None else noise.to(self.device)
 
     @torch.no_grad()
@@ -132,8 +137,8 @@ class HyperNetTrainer:
 
     @torch.no_grad()
     def generate_ensemble(self, client_ids: list[int], samples: int) -> dict[str, torch.Tensor]:
-        """``samples`` models per client from fresh noise: name -> [samples, B, *shape]."""
-        noise = self.sample_noise(samples * len(client_ids))
+        """``samples`` models per client from fresh noise (evaluation's generator): name -> [samples, B, *shape]."""
+        noise = self.sample_noise(samples * len(client_ids), self.eval_noise_rng)
         weights = self.generate(client_ids * samples, noise)
         return {n: w.view(samples, len(client_ids), *w.shape[1:]) for n, w in weights.items()}
 
@@ -269,7 +274,8 @@ class HyperNetTrainer:
 
     def state_dict(self) -> dict:
         state = {"hnet": self.hnet.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "noise_rng": self.noise_rng.get_state()}  # fmt: skip
+                 "noise_rng": self.noise_rng.get_state(),
+                 "eval_noise_rng": self.eval_noise_rng.get_state()}  # fmt: skip
         if self.embedding_optimizer is not None:
             state["embedding_optimizer"] = self.embedding_optimizer.state_dict()
         if self.privacy is not None:
@@ -280,6 +286,8 @@ class HyperNetTrainer:
         self.hnet.load_state_dict(state["hnet"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.noise_rng.set_state(state["noise_rng"])
+        if "eval_noise_rng" in state:  # a checkpoint from before evaluation had its own generator has none
+            self.eval_noise_rng.set_state(state["eval_noise_rng"])
         if "embedding_optimizer" in state:
             self._embedding_optimizer().load_state_dict(state["embedding_optimizer"])
         if self.privacy is not None:

@@ -168,6 +168,25 @@ def test_noise_input_gives_different_models_for_one_client():
     torch.testing.assert_close(again["fc1.weight"], ensemble["fc1.weight"])  # seeded
 
 
+def test_evaluation_ensembles_do_not_change_what_training_draws():
+    quiet = HyperNetTrainer(hnet_for(SMALL, input="noise"), OuterConfig(), seed=0)
+    evaluated = HyperNetTrainer(hnet_for(SMALL, input="noise"), OuterConfig(), seed=0)
+
+    first = quiet.sample_noise(2), evaluated.sample_noise(2)
+    evaluated.generate_ensemble([1, 4], samples=5)  # an evaluation between two training rounds
+    second = quiet.sample_noise(2), evaluated.sample_noise(2)
+
+    torch.testing.assert_close(*first)
+    torch.testing.assert_close(*second)
+    assert not torch.equal(first[0], second[0])
+    # and a checkpoint carries both generators: a restored trainer draws on as the original does
+    restored = HyperNetTrainer(hnet_for(SMALL, input="noise"), OuterConfig(), seed=1)
+    restored.load_state_dict(evaluated.state_dict())
+    torch.testing.assert_close(restored.sample_noise(2), evaluated.sample_noise(2))
+    after = restored.generate_ensemble([1], 3), evaluated.generate_ensemble([1], 3)
+    torch.testing.assert_close(after[0]["fc1.weight"], after[1]["fc1.weight"])
+
+
 def test_descriptor_gradients_are_each_clients_own():
     hnet = hnet_for(SMALL, input="data", embedding_dim=4)
     trainer = HyperNetTrainer(hnet, OuterConfig(lr=0.0, momentum=0.0, weight_decay=0.0))
