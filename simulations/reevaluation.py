@@ -26,7 +26,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from fedhyper import checkpoint, record
+from fedhyper import checkpoint, record, results
 from fedhyper.search import EvalSpace, as_overrides, candidates
 
 CACHE_FILE = "reevaluation.jsonl"
@@ -97,8 +97,9 @@ def evaluate_all(
 ) -> list[dict[str, float] | NotEvaluated]:
     """Each (finished run's directory, options) evaluated on the run's final checkpoint, or its NotEvaluated.
 
-    An evaluation kept in the run's ``CACHE_FILE`` is read, not repeated, as is the run's own (``recorded``) for
-    options it evaluated with; the others run in ``pool``
+    An evaluation kept in the run's ``CACHE_FILE`` is read, not repeated. So is the run's own last evaluation
+    for options that evaluate it as it evaluated itself (the same ``evaluated_with()``): evaluating its final
+    checkpoint with them gives the same figures (tests/test_reevaluate.py). The others run in ``pool``
     (the grid's workers, ``simulations.inprocess.worker_pool``), or here without one, and are kept.
     Without ``compute``, or without a checkpoint, or with one of another round than the run's last
     (``final_round``), an evaluation not kept is a NotEvaluated.
@@ -106,7 +107,14 @@ def evaluate_all(
     runs = {d for d, _ in tasks}
     rows, last = {d: _kept_rows(d) for d in runs}, {d: final_round(d) for d in runs}
     out: list[dict[str, float] | NotEvaluated | None] = [_kept(rows[d], v, last[d]) for d, v in tasks]
-    out = [r if r is not None else recorded(d, v) for r, (d, v) in zip(out, tasks, strict=True)]
+    own: dict[Path, tuple[str | None, dict[str, float] | None]] = {}  # per run: how it evaluated, and what it gave
+    for i, (run_dir, values) in enumerate(tasks):
+        if out[i] is None:
+            if run_dir not in own:
+                own[run_dir] = (_acting(run_dir, {}), _recorded(run_dir, last[run_dir]))
+            acting, evaluation = own[run_dir]
+            if acting is not None and evaluation is not None and _acting(run_dir, values) == acting:
+                out[i] = evaluation
     for i, (run_dir, values) in enumerate(tasks):
         if out[i] is None and (not compute or not (run_dir / checkpoint.FILENAME).is_file()):
             out[i] = NotEvaluated(f"{run_dir.name}: {values} not evaluated, and no checkpoint to evaluate it on")
@@ -149,17 +157,10 @@ def distinct(options: Sequence[dict[str, Any]], run_dir: Path) -> list[dict[str,
     return list(groups.values())
 
 
-def recorded(run_dir: Path, values: dict[str, Any]) -> dict[str, float] | None:
-    """The run's own last evaluation where ``values`` evaluate it as it evaluated itself (same
-    ``evaluated_with()``): evaluating its final checkpoint with them gives the same figures
-    (tests/test_reevaluate.py), so none is needed; None otherwise, or where the run recorded none at its last round."""
-    own = _acting(run_dir, {})
-    if own is None or _acting(run_dir, values) != own:
-        return None
-    last = final_round(run_dir)
-    rows = [json.loads(line) for line in (run_dir / record.METRICS_FILE).read_text().splitlines() if line.strip()]
-    row = next((r for r in rows if r.get(record.ROUND) == last and record.ACCURACY in r), None)
-    return {k: row[k] for k in KEPT if k in row} if row is not None else None
+def _recorded(run_dir: Path, last_round: int) -> dict[str, float] | None:
+    """The run's own last evaluation, if it was made at its last round."""
+    row = results.last_evaluation(results.read_metrics(run_dir))
+    return {k: row[k] for k in KEPT if k in row} if row.get(record.ROUND) == last_round else None
 
 
 @dataclass
