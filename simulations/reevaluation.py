@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from fedhyper import checkpoint, record, results
 from fedhyper.search import EvalSpace, as_overrides, candidates
@@ -102,11 +103,16 @@ def evaluate_all(
     checkpoint with them gives the same figures (tests/test_reevaluate.py). The others run in ``pool``
     (the grid's workers, ``simulations.inprocess.worker_pool``), or here without one, and are kept.
     Without ``compute``, or without a checkpoint, or with one of another round than the run's last
-    (``final_round``), an evaluation not kept is a NotEvaluated.
+    (``final_round``), or for a run whose recorded config the current code refuses, an evaluation not kept is
+    a NotEvaluated.
     """
     runs = {d for d, _ in tasks}
     rows, last = {d: _kept_rows(d) for d in runs}, {d: final_round(d) for d in runs}
     out: list[dict[str, float] | NotEvaluated | None] = [_kept(rows[d], v, last[d]) for d, v in tasks]
+    why_refused = {d: refused(d) for d in {d for (d, _), r in zip(tasks, out, strict=True) if r is None}}
+    for i, (run_dir, _) in enumerate(tasks):
+        if out[i] is None and (why := why_refused[run_dir]):
+            out[i] = NotEvaluated(why)
     own: dict[Path, tuple[str | None, dict[str, float] | None]] = {}  # per run: how it evaluated, and what it gave
     for i, (run_dir, values) in enumerate(tasks):
         if out[i] is None:
@@ -136,10 +142,23 @@ def evaluate_all(
     return out  # type: ignore[return-value]
 
 
+def refused(run_dir: Path) -> str | None:
+    """Why the current code refuses ``run_dir``'s recorded config (an option since removed or forbidden), or None."""
+    try:
+        _config(run_dir, [])
+    except (ValueError, OmegaConfBaseException) as err:
+        return f"{run_dir.name}: its recorded config is refused now: {err}"
+    return None
+
+
 def _acting(run_dir: Path, values: dict[str, Any]) -> str | None:
     """What ``values`` change of how ``run_dir``'s run evaluates: its strategy config's ``evaluated_with()``
-    with them applied (``fedhyper.search``), as a key; None for a strategy's config without it."""
-    strategy = _config(run_dir, as_overrides(values)).strategy
+    with them applied (``fedhyper.search``), as a key; None for a strategy's config without it, or for options
+    the config refuses (their evaluation fails and says why)."""
+    try:
+        strategy = _config(run_dir, as_overrides(values)).strategy
+    except (ValueError, OmegaConfBaseException):
+        return None
     if not hasattr(strategy, "evaluated_with"):
         return None
     return json.dumps(strategy.evaluated_with(), sort_keys=True, default=str)

@@ -192,3 +192,22 @@ def test_options_a_run_evaluated_with_are_its_recorded_evaluation_and_need_no_ch
     assert other.chosen is None and "no checkpoint to evaluate it on" in other.missing[0]
     assert "'strategy.shared_adapt_steps': 2" in other.missing[0]  # 0 steps, as the run had, was read
     assert not (tmp_path / CACHE_FILE).exists()
+
+
+def test_a_run_whose_recorded_config_is_refused_now_is_not_evaluated_and_says_why(
+    in_process_grid, tiny_config, tmp_path
+):
+    from omegaconf import OmegaConf
+
+    from simulations.reevaluation import settle
+
+    finished_run(in_process_grid, tiny_config, tmp_path, "fedhyper", "strategy.shared_model=false")
+    config = tmp_path / "config.yaml"
+    raw = OmegaConf.load(config)
+    raw.hnet.input = "noise"  # as a run recorded before strategy=fedhyper refused noise inputs
+    OmegaConf.save(raw, config)
+
+    refused = settle({"strategy.adapt_steps": (0, 2)}, [(0, tmp_path)])
+
+    assert refused.chosen is None
+    assert "its recorded config is refused now" in refused.missing[0] and "hnet.input=noise" in refused.missing[0]
