@@ -13,7 +13,8 @@ gets the odd one), each is trained by the plain routine, and both go back packed
 An evaluation of two members is an ensemble (``clients/app.py``) of their averaged predicted
 probabilities: the generated model adapted as above, the shared one fine-tuned as FedAvg-FT's
 clients fine-tune theirs, with its own steps and learning rate (``strategy.shared_adapt_steps``,
-``strategy.shared_adapt_lr``).
+``strategy.shared_adapt_lr``). With ``strategy.mutual_weight`` the two train side by side on the same
+batches, each also pulled towards the other's predictions (``fedhyper.training.train_mutual``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from clients.fedavg_ft import fine_tuned
 from clients.personal import Job, Routine, plain_train
 from fedhyper import protocol
 from fedhyper.algorithms import register_client
+from fedhyper.training import train_mutual
 
 
 def split_steps(steps: int, parts: int) -> list[int]:
@@ -35,10 +37,13 @@ def split_steps(steps: int, parts: int) -> list[int]:
 
 
 def train(job: Job) -> tuple[dict[str, torch.Tensor], float]:
-    """The plain routine on the generated model, or on each packed member with its share of the steps."""
+    """The plain routine on the generated model, or on each packed member with its share of the steps; with a
+    mutual weight the members train side by side, distilling from each other (``train_mutual``)."""
     members = protocol.unpack_members(job.received)
     if members is None:
         return plain_train(job)
+    if protocol.MUTUAL_WEIGHT in job.config and (weight := job.setting(protocol.MUTUAL_WEIGHT)) > 0:
+        return mutual_train(job, members, weight)
     trained, losses = [], []
     for member, steps in zip(members, split_steps(job.local.steps, len(members)), strict=True):
         weights, loss = plain_train(
@@ -47,6 +52,19 @@ def train(job: Job) -> tuple[dict[str, torch.Tensor], float]:
         trained.append(weights)
         losses.append(loss)
     return protocol.pack_members(trained), sum(losses) / len(losses)
+
+
+def mutual_train(job: Job, members: list[dict[str, torch.Tensor]], weight: float):
+    """The generated model (over the head this client keeps) and the shared one trained by ``train_mutual``,
+    with the same shares of the local steps as apart; the head is kept, the received parts go back packed."""
+    generated = dataclasses.replace(job, received=members[0])
+    shared = dataclasses.replace(job, received=members[1])
+    (gen_weights, shared_weights), loss = train_mutual(
+        job.model, [generated.full(), shared.full()], job.data.x_train, job.data.y_train, job.local,
+        job.generator, split_steps(job.local.steps, 2), weight,
+    )  # fmt: skip
+    generated.keep_private(gen_weights)
+    return protocol.pack_members([generated.shared(gen_weights), shared.shared(shared_weights)]), loss
 
 
 def members_weights(job: Job, members: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:

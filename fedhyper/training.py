@@ -117,6 +117,57 @@ def train_local(
     return {name: p.detach() for name, p in params.items()}, float(total) / max(steps, 1)
 
 
+def train_mutual(
+    model: nn.Module,
+    members: list[dict[str, torch.Tensor]],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: LocalTrainConfig,
+    generator: torch.Generator,
+    steps: list[int],
+    weight: float,
+) -> tuple[list[dict[str, torch.Tensor]], float]:
+    """Train several models of ``model``'s architecture side by side, each distilling from the others.
+
+    Deep mutual learning (Zhang et al., CVPR 2018; in federated learning FML, Shen et al., 2020): on every
+    batch member k takes an SGD step on its cross-entropy plus ``weight`` × the mean over the other members j
+    of KL(p_j ‖ p_k), p_j their predicted probabilities held fixed. Member k trains ``steps[k]`` steps, all on
+    the same batches; one that has taken its steps still teaches. With ``weight`` 0 each member ends exactly as
+    ``train_local`` on those batches leaves it. Returns the members' weights and their mean cross-entropy.
+    """
+    if len(y) == 0 and max(steps) > 0:
+        raise ValueError("no training example to train on: this client's partition left it none")
+    params = [{n: w.detach().clone().requires_grad_(True) for n, w in m.items()} for m in members]
+    opts = [
+        torch.optim.SGD(list(p.values()), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        for p in params
+    ]
+    totals = [torch.zeros((), device=y.device) for _ in members]
+    for step, idx in enumerate(batches(len(y), cfg.batch_size, max(steps), generator)):
+        logits = []
+        for p, k_steps in zip(params, steps, strict=True):
+            with torch.set_grad_enabled(step < k_steps):  # a member done training only teaches
+                logits.append(apply(model, p, x[idx]))
+        held = [nn.functional.softmax(z.detach(), dim=1) for z in logits]
+        for k, (p, opt) in enumerate(zip(params, opts, strict=True)):
+            if step >= steps[k]:
+                continue
+            loss = nn.functional.cross_entropy(logits[k], y[idx])
+            totals[k] += loss.detach()
+            others = [held[j] for j in range(len(members)) if j != k]
+            if weight > 0 and others:
+                log_p = nn.functional.log_softmax(logits[k], dim=1)
+                kl = sum(nn.functional.kl_div(log_p, q, reduction="batchmean") for q in others)
+                loss = loss + weight * kl / len(others)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.max_grad_norm > 0:
+                nn.utils.clip_grad_norm_(list(p.values()), cfg.max_grad_norm)
+            opt.step()
+    mean_loss = sum(float(t) / max(s, 1) for t, s in zip(totals, steps, strict=True)) / len(members)
+    return [{n: w.detach() for n, w in p.items()} for p in params], mean_loss
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module, weights: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024

@@ -65,6 +65,8 @@ VARIANTS: dict[str, list[str]] = {
     # strategy=fedhyper's ablation (docs/fedhyper.md): each removes one ingredient; they set
     # fedhyper's own options, so a grid with them runs strategies=[fedhyper] only.
     **FEDHYPER_ABLATION,
+    # strategy=fedhyper's design attempts beyond its defaults (docs/fedhyper.md#what-was-measured)
+    "fedhyper-mutual": ["strategy.mutual_weight=1.0"],  # its two models distil from each other (DML's weight)
 }
 ENGINES = ("inprocess", "flower")
 

@@ -124,6 +124,10 @@ class FedHyperConfig(PFedHNConfig):
     # on the grid's seed-0 final validation accuracy, summed over both settings (docs/fedhyper.md).
     shared_adapt_steps: int | None = 5
     shared_adapt_lr: float | None = 5e-3  # the shared model's fine-tuning rate; None: local.lr
+    # With the shared model: the two models train on the same batches, each adding this weight × KL(the other's
+    # predicted probabilities ‖ its own) to its loss (deep mutual learning, Zhang et al., CVPR 2018; FML, Shen
+    # et al., 2020), the same steps and compute as without it; 0: each trains alone on its own batches.
+    mutual_weight: float = 0.0
 
     def shared_adaptation(self) -> tuple[int, float]:
         """The shared model's fine-tuning before an evaluation, (steps, rate), its fallbacks resolved."""
@@ -150,6 +154,11 @@ class FedHyperConfig(PFedHNConfig):
             raise ValueError(f"strategy.shared_adapt_lr={self.shared_adapt_lr} must be > 0 (null: local.lr)")
         if self.clients_per_step < 0:
             raise ValueError(f"strategy.clients_per_step={self.clients_per_step} must be >= 0 (0: the whole round)")
+        if self.mutual_weight < 0:
+            raise ValueError(f"strategy.mutual_weight={self.mutual_weight} must be >= 0 (0: no distillation)")
+        if self.mutual_weight > 0 and not self.shared_model:
+            raise ValueError(f"strategy.mutual_weight={self.mutual_weight} distils between the generated and the "
+                             "shared model: it needs strategy.shared_model=true")  # fmt: skip
         if self.init is not None:
             INITS.get(self.init, "strategy")
 
@@ -198,6 +207,7 @@ class FedHyper(PFedHN):
         self.adapt_steps = cfg.strategy.adapt_steps
         self.shared_adapt_steps, self.shared_adapt_lr = cfg.strategy.shared_adaptation()
         self.clients_per_step = cfg.strategy.clients_per_step
+        self.mutual_weight = cfg.strategy.mutual_weight
         self.shared = shared  # FedAvg's model beside the generated ones (strategy.shared_model), or None
 
     def client_settings(self) -> dict[str, Any]:
@@ -205,6 +215,7 @@ class FedHyper(PFedHN):
         if self.shared is not None:
             settings[protocol.SHARED_ADAPT_STEPS] = self.shared_adapt_steps
             settings[protocol.SHARED_ADAPT_LR] = self.shared_adapt_lr
+            settings[protocol.MUTUAL_WEIGHT] = self.mutual_weight
         return settings
 
     def _with_shared(self, sent: dict[int, ArrayRecord]) -> dict[int, ArrayRecord]:

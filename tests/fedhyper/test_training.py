@@ -1,9 +1,10 @@
 import math
 
+import pytest
 import torch
 
 from fedhyper.models import ModelConfig, build_model, target_shapes
-from fedhyper.training import LocalTrainConfig, batches, evaluate, train_local
+from fedhyper.training import LocalTrainConfig, batches, evaluate, train_local, train_mutual
 
 
 def separable(n: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,3 +80,46 @@ def test_max_grad_norm_bounds_each_step_and_zero_leaves_training_as_it_was():
     step = lambda w: sum(float(((w[n] - start[n]) ** 2).sum()) for n in start) ** 0.5  # noqa: E731
     assert abs(step(clipped) - 1e-3) < 1e-6 < step(free) - 1e-3  # lr 1: the step is the clipped gradient
     assert all(torch.equal(free[n], off[n]) for n in start)
+
+
+def disagreement(model, a, b, x) -> float:
+    """Mean KL between two weight sets' predicted probabilities on x."""
+    from fedhyper.models import apply
+
+    with torch.no_grad():
+        log_a = torch.log_softmax(apply(model, a, x), dim=1)
+        log_b = torch.log_softmax(apply(model, b, x), dim=1)
+    return float(torch.nn.functional.kl_div(log_a, log_b, reduction="batchmean", log_target=True))
+
+
+def test_mutual_training_at_weight_0_is_each_model_trained_alone_on_the_same_batches():
+    model = build_model(ModelConfig(name="mlp", hidden=16), (1, 4, 4), 2)
+    starts = [{n: torch.randn(s, generator=torch.Generator().manual_seed(k)) * 0.3
+               for n, s in target_shapes(model).items()} for k in (1, 2)]  # fmt: skip
+    x, y = separable()
+    cfg = LocalTrainConfig(steps=9, lr=0.05, max_grad_norm=1.0)
+
+    (a, b), loss = train_mutual(model, starts, x, y, cfg, torch.Generator().manual_seed(0), [7, 4], 0.0)
+    alone_a, loss_a = train_local(model, starts[0], x, y, cfg, torch.Generator().manual_seed(0), steps=7)
+    alone_b, loss_b = train_local(model, starts[1], x, y, cfg, torch.Generator().manual_seed(0), steps=4)
+
+    for got, want in ((a, alone_a), (b, alone_b)):
+        for n in want:
+            torch.testing.assert_close(got[n], want[n])
+    assert loss == pytest.approx((loss_a + loss_b) / 2)
+
+
+def test_mutual_training_pulls_the_two_models_predictions_together():
+    model = build_model(ModelConfig(name="mlp", hidden=16), (1, 4, 4), 2)
+    starts = [{n: torch.randn(s, generator=torch.Generator().manual_seed(k)) * 0.5
+               for n, s in target_shapes(model).items()} for k in (1, 2)]  # fmt: skip
+    x, y = separable()
+    y = torch.where(torch.rand(len(y), generator=torch.Generator().manual_seed(5)) < 0.3, 1 - y, y)  # noisy labels
+    cfg = LocalTrainConfig(steps=40, lr=0.05)
+
+    def trained(weight: float):
+        return train_mutual(model, starts, x, y, cfg, torch.Generator().manual_seed(0), [40, 40], weight)[0]
+
+    apart, together = trained(0.0), trained(2.0)
+
+    assert disagreement(model, *together, x) < 0.7 * disagreement(model, *apart, x)  # measured: 0.029 against 0.053

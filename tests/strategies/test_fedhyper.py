@@ -198,6 +198,7 @@ def test_a_private_run_with_the_base_is_warned_of_its_cost(caplog):
         ("init", "xavier", "init"),
         ("shared_adapt_steps", -1, "shared_adapt_steps"),
         ("shared_adapt_lr", 0.0, "shared_adapt_lr"),
+        ("mutual_weight", -0.5, "mutual_weight"),
     ],  # fmt: skip
 )
 def test_bad_options_name_themselves(option, value, match):
@@ -351,6 +352,28 @@ def test_with_a_shared_model_clients_train_both_on_half_their_steps_and_the_serv
         torch.testing.assert_close(w, sum(weights[name] * n / total for weights, n in back))
         assert not torch.equal(w, before[name]) or name in HEAD
     assert any(not torch.equal(p, q) for p, q in zip(loop.strategy.trainer.hnet.parameters(), phi, strict=True))
+
+
+def test_with_a_mutual_weight_the_two_models_train_side_by_side_and_the_head_is_kept(loop_on):
+    from fedhyper import training
+
+    replies = []
+    loop = loop_on(tiny(shared_model=True, mutual_weight=1.5), on_reply=lambda reply: replies.append(reply) or reply)
+
+    with mock.patch("clients.fedhyper.train_mutual", wraps=training.train_mutual) as mutual:
+        loop.train(1, RoundMetrics())
+
+    assert [(call.args[6], call.args[7]) for call in mutual.call_args_list] == [([3, 2], 1.5)] * 2  # two clients
+    generated, shared = mutual.call_args_list[0].args[1]
+    assert set(HEAD) <= set(generated) and set(HEAD) <= set(shared)  # the kept head under the generated body
+    back = [protocol.unpack_members(protocol.record_to_weights(r.content.array_records[protocol.ARRAYS]))
+            for r in replies if r.metadata.message_type == MessageType.TRAIN]  # fmt: skip
+    assert all(not set(HEAD) & set(m[0]) and set(HEAD) <= set(m[1]) for m in back)  # the head never leaves
+    kept = [protocol.record_to_weights(c.state.array_records[PRIVATE]) for c in loop.grid.contexts.values()
+            if PRIVATE in c.state.array_records]  # fmt: skip
+    assert len(kept) == 2 and all(not torch.equal(k["fc3.weight"], generated["fc3.weight"]) for k in kept)
+    with pytest.raises(ValueError, match="needs strategy.shared_model=true"):
+        dataclasses.replace(fedhyper.FedHyperConfig(), shared_model=False, mutual_weight=1.0).validate()
 
 
 def test_with_a_shared_model_a_client_is_evaluated_on_the_two_models_averaged_prediction(loop_on):
