@@ -109,9 +109,11 @@ def evaluate_weights(msg: Message, context: Context) -> Message:
         weights = [routine.evaluation_weights(job)]
     else:  # an ensemble (hnet.input=noise; FedHyper's generated and shared models): each member completed
         weights = routine.ensemble(job, members)
-    metrics = _split_metrics(job, weights, job.data.x_val, job.data.y_val, VAL_KEYS)
+    mixture = routine.member_mixture(job) if members is not None else None
+    metrics = _split_metrics(job, weights, job.data.x_val, job.data.y_val, VAL_KEYS, mixture=mixture)
     if bool(job.config.get(protocol.EVAL_TEST, True)):
-        metrics.update(_split_metrics(job, weights, job.data.x_test, job.data.y_test, TEST_KEYS, members is not None))
+        test = _split_metrics(job, weights, job.data.x_test, job.data.y_test, TEST_KEYS, members is not None, mixture)
+        metrics.update(test)
     reply = protocol.metrics(
         **{
             protocol.CLIENT_ID: job.cid,
@@ -136,13 +138,16 @@ def _split_metrics(
     y: torch.Tensor,
     keys: tuple[str, str, str],
     uncertainty: bool = False,
+    mixture: list[float] | None = None,
 ) -> dict[str, float]:
-    """One split's example count, loss and accuracy; an ensemble's predictive uncertainty if asked."""
+    """One split's example count, loss and accuracy; an ensemble's predictive uncertainty if asked.
+
+    ``mixture``: an ensemble's member weights in its averaged prediction (None: equal)."""
     count, loss_key, accuracy_key = keys
     if len(weights) == 1:
         loss, accuracy = evaluate(job.model, weights[0], x, y)
         return {count: len(y), loss_key: loss, accuracy_key: accuracy}
-    result = evaluate_ensemble(job.model, weights, x, y)
+    result = evaluate_ensemble(job.model, weights, x, y, mixture)
     metrics = {count: len(y), loss_key: result["loss"], accuracy_key: result["accuracy"]}
     if uncertainty:
         metrics |= {

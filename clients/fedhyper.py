@@ -13,7 +13,8 @@ gets the odd one), each is trained by the plain routine, and both go back packed
 An evaluation of two members is an ensemble (``clients/app.py``) of their averaged predicted
 probabilities: the generated model adapted as above, the shared one fine-tuned as FedAvg-FT's
 clients fine-tune theirs, with its own steps and learning rate (``strategy.shared_adapt_steps``,
-``strategy.shared_adapt_lr``). With ``strategy.mutual_weight`` the two train side by side on the same
+``strategy.shared_adapt_lr``), weighed by ``strategy.ensemble_weight`` (the generated model's; equal by
+default). With ``strategy.mutual_weight`` the two train side by side on the same
 batches, each also pulled towards the other's predictions (``fedhyper.training.train_mutual``).
 """
 
@@ -75,4 +76,12 @@ def members_weights(job: Job, members: list[dict[str, torch.Tensor]]) -> list[di
     return [adapted, fine_tuned(dataclasses.replace(job, received=shared), steps, lr)]
 
 
-register_client("fedhyper", Routine(train, adapted_weights, members_weights))
+def mixture(job: Job) -> list[float] | None:
+    """The generated and the shared model's weights in the averaged prediction (``strategy.ensemble_weight``)."""
+    if protocol.ENSEMBLE_WEIGHT not in job.config:
+        return None
+    weight = job.setting(protocol.ENSEMBLE_WEIGHT)
+    return [weight, 1.0 - weight]
+
+
+register_client("fedhyper", Routine(train, adapted_weights, members_weights, mixture))

@@ -121,6 +121,13 @@ class Routine:
     # What each of the packed members (protocol.pack_members) is evaluated as, for a routine whose members
     # differ; None: every member completed by evaluation_weights alike.
     members_weights: Callable[[Job, list[dict[str, torch.Tensor]]], list[dict[str, torch.Tensor]]] | None = None
+    # Each member's weight in the ensemble's averaged prediction, for a routine that weighs them unequally;
+    # None (or a None result): equal weights.
+    mixture: Callable[[Job], list[float] | None] | None = None
+
+    def member_mixture(self, job: Job) -> list[float] | None:
+        """The members' weights in the averaged prediction, or None for equal ones."""
+        return self.mixture(job) if self.mixture is not None else None
 
     def ensemble(self, job: Job, members: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
         """The weights each member of an ensemble is evaluated with."""

@@ -48,6 +48,7 @@ ADAPT_LR = "algo.adapt-lr"  # FedAvg-FT's fine-tuning rate; absent: local.lr
 # FedHyper's shared model's fine-tuning before evaluation: its steps and learning rate
 SHARED_ADAPT_STEPS = "algo.shared-adapt-steps"
 SHARED_ADAPT_LR = "algo.shared-adapt-lr"
+ENSEMBLE_WEIGHT = "algo.ensemble-weight"  # FedHyper: the generated model's weight in the averaged prediction
 MUTUAL_WEIGHT = "algo.mutual-weight"  # FedHyper: the KL weight its two models distil from each other with; 0: none
 INNER_LR = "algo.inner-lr"  # Per-FedAvg's alpha, pFedMe's personal learning rate
 INNER_STEPS = "algo.inner-steps"  # pFedMe: steps solving for the personal model per batch

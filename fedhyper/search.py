@@ -61,7 +61,16 @@ SearchSpace = Mapping[str, Range | Choice]
 # candidates can act alike (a fine-tuning rate with 0 steps) also has ``evaluated_with() -> dict``: what its
 # clients' evaluation depends on, fallbacks resolved and options acting on nothing left out; candidates
 # with equal ones are evaluated once.
+# A config may add ``eval_then: ClassVar[EvalSpace]``, options chosen after ``eval_space``'s with that choice
+# fixed (its candidates: the first choice with each combination of theirs), where evaluating the product of
+# both would multiply the settle's evaluations for options that barely interact (FedHyper's ensemble weight).
 EvalSpace = Mapping[str, tuple[Any, ...]]
+
+
+def eval_stages(config_cls: type) -> list[EvalSpace]:
+    """A strategy config's evaluation spaces in the order ``settle`` chooses them; empty ones left out."""
+    return [s for s in (getattr(config_cls, "eval_space", {}), getattr(config_cls, "eval_then", {})) if s]
+
 
 # A fine-tuning's candidates (FedAvg-FT's, FedHyper's shared model's): the steps and rates both were
 # probed with by hand before the stage existed (docs/fedhyper.md); None: the option's fallback rate.

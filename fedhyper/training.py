@@ -7,7 +7,7 @@ benchmarks and tests compare the Flower simulation against.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -202,13 +202,18 @@ def evaluate(
 
 @torch.no_grad()
 def evaluate_ensemble(
-    model: nn.Module, members: list[dict[str, torch.Tensor]], x: torch.Tensor, y: torch.Tensor
+    model: nn.Module,
+    members: list[dict[str, torch.Tensor]],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mixture: Sequence[float] | None = None,
 ) -> dict[str, float]:
     """An ensemble's accuracy (of the averaged prediction) and its predictive uncertainty on (x, y).
 
-    Returns loss, accuracy, the members' mean accuracy, the predictive entropy H[p̄] (mean over
-    examples), the mutual information H[p̄] − mean_k H[p_k] (how much the members disagree) and
-    the predictive entropy on correctly and wrongly classified examples.
+    The averaged prediction is p̄ = Σ_k w_k p_k with the members' weights ``mixture`` (summing to 1;
+    None: equal). Returns loss, accuracy, the members' mean accuracy, the predictive entropy H[p̄]
+    (mean over examples), the mutual information H[p̄] − Σ_k w_k H[p_k] (how much the members
+    disagree) and the predictive entropy on correctly and wrongly classified examples.
 
     A member whose logits for an example are not finite (a diverged member's) predicts nothing
     there: it contributes the uniform distribution to p̄ and a wrong prediction to the members'
@@ -221,9 +226,15 @@ def evaluate_ensemble(
     logits = torch.stack([apply(model, w, x) for w in members])  # [K, N, C]
     broken = ~torch.isfinite(logits).all(2)  # [K, N]
     probs = torch.softmax(logits.masked_fill(broken.unsqueeze(2), 0.0), dim=2)  # a broken row is uniform
-    mean = probs.mean(0)  # [N, C]
+    each_entropy = -(probs * probs.clamp_min(1e-12).log()).sum(2)  # [K, N]
+    if mixture is None:  # the plain mean, as before weights existed (the same bits)
+        mean, member_entropy = probs.mean(0), each_entropy.mean(0)  # [N, C], [N]
+    else:
+        w = torch.tensor(list(mixture), dtype=probs.dtype, device=probs.device)
+        if len(w) != len(members) or (w < 0).any() or abs(float(w.sum()) - 1.0) > 1e-6:
+            raise ValueError(f"mixture {list(mixture)}: one weight >= 0 per member ({len(members)}), summing to 1")
+        mean, member_entropy = torch.einsum("k,knc->nc", w, probs), torch.einsum("k,kn->n", w, each_entropy)
     entropy = -(mean * mean.clamp_min(1e-12).log()).sum(1)  # [N]
-    member_entropy = -(probs * probs.clamp_min(1e-12).log()).sum(2).mean(0)  # [N]
     correct = (mean.argmax(1) == y) & ~broken.all(0)
     return {
         "loss": float(nn.functional.nll_loss(mean.clamp_min(1e-12).log(), y)),

@@ -325,14 +325,16 @@ def settle_grid(cc: CompareConfig, common: list[str], runs: list[PlannedRun]) ->
     with inprocess.worker_pool(jobs) if jobs > 1 else contextlib.nullcontext() as pool:  # workers start on first use
         for (setting, name, variant), members in cells.items():
             fixed = fixed_keys(cc, common, (setting, name, variant))
-            space = {k: v for k, v in registry.get(name).config_cls.eval_space.items() if k not in fixed}
-            if not space:
+            stages = [{k: v for k, v in stage.items() if k not in fixed}
+                      for stage in search.eval_stages(registry.get(name).config_cls)]  # fmt: skip
+            if not (stages := [s for s in stages if s]):
                 continue
             finished = [(r.label.seed, r.label.run_dir) for r in members if results.is_finished(r.label.run_dir)]
-            print(f"settling {cell_name((setting, name, variant))}: {len(search.candidates(space))} candidates "
+            counts = " then ".join(str(len(search.candidates(s))) for s in stages)
+            print(f"settling {cell_name((setting, name, variant))}: {counts} candidates "
                   f"(those acting alike once) on seed {reevaluation.SETTLE_SEED}, then {len(finished)} runs",
                   flush=True)  # fmt: skip
-            out[(setting, name, variant)] = reevaluation.settle(space, finished, not cc.report_only, pool)
+            out[(setting, name, variant)] = reevaluation.settle(stages, finished, not cc.report_only, pool)
     (report_folder(cc) / SETTLED_FILE).write_text(yaml.safe_dump(settled_yaml(out), sort_keys=False))
     return out
 

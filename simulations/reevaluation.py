@@ -9,7 +9,8 @@ without the checkpoint.
 ``settle`` is the grid's last stage (``simulations.compare ... settle=true``): for a strategy that
 declares an ``eval_space`` (``fedhyper.search``), every candidate is evaluated on seed 0's final
 checkpoint and the one with the best mean validation accuracy over clients is chosen (the test
-split decides nothing); every seed's run is then evaluated with it. Options a strategy's tuning
+split decides nothing), then likewise for its ``eval_then`` with that choice fixed; every seed's run is
+then evaluated with the choice. Options a strategy's tuning
 trials chose after 25 rounds are thus chosen again on the trained models they act on, the same way
 for every strategy.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,29 +99,40 @@ def evaluate_all(
 ) -> list[dict[str, float] | NotEvaluated]:
     """Each (finished run's directory, options) evaluated on the run's final checkpoint, or its NotEvaluated.
 
-    An evaluation kept in the run's ``CACHE_FILE`` is read, not repeated. So is the run's own last evaluation
-    for options that evaluate it as it evaluated itself (the same ``evaluated_with()``): evaluating its final
-    checkpoint with them gives the same figures (tests/test_reevaluate.py). The others run in ``pool``
+    An evaluation kept in the run's ``CACHE_FILE`` is read, not repeated, also for other options that act
+    alike (the same ``evaluated_with()``). So is the run's own last evaluation for options that evaluate it as
+    it evaluated itself: evaluating its final checkpoint with them gives the same figures
+    (tests/test_reevaluate.py). The others run in ``pool``
     (the grid's workers, ``simulations.inprocess.worker_pool``), or here without one, and are kept.
     Without ``compute``, or without a checkpoint, or with one of another round than the run's last
     (``final_round``), or for a run whose recorded config the current code refuses, an evaluation not kept is
     a NotEvaluated.
     """
     runs = {d for d, _ in tasks}
-    rows, last = {d: _kept_rows(d) for d in runs}, {d: final_round(d) for d in runs}
-    out: list[dict[str, float] | NotEvaluated | None] = [_kept(rows[d], v, last[d]) for d, v in tasks]
+    rows_of, last = {d: _kept_rows(d) for d in runs}, {d: final_round(d) for d in runs}
+    out: list[dict[str, float] | NotEvaluated | None] = [_kept(rows_of[d], v, last[d]) for d, v in tasks]
     why_refused = {d: refused(d) for d in {d for (d, _), r in zip(tasks, out, strict=True) if r is None}}
     for i, (run_dir, _) in enumerate(tasks):
         if out[i] is None and (why := why_refused[run_dir]):
             out[i] = NotEvaluated(why)
-    own: dict[Path, tuple[str | None, dict[str, float] | None]] = {}  # per run: how it evaluated, and what it gave
+    # What an evaluation is known for, per run: the kept ones and the run's own last one (as options {}), each
+    # by how its options act (``_acting``). Options acting alike as one of them are that evaluation.
+    known: dict[Path, dict[str, dict[str, float]]] = {}
     for i, (run_dir, values) in enumerate(tasks):
-        if out[i] is None:
-            if run_dir not in own:
-                own[run_dir] = (_acting(run_dir, {}), _recorded(run_dir, last[run_dir]))
-            acting, evaluation = own[run_dir]
-            if acting is not None and evaluation is not None and _acting(run_dir, values) == acting:
-                out[i] = evaluation
+        if out[i] is not None:
+            continue
+        if run_dir not in known:
+            rows = [
+                (r["options"], r["metrics"]) for r in rows_of[run_dir] if r["metrics"][record.ROUND] == last[run_dir]
+            ]
+            if (recorded := _recorded(run_dir, last[run_dir])) is not None:
+                rows.append(({}, recorded))
+            known[run_dir] = {}
+            for options, metrics in rows:
+                if (acting := _acting(run_dir, options)) is not None:
+                    known[run_dir].setdefault(acting, metrics)
+        if (acting := _acting(run_dir, values)) is not None and acting in known[run_dir]:
+            out[i] = known[run_dir][acting]
     for i, (run_dir, values) in enumerate(tasks):
         if out[i] is None and (not compute or not (run_dir / checkpoint.FILENAME).is_file()):
             out[i] = NotEvaluated(f"{run_dir.name}: {values} not evaluated, and no checkpoint to evaluate it on")
@@ -193,26 +205,34 @@ class Settled:
 
 
 def settle(
-    space: EvalSpace, runs: Sequence[tuple[int, Path]], compute: bool = True, pool: Executor | None = None
+    stages: EvalSpace | Sequence[EvalSpace],
+    runs: Sequence[tuple[int, Path]],
+    compute: bool = True,
+    pool: Executor | None = None,
 ) -> Settled:
-    """Choose ``space``'s values on seed ``SETTLE_SEED``'s run by validation accuracy; evaluate every run with them.
+    """Choose the spaces' values on seed ``SETTLE_SEED``'s run by validation accuracy; evaluate every run with them.
 
-    ``runs``: (seed, run directory) of a cell's finished runs; ``pool``: where evaluations run (``evaluate_all``).
-    Candidates that evaluate alike (``distinct``) are evaluated once, as the first of them; ties go to the
-    earlier candidate.
+    ``stages``: one evaluation space, or several chosen in turn, each with the earlier choices fixed
+    (``fedhyper.search.eval_stages``). ``runs``: (seed, run directory) of a cell's finished runs; ``pool``:
+    where evaluations run (``evaluate_all``). Candidates that evaluate alike (``distinct``) are evaluated once,
+    as the first of them; ties go to the earlier candidate.
     """
     out = Settled()
     by_seed = dict(runs)
     if SETTLE_SEED not in by_seed:
         out.missing.append(f"no finished seed-{SETTLE_SEED} run to choose on")
         return out
-    options = distinct(candidates(space), by_seed[SETTLE_SEED])
-    evaluated = evaluate_all([(by_seed[SETTLE_SEED], v) for v in options], compute, pool)
-    if failed := next((e for e in evaluated if isinstance(e, NotEvaluated)), None):
-        out.missing.append(str(failed))
-        return out
-    out.validation = [(v, m[record.VAL_ACCURACY]) for v, m in zip(options, evaluated, strict=True)]  # type: ignore[index]
-    out.chosen = max(out.validation, key=lambda c: c[1])[0]  # max keeps the first of equals
+    chosen: dict[str, Any] = {}
+    for space in [stages] if isinstance(stages, Mapping) else stages:
+        options = distinct([{**chosen, **c} for c in candidates(space)], by_seed[SETTLE_SEED])
+        evaluated = evaluate_all([(by_seed[SETTLE_SEED], v) for v in options], compute, pool)
+        if failed := next((e for e in evaluated if isinstance(e, NotEvaluated)), None):
+            out.missing.append(str(failed))
+            return out
+        validation = [(v, m[record.VAL_ACCURACY]) for v, m in zip(options, evaluated, strict=True)]  # type: ignore[index]
+        out.validation += validation
+        chosen = max(validation, key=lambda c: c[1])[0]  # max keeps the first of equals
+    out.chosen = chosen
     seeds = sorted(by_seed)
     results = evaluate_all([(by_seed[s], out.chosen) for s in seeds], compute, pool)
     for seed, result in zip(seeds, results, strict=True):

@@ -123,3 +123,24 @@ def test_mutual_training_pulls_the_two_models_predictions_together():
     apart, together = trained(0.0), trained(2.0)
 
     assert disagreement(model, *together, x) < 0.7 * disagreement(model, *apart, x)  # measured: 0.029 against 0.053
+
+
+def test_an_ensembles_member_weights_set_its_averaged_prediction():
+    from fedhyper.training import evaluate_ensemble
+
+    model = build_model(ModelConfig(name="mlp", hidden=16), (1, 4, 4), 2)
+    x, y = separable()
+    good, _ = train_local(
+        model, {n: torch.randn(s) * 0.1 for n, s in target_shapes(model).items()}, x, y,
+        LocalTrainConfig(steps=30, lr=0.1), torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    flipped = {**good, "fc3.weight": -good["fc3.weight"], "fc3.bias": -good["fc3.bias"]}  # predicts the other class
+
+    equal = evaluate_ensemble(model, [good, flipped], x, y)
+    assert evaluate_ensemble(model, [good, flipped], x, y, [0.5, 0.5]) == equal  # the plain mean, bit for bit
+    leaning = evaluate_ensemble(model, [good, flipped], x, y, [0.8, 0.2])
+    assert leaning["accuracy"] == evaluate(model, good, x, y)[1] > 0.9 > equal["accuracy"]
+    assert evaluate_ensemble(model, [good, flipped], x, y, [0.2, 0.8])["accuracy"] < 0.1
+    assert leaning["mutual_information"] < equal["mutual_information"]
+    with pytest.raises(ValueError, match="summing to 1"):
+        evaluate_ensemble(model, [good, flipped], x, y, [0.7, 0.7])

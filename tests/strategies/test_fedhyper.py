@@ -199,6 +199,7 @@ def test_a_private_run_with_the_base_is_warned_of_its_cost(caplog):
         ("shared_adapt_steps", -1, "shared_adapt_steps"),
         ("shared_adapt_lr", 0.0, "shared_adapt_lr"),
         ("mutual_weight", -0.5, "mutual_weight"),
+        ("ensemble_weight", 1.5, "ensemble_weight"),
     ],  # fmt: skip
 )
 def test_bad_options_name_themselves(option, value, match):
@@ -376,8 +377,9 @@ def test_with_a_mutual_weight_the_two_models_train_side_by_side_and_the_head_is_
         dataclasses.replace(fedhyper.FedHyperConfig(), shared_model=False, mutual_weight=1.0).validate()
 
 
-def test_with_a_shared_model_a_client_is_evaluated_on_the_two_models_averaged_prediction(loop_on):
-    cfg = tiny(shared_model=True, adapt_steps=0, shared_adapt_steps=0)
+@pytest.mark.parametrize("weight", [0.5, 0.3])
+def test_with_a_shared_model_a_client_is_evaluated_on_the_two_models_averaged_prediction(loop_on, weight):
+    cfg = tiny(shared_model=True, adapt_steps=0, shared_adapt_steps=0, ensemble_weight=weight)
     loop = loop_on(cfg)
     generated, shared = protocol.unpack_members(
         protocol.record_to_weights(loop.strategy.configure_evaluate(0, [0], None)[0])
@@ -389,10 +391,13 @@ def test_with_a_shared_model_a_client_is_evaluated_on_the_two_models_averaged_pr
     data, input_shape, n_classes = runtime.client_data(config, 0)
     model = runtime.target_model(config, input_shape, n_classes, 0)
     own = {**initial_weights(cfg.model, input_shape, n_classes, cfg.seed), **generated}  # the head: its first one
-    expected = evaluate_ensemble(model, [own, shared], data.x_test, data.y_test)
+    expected = evaluate_ensemble(model, [own, shared], data.x_test, data.y_test, [weight, 1 - weight])
     assert reported["accuracy"] == pytest.approx(expected["accuracy"])
     assert reported["eval_loss"] == pytest.approx(expected["loss"])
     assert reported["eval_loss"] != pytest.approx(evaluate(model, own, data.x_test, data.y_test)[0])
+    if weight != 0.5:  # the weight acts: the plain mean gives another loss
+        equal = evaluate_ensemble(model, [own, shared], data.x_test, data.y_test)
+        assert reported["eval_loss"] != pytest.approx(equal["loss"])
 
 
 @pytest.mark.parametrize(("steps", "lr"), [(7, 0.01), (None, None)])
