@@ -114,8 +114,9 @@ class CompareConfig(ExperimentConfig):
     # (the report names it), and with none ended there is nothing to report (exit status 1).
     report_only: bool = False
     # true: after the runs, each strategy's evaluation-only options (its eval_space: fine-tuning and
-    # adaptation before evaluating) are chosen on seed 0's final checkpoint by validation accuracy and
-    # every seed's final checkpoint is evaluated with them (simulations/reevaluation.py); settled.yaml
+    # adaptation before evaluating; then its eval_then, FedHyper's ensemble weight, with that choice fixed)
+    # are chosen on seed 0's final checkpoint by validation accuracy and every seed's final checkpoint is
+    # evaluated with them (simulations/reevaluation.py); settled.yaml
     # and a section of report.md hold them. Runs need sim.checkpoint_every to keep their last checkpoint,
     # engine=inprocess (its checkpoints hold the clients' kept state) and a validation split; a run whose
     # checkpoint cannot be evaluated is named in the report, not fatal.
