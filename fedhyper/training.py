@@ -72,6 +72,13 @@ def batches(n: int, batch_size: int, steps: int, generator: torch.Generator):
         pos += batch_size
 
 
+def require_examples(y: torch.Tensor, steps: int) -> None:
+    """A ValueError for steps to take without an example: a partition can leave a client nothing (Dirichlet,
+    small alpha, many clients), which would train on NaN losses."""
+    if len(y) == 0 and steps > 0:
+        raise ValueError("no training example to train on: this client's partition left it none")
+
+
 def train_local(
     model: nn.Module,
     weights: dict[str, torch.Tensor],
@@ -96,8 +103,7 @@ def train_local(
     steps : optimiser steps; None takes ``cfg.steps``.
     """
     steps = cfg.steps if steps is None else steps
-    if len(y) == 0 and steps > 0:  # a partition can leave a client nothing (Dirichlet, small alpha, many clients)
-        raise ValueError("no training example to train on: this client's partition left it none")
+    require_examples(y, steps)
     names = set(weights) if trainable is None else set(trainable)
     params = {n: w.detach().clone().requires_grad_(n in names) for n, w in weights.items()}
     trained = [p for n, p in params.items() if n in names]
@@ -135,8 +141,7 @@ def train_mutual(
     the same batches; one that has taken its steps still teaches. With ``weight`` 0 each member ends exactly as
     ``train_local`` on those batches leaves it. Returns the members' weights and their mean cross-entropy.
     """
-    if len(y) == 0 and max(steps) > 0:
-        raise ValueError("no training example to train on: this client's partition left it none")
+    require_examples(y, max(steps))
     params = [{n: w.detach().clone().requires_grad_(True) for n, w in m.items()} for m in members]
     opts = [
         torch.optim.SGD(list(p.values()), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
