@@ -39,7 +39,7 @@ FEDHYPER_ABLATION: dict[str, list[str]] = {
     "fedhyper-no-adapt": ["strategy.adapt_steps=0", "strategy.shared_adapt_steps=0"],
     "fedhyper-default-init": ["strategy.init=default"],  # PyTorch's initialisation, not hyperfan-in
     "fedhyper-sgd-outer": ["strategy.outer.optimizer=sgd", "strategy.outer.lr=0.01"],  # pFedHN's outer SGD
-    "fedhyper-one-client-per-step": ["strategy.clients_per_step=1"],  # pFedHN's reference: a step per client
+    "fedhyper-whole-round-step": ["strategy.clients_per_step=0"],  # one outer step over a round's clients, as pFedHN's
     "fedhyper-constant-lr": ["strategy.outer.schedule=constant"],  # Φ's learning rate does not decay
     "fedhyper-constant-local-lr": ["strategy.local.lr_schedule=constant"],  # the clients' learning rate does not decay
     "fedhyper-no-base": ["strategy.base=false"],  # the hypernetwork generates whole models, as pFedHN's does

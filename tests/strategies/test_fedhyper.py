@@ -7,6 +7,7 @@ from unittest import mock
 import pytest
 import torch
 from flwr.app import ConfigRecord, MessageType, RecordDict
+from omegaconf import OmegaConf
 
 from clients import app as client_app  # noqa: F401  (registers every client routine, FedHyper's adaptation included)
 from clients import personal, runtime
@@ -190,6 +191,16 @@ def test_a_private_run_with_the_base_is_warned_of_its_cost(caplog):
     assert [r.getMessage() for r in caplog.records] == [fedhyper.PRIVATE_BASE_WARNING]
 
 
+def test_one_outer_step_per_client_is_the_default_and_runs_recorded_before_the_option_stepped_once_a_round(tmp_path):
+    assert fedhyper.FedHyperConfig().clients_per_step == 1
+    config = tmp_path / "config.yaml"
+    written = OmegaConf.create(OmegaConf.to_container(OmegaConf.structured(tiny())))
+    del written.strategy["clients_per_step"]
+    OmegaConf.save(written, config)
+
+    assert experiment.typed(experiment.recorded(config)).strategy.clients_per_step == 0
+
+
 @pytest.mark.parametrize(
     ("option", "value", "match"),
     [
@@ -208,7 +219,7 @@ def test_bad_options_name_themselves(option, value, match):
 
 
 def test_clients_per_step_takes_one_outer_step_per_group(loop_on):
-    whole, single = loop_on(tiny()), loop_on(tiny(clients_per_step=1))
+    whole, single = loop_on(tiny(clients_per_step=0)), loop_on(tiny())
     for t in (whole, single):
         t.strategy.trainer.optimizer.step = mock.Mock(wraps=t.strategy.trainer.optimizer.step)
 
@@ -260,7 +271,7 @@ def test_a_later_group_steps_on_its_clients_delta_from_what_they_were_sent():
 
 def test_a_rounds_groups_move_the_base_by_its_mean_delta_once_and_weigh_clients_as_the_round_does():
     grouped = fedhyper.build(sgd_without_momentum(tiny(clients_per_step=1)), ClientDirectory())
-    whole = fedhyper.build(sgd_without_momentum(tiny()), ClientDirectory())
+    whole = fedhyper.build(sgd_without_momentum(tiny(clients_per_step=0)), ClientDirectory())
     plan = grouped.configure_train(1, [0, 1], None)
     whole_plan = whole.configure_train(1, [0, 1], None)
     sent = {c: protocol.record_to_weights(plan.sent[c]) for c in (0, 1)}
