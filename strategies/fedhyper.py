@@ -68,6 +68,18 @@ PRIVATE_BASE_WARNING = (
 )
 
 
+def private_steps_warning(clients_per_step: int, clients_per_round: int) -> str:
+    """Under client-level DP each outer step draws its own noise σ·C: a round of K clients in groups of n
+    sums K/n draws over the round's K clipped contributions, √(K/n) times one step's noise."""
+    return (
+        f"strategy=fedhyper with privacy.*: strategy.clients_per_step={clients_per_step} noises each of a round's "
+        f"{-(-clients_per_round // clients_per_step)} outer steps on its own, about "
+        f"{(clients_per_round / clients_per_step) ** 0.5:.1f}x the noise of one step over the round's "
+        f"{clients_per_round} clients at the same ε; set strategy.clients_per_step=0 for one step a round "
+        "(docs/privacy.md)"
+    )
+
+
 @dataclass
 class FedHyperConfig(PFedHNConfig):
     """pFedHN's hypernetwork over a shared base, with a private head, adaptation, hyperfan-in, Adam and its decay."""
@@ -325,6 +337,9 @@ def build(cfg: ExperimentConfig, directory: ClientDirectory) -> FedHyper:
     hnet = hypernet_config(cfg)
     if hnet.base and cfg.privacy.enabled:
         log.warning(PRIVATE_BASE_WARNING)
+    steps, per_round = cfg.strategy.clients_per_step, cfg.sim.clients_per_round
+    if cfg.privacy.enabled and 0 < steps < per_round:
+        log.warning(private_steps_warning(steps, per_round))
     shared = None
     if cfg.strategy.shared_model:
         shared = SharedModelStrategy(cfg, directory, shared_weights(cfg, "all"))

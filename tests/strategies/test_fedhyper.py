@@ -182,13 +182,25 @@ def test_strategy_base_sets_hnet_base_and_a_disagreeing_hnet_base_is_refused():
 
 def test_a_private_run_with_the_base_is_warned_of_its_cost(caplog):
     for base in (True, False):
-        cfg = tiny(base=base)
+        cfg = tiny(base=base, clients_per_step=0)
         cfg.privacy.noise_multiplier, cfg.privacy.clip = 1.0, 1.0
         with caplog.at_level(logging.WARNING, logger="fedhyper"):
             fedhyper.build(cfg, ClientDirectory())
     fedhyper.build(tiny(base=True), ClientDirectory())  # no privacy: nothing to say
 
     assert [r.getMessage() for r in caplog.records] == [fedhyper.PRIVATE_BASE_WARNING]
+
+
+def test_a_private_run_stepping_per_client_is_warned_of_its_noise(caplog):
+    for steps in (1, 0, 2):  # tiny's rounds have 2 clients: a step of 2 is the whole round
+        cfg = tiny(base=False, clients_per_step=steps)
+        cfg.privacy.noise_multiplier, cfg.privacy.clip = 1.0, 1.0
+        with caplog.at_level(logging.WARNING, logger="fedhyper"):
+            fedhyper.build(cfg, ClientDirectory())
+    fedhyper.build(tiny(base=False), ClientDirectory())  # no privacy: nothing to say
+
+    assert [r.getMessage() for r in caplog.records] == [fedhyper.private_steps_warning(1, 2)]
+    assert "2 outer steps" in caplog.records[0].getMessage() and "1.4x" in caplog.records[0].getMessage()
 
 
 def test_one_outer_step_per_client_is_the_default_and_runs_recorded_before_the_option_stepped_once_a_round(tmp_path):
