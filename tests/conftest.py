@@ -32,6 +32,7 @@ TINY_RUN = ("data.num_clients=4", "data.subset=2000", "sim.num_rounds=2", "sim.c
 TINY_OWN_STEPS = {
     "ditto": ("strategy.personal_steps=${strategy.local.steps}",),
     "fedrep": ("strategy.head_steps=${strategy.local.steps}",),
+    "fedhyper": ("strategy.adapt_steps=${strategy.local.steps}",),  # its adaptation before each evaluation
 }
 
 

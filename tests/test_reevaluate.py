@@ -218,16 +218,17 @@ def test_a_later_stage_is_chosen_with_the_earlier_choice_fixed_reading_what_acts
 ):
     from simulations.reevaluation import CACHE_FILE, settle
 
-    finished_run(in_process_grid, tiny_config, tmp_path, "fedhyper", "strategy.shared_adapt_steps=0")
+    finished_run(in_process_grid, tiny_config, tmp_path, "fedhyper", "strategy.shared_adapt_steps=0",
+                 "strategy.adapt_steps=3")  # fmt: skip
     steps, weight = "strategy.shared_adapt_steps", "strategy.ensemble_weight"
 
-    done = settle([{steps: (0, 2)}, {weight: (0.5, 0.2)}], [(0, tmp_path)])
+    done = settle([{steps: (0, 2)}, {weight: (0.5, 0.0)}], [(0, tmp_path)])
 
     first = max(done.validation[:2], key=lambda c: c[1])[0]  # the first stage's choice
-    assert [v for v, _ in done.validation] == [{steps: 0}, {steps: 2}, {**first, weight: 0.5}, {**first, weight: 0.2}]
+    assert [v for v, _ in done.validation] == [{steps: 0}, {steps: 2}, {**first, weight: 0.5}, {**first, weight: 0.0}]
     assert done.validation[2][1] == max(acc for _, acc in done.validation[:2])  # weight 0.5: the choice, read again
     assert done.chosen == max(done.validation[2:], key=lambda c: c[1])[0] and done.missing == []
     kept = [json.loads(line)["options"] for line in (tmp_path / CACHE_FILE).read_text().splitlines()]
     # 0 steps at weight 0.5 is the run's own evaluation; each other candidate evaluated once
-    assert kept == [{steps: 2}, {**first, weight: 0.2}]
-    assert done.validation[3][1] != done.validation[2][1]  # the weight acts
+    assert kept == [{steps: 2}, {**first, weight: 0.0}]
+    assert done.validation[3][1] != done.validation[2][1]  # the weight acts (0: the shared model alone)
