@@ -143,9 +143,10 @@ class FedHyperConfig(PFedHNConfig):
     # Refused under privacy.* (the shared model has no private mechanism): set it false there.
     shared_model: bool = True
     # Before an evaluation the shared model is fine-tuned as FedAvg-FT's clients fine-tune theirs, with its own
-    # SGD steps and learning rate; None: as the generated model is adapted (adapt_steps, local.lr). At local.lr
-    # (0.06) its 3 steps threw the shared model off more than they fitted it. Chosen out of 19 (steps, rate) pairs
-    # on the grid's seed-0 final validation accuracy, summed over both settings (docs/fedhyper.md).
+    # SGD steps and learning rate; None: as the generated model is adapted (adapt_steps, local.lr). At the local
+    # rate of 2026-12-04 (0.06) its 3 steps threw the shared model off more than they fitted it. Chosen out of 19
+    # (steps, rate) pairs on the grid's seed-0 final validation accuracy, summed over both settings, for the round
+    # in one step (docs/fedhyper.md); settle=true chooses them again per setting (settled.yaml).
     shared_adapt_steps: int | None = 5
     shared_adapt_lr: float | None = 5e-3  # the shared model's fine-tuning rate; None: local.lr
     # The generated model's weight in the averaged prediction a client is evaluated on, the shared model's
