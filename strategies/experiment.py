@@ -39,7 +39,7 @@ VALUES_BEFORE_OPTION: dict[str, Any] = {
     "strategy.shared_model": False,  # FedHyper's runs before the option had the generated model alone
     "strategy.shared_adapt_steps": None,  # FedHyper's shared model was adapted as its generated one (adapt_steps)
     "strategy.shared_adapt_lr": None,  # ... at local.lr
-    "strategy.clients_per_step": 0,  # FedHyper's and pFedHN's runs before the option stepped once per round
+    "strategy.clients_per_step": 0,  # FedHyper's runs before the option stepped once a round
 }
 
 _ABSENT = object()

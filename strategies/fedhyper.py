@@ -113,8 +113,8 @@ class FedHyperConfig(PFedHNConfig):
     # below it on Dirichlet(0.3) on each of 3 seeds and 0.1 above on the pFedHN split (docs/fedhyper.md).
     # The rates, adaptation steps and embedding size are the grid's tuning draw (one client per step) with the
     # best validation accuracy summed over its two settings (results/fmnist-grid/tuned.yaml, 2026-12-06): Dirichlet
-    # chose it (local lr 0.040, Adam 4.0e-4, 18 steps, 64), the split another (0.025, 1.2e-4, 11, 8) 0.1 point
-    # ahead there and 0.3 behind on Dirichlet.
+    # chose it (local lr 0.040, Adam 4.0e-4, 18 steps, 64), the split another (0.025, 1.2e-4, 11, 8), 0.16 point
+    # ahead there and 0.26 behind on Dirichlet.
     outer: OuterConfig = field(
         default_factory=lambda: OuterConfig(optimizer="adam", lr=4e-4, weighting="examples", schedule="cosine")
     )
