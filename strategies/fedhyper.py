@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -73,7 +74,7 @@ def private_steps_warning(clients_per_step: int, clients_per_round: int) -> str:
     sums K/n draws over the round's K clipped contributions, √(K/n) times one step's noise."""
     return (
         f"strategy=fedhyper with privacy.*: strategy.clients_per_step={clients_per_step} noises each of a round's "
-        f"{-(-clients_per_round // clients_per_step)} outer steps on its own, about "
+        f"{math.ceil(clients_per_round / clients_per_step)} outer steps on its own, about "
         f"{(clients_per_round / clients_per_step) ** 0.5:.1f}x the noise of one step over the round's "
         f"{clients_per_round} clients at the same ε; set strategy.clients_per_step=0 for one step a round "
         "(docs/privacy.md)"
