@@ -39,15 +39,13 @@ def test_resumed_run_equals_uninterrupted_run(in_process_grid, crashing_grid, tm
     assert [r.get("train_loss") for r in rows] == [r.get("train_loss") for r in whole_rows]
 
 
-@pytest.mark.parametrize(  # kept: a head; a whole model; a head; a head, and the server's shared model beside Φ
-    ("strategy", "options"),
-    [("fedper", []), ("ditto", []), ("fedhyper", []), ("fedhyper", ["strategy.shared_model=true"])],
-)
+# kept: a head; a whole model; a head, and the server's shared model beside Φ (FedHyper's default)
+@pytest.mark.parametrize("strategy", ["fedper", "ditto", "fedhyper"])
 def test_a_resumed_in_process_run_keeps_its_clients_private_parts(
-    in_process_grid, crashing_grid, tmp_path, tiny_config, strategy, options
+    in_process_grid, crashing_grid, tmp_path, tiny_config, strategy
 ):
     def config():
-        return tiny_config(strategy, *RESUMABLE, *options)
+        return tiny_config(strategy, *RESUMABLE)
 
     whole = run(in_process_grid(4), experiment.Experiment(config(), tmp_path / "whole", True))
     with pytest.raises(RuntimeError, match="the machine died"):
