@@ -39,13 +39,16 @@ def test_resumed_run_equals_uninterrupted_run(in_process_grid, crashing_grid, tm
     assert [r.get("train_loss") for r in rows] == [r.get("train_loss") for r in whole_rows]
 
 
-# kept: a head; a whole model; a head, and the server's shared model beside Φ (FedHyper's default)
-@pytest.mark.parametrize("strategy", ["fedper", "ditto", "fedhyper"])
+# kept: a head; a whole model; a head, and the server's shared model beside Φ (FedHyper's default); a head alone
+@pytest.mark.parametrize(
+    ("strategy", "options"),
+    [("fedper", ()), ("ditto", ()), ("fedhyper", ()), ("fedhyper", ("strategy.shared_model=false",))],
+)
 def test_a_resumed_in_process_run_keeps_its_clients_private_parts(
-    in_process_grid, crashing_grid, tmp_path, tiny_config, strategy
+    in_process_grid, crashing_grid, tmp_path, tiny_config, strategy, options
 ):
     def config():
-        return tiny_config(strategy, *RESUMABLE)
+        return tiny_config(strategy, *RESUMABLE, *options)
 
     whole = run(in_process_grid(4), experiment.Experiment(config(), tmp_path / "whole", True))
     with pytest.raises(RuntimeError, match="the machine died"):
