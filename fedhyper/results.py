@@ -247,6 +247,14 @@ def t95(df: int) -> float:
     return _T95[max(k for k in _T95 if k <= df)]
 
 
+def paired_interval(differences: Sequence[float]) -> tuple[float, float | None]:
+    """Mean of paired differences and the half-width of its 95% t-interval; None from a single pair."""
+    mean = statistics.fmean(differences)
+    if len(differences) < 2:
+        return mean, None
+    return mean, t95(len(differences) - 1) * statistics.stdev(differences) / math.sqrt(len(differences))
+
+
 @dataclass(frozen=True)
 class PairedDifference:
     """A run label's accuracy minus that of the best other label of its setting, paired by seed."""
@@ -282,7 +290,6 @@ def paired_differences(results: Iterable[RunResult], reference: str = "") -> lis
             seeds = sorted(set(values) & set(labels[other]))
             if not seeds:
                 continue
-            diffs = [values[s] - labels[other][s] for s in seeds]
-            half = t95(len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else None
-            out.append(PairedDifference(setting, label, other, statistics.fmean(diffs), half, len(seeds)))
+            mean, half = paired_interval([values[s] - labels[other][s] for s in seeds])
+            out.append(PairedDifference(setting, label, other, mean, half, len(seeds)))
     return out

@@ -18,24 +18,25 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
-import statistics
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from fedhyper import record
-from fedhyper.results import run_label, t95
+from fedhyper.results import paired_interval, run_label, stat
 from simulations.reevaluation import NotEvaluated, evaluate_all
+from simulations.report import pct
 
 Accuracies = dict[str, dict[int, tuple[float, float]]]  # setting -> seed -> (mean over clients, pooled)
 
 
-def _chosen(folder: Path, setting: str, label: str) -> dict[str, Any] | None:
+def _chosen(folder: Path, label: str) -> dict[str, dict[str, Any]]:
+    """Per setting, the options ``folder``'s settled.yaml chose for ``label``; none without the file."""
     path = folder / "settled.yaml"
-    cells = yaml.safe_load(path.read_text()) if path.is_file() else {}
-    return ((cells or {}).get(setting, {}).get(label) or {}).get("chosen")
+    cells = (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}
+    return {setting: cell["chosen"] for setting, by_label in cells.items()
+            if (cell := by_label.get(label)) and cell.get("chosen") is not None}  # fmt: skip
 
 
 def accuracies(folder: Path, label: str) -> Accuracies:
@@ -45,20 +46,16 @@ def accuracies(folder: Path, label: str) -> Accuracies:
         rows = [r for r in csv.DictReader(fh) if run_label(r["strategy"], r["variant"]) == label]
     if not rows:
         raise ValueError(f"{folder / 'results.csv'} has no run labelled {label!r}")
+    settled = _chosen(folder, label)
     for r in rows:
         seed, acc = int(r["seed"]), (float(r["final_accuracy"]), float(r["final_accuracy_pooled"]))
-        if (chosen := _chosen(folder, r["setting"], label)) is not None:
+        if (chosen := settled.get(r["setting"])) is not None:
             [got] = evaluate_all([(folder / r["run_dir"], chosen)], compute=False)
             if isinstance(got, NotEvaluated):
                 raise ValueError(f"{label} · {r['setting']} · seed {seed}: {got}")
             acc = (got[record.ACCURACY], got[record.ACCURACY_POOLED])
         out.setdefault(r["setting"], {})[seed] = acc
     return out
-
-
-def _pm(values: list[float]) -> str:
-    spread = f" ± {100 * statistics.stdev(values):.2f}" if len(values) > 1 else ""
-    return f"{100 * statistics.fmean(values):.2f}{spread}"
 
 
 def table(labelled: list[tuple[str, Accuracies]]) -> list[str]:
@@ -75,11 +72,10 @@ def table(labelled: list[tuple[str, Accuracies]]) -> list[str]:
             if name == ref_name or not paired:
                 delta = "–"
             else:
-                diffs = [100 * (acc[setting][s][0] - ref_seeds[s][0]) for s in paired]
-                half = t95(len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else None
-                delta = f"{statistics.fmean(diffs):+.2f}" + (f" ± {half:.2f}" if half is not None else "")
-                delta += f" ({len(paired)} seeds)"
-            lines.append(f"| {setting} | {name} | {len(seeds)} | {_pm(means)} | {_pm(pooled)} | {delta} |")
+                mean, half = paired_interval([acc[setting][s][0] - ref_seeds[s][0] for s in paired])
+                spread = "" if half is None else f" ± {100 * half:.2f}"
+                delta = f"{100 * mean:+.2f}{spread} ({len(paired)} seeds)"
+            lines.append(f"| {setting} | {name} | {len(seeds)} | {pct(stat(means))} | {pct(stat(pooled))} | {delta} |")
     return lines
 
 

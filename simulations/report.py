@@ -30,7 +30,7 @@ def _shown(s: Stat, fmt: Callable[[float], str]) -> str:
     return fmt(s.mean) if s.std is None else f"{fmt(s.mean)} ± {fmt(s.std)}"
 
 
-def _pct(s: Stat) -> str:
+def pct(s: Stat) -> str:
     return _shown(s, lambda v: f"{100 * v:.2f}")
 
 
@@ -63,10 +63,10 @@ def _count(s: Stat) -> str:
 
 # Columns that a table shows only when some of its runs wrote them: header, field, format.
 _OPTIONAL_COLUMNS: list[tuple[str, str, Callable[[Stat], str]]] = [
-    ("final pooled (%)", "final_accuracy_pooled", _pct),
-    ("validation (%)", "val_accuracy", _pct),
-    ("novel accuracy (%)", "novel_accuracy", _pct),
-    ("generalization gap (pp)", "generalization_gap", _pct),
+    ("final pooled (%)", "final_accuracy_pooled", pct),
+    ("validation (%)", "val_accuracy", pct),
+    ("novel accuracy (%)", "novel_accuracy", pct),
+    ("generalization gap (pp)", "generalization_gap", pct),
     ("hnet parameters", "hnet_parameters", _count),
 ]
 
@@ -90,8 +90,8 @@ def markdown_table(groups: Sequence[GroupSummary], target: float) -> str:
         cells = [
             run_label(g.strategy, g.variant),
             str(len(g.seeds)),
-            _pct(g.final_accuracy),
-            _pct(g.best_accuracy),
+            pct(g.final_accuracy),
+            pct(g.best_accuracy),
             *(fmt(getattr(g, key)) for _, key, fmt in optional),
             _rounds(g.rounds_to_target),
             _seconds(g.wall_time_s),
@@ -271,8 +271,8 @@ def settled_report(
                   "|---|---|---|---|---|---|"]  # fmt: skip
         for g in groups:
             cell = settled.get((g.setting, g.strategy, g.variant))
-            lines.append(f"| {run_label(g.strategy, g.variant)} | {len(g.seeds)} | {_pct(g.final_accuracy)} | "
-                         f"{_pct(g.final_accuracy_pooled)} | {_pct(g.val_accuracy)} | {_chosen(cell)} |")  # fmt: skip
+            lines.append(f"| {run_label(g.strategy, g.variant)} | {len(g.seeds)} | {pct(g.final_accuracy)} | "
+                         f"{pct(g.final_accuracy_pooled)} | {pct(g.val_accuracy)} | {_chosen(cell)} |")  # fmt: skip
         lines += paired_table([d for d in paired_differences(rows, reference) if d.setting == setting], reference)
     missing = [(cell, why) for cell, s in settled.items() for why in s.missing]
     if missing:

@@ -9,6 +9,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from fedhyper.config import ExperimentConfig
+from fedhyper.results import run_label
 from scripts import paired
 
 FIELDS = ("strategy", "variant", "setting", "seed", "final_accuracy", "final_accuracy_pooled", "run_dir")
@@ -34,8 +35,8 @@ def grid(folder: Path, strategy: str, variant: str, recorded: list[float], kept:
     with (folder / "results.csv").open("w", newline="") as fh:
         csv.writer(fh).writerows([FIELDS, *rows])
     if kept is not None:
-        label = strategy if variant == "base" else f"{strategy}/{variant}"
-        (folder / "settled.yaml").write_text(yaml.safe_dump({"pfedhn": {label: {"chosen": CHOSEN}}}))
+        settled = {"pfedhn": {run_label(strategy, variant): {"chosen": CHOSEN}}}
+        (folder / "settled.yaml").write_text(yaml.safe_dump(settled))
     return folder
 
 
