@@ -5,13 +5,16 @@
 
 Each argument is ``<report folder>:<run label>``: a folder holding a grid's ``results.csv`` (and its
 ``settled.yaml`` after ``settle=true``), and a label as the report names it (``strategy`` or
-``strategy/variant``). The first is the reference. Per setting, every label's final accuracy (mean over
-clients, and pooled) with mean ± std over seeds, and its paired difference to the reference over the seeds
-both ran, with the 95% t-interval. A cell that its ``settled.yaml`` settled is read as settled: each seed
-with the chosen options, from the evaluations its run keeps (``reevaluation.jsonl``) or its own last
-evaluation where the options evaluate it alike; nothing is evaluated here, and a seed without a kept
-evaluation is an error. Used where two grids' runs meet: the README's equal-traffic comparison of
-FedHyper without its shared model and FedAvg-FT.
+``strategy/variant``), optionally followed by ``@key=value[,key=value]``: evaluation options over the
+settled ones (``results/fmnist-grid:fedhyper@strategy.ensemble_weight=0.5`` reads FedHyper with the plain
+mean of its two models' predictions where settling chose a weight). The first is the reference. Per
+setting, every label's final accuracy (mean over clients, and pooled) with mean ± std over seeds, and its
+paired difference to the reference over the seeds both ran, with the 95% t-interval. A cell that its
+``settled.yaml`` settled is read as settled: each seed with the chosen options, from the evaluations its run
+keeps (``reevaluation.jsonl``) or its own last evaluation where the options evaluate it alike; nothing is
+evaluated here, and a seed without a kept evaluation is an error. Used where two grids' runs meet (the
+README's equal-traffic comparison of FedHyper without its shared model and FedAvg-FT), and for what an
+evaluation option that settling chose is worth (the ablation's plain-mean row).
 """
 
 from __future__ import annotations
@@ -39,8 +42,23 @@ def _chosen(folder: Path, label: str) -> dict[str, dict[str, Any]]:
             if (cell := by_label.get(label)) and cell.get("chosen") is not None}  # fmt: skip
 
 
-def accuracies(folder: Path, label: str) -> Accuracies:
-    """Per setting and seed, a label's final accuracies (fractions) in ``folder``'s grid, settled where it was."""
+def _options(given: str) -> dict[str, Any]:
+    """``key=value,key=value`` as options, each value read as YAML (``0.5``, ``null``, ``10``)."""
+    out: dict[str, Any] = {}
+    for item in filter(None, given.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"{item!r} is not key=value")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def accuracies(folder: Path, label: str, options: dict[str, Any] | None = None) -> Accuracies:
+    """Per setting and seed, a label's final accuracies (fractions) in ``folder``'s grid, settled where it was.
+
+    ``options``: evaluation options over the settled ones (over none where a setting was not settled); every
+    seed is then read from its kept evaluations.
+    """
     out: Accuracies = {}
     with (folder / "results.csv").open() as fh:
         rows = [r for r in csv.DictReader(fh) if run_label(r["strategy"], r["variant"]) == label]
@@ -49,7 +67,10 @@ def accuracies(folder: Path, label: str) -> Accuracies:
     settled = _chosen(folder, label)
     for r in rows:
         seed, acc = int(r["seed"]), (float(r["final_accuracy"]), float(r["final_accuracy_pooled"]))
-        if (chosen := settled.get(r["setting"])) is not None:
+        chosen = settled.get(r["setting"])
+        if options:
+            chosen = {**(chosen or {}), **options}
+        if chosen is not None:
             [got] = evaluate_all([(folder / r["run_dir"], chosen)], compute=False)
             if isinstance(got, NotEvaluated):
                 raise ValueError(f"{label} · {r['setting']} · seed {seed}: {got}")
@@ -81,14 +102,20 @@ def table(labelled: list[tuple[str, Accuracies]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("labels", nargs="+", metavar="FOLDER:LABEL", help="the first is the reference")
+    parser.add_argument("labels", nargs="+", metavar="FOLDER:LABEL[@KEY=VALUE,...]", help="the first is the reference")
     args = parser.parse_args(argv)
     labelled = []
     for arg in args.labels:
         folder, sep, label = arg.partition(":")
+        label, _, given = label.partition("@")
         if not sep or not label:
             parser.error(f"{arg!r}: give <report folder>:<run label>")
-        labelled.append((f"{label} ({folder})", accuracies(Path(folder), label)))
+        try:
+            options = _options(given)
+        except ValueError as e:
+            parser.error(f"{arg!r}: {e}")
+        name = f"{label}@{given}" if given else label
+        labelled.append((f"{name} ({folder})", accuracies(Path(folder), label, options)))
     print("\n".join(table(labelled)))
 
 

@@ -27,7 +27,10 @@ def grid(folder: Path, strategy: str, variant: str, recorded: list[float], kept:
         (run_dir / "summary.json").write_text(json.dumps({"rounds": 200}))
         (run_dir / "metrics.jsonl").write_text(json.dumps({"round": 100, "accuracy": acc}) + "\n")
         if kept is not None:
-            other = {"options": {**CHOSEN, "strategy.finetune_steps": 3}, "metrics": {"round": 200, "accuracy": 0.1}}
+            other = {
+                "options": {**CHOSEN, "strategy.finetune_steps": 3},
+                "metrics": {"round": 200, "accuracy": 0.1, "accuracy_pooled": 0.2},
+            }
             mine = {"options": CHOSEN, "metrics": {"round": 200, "accuracy": kept[seed], "accuracy_pooled": 0.5}}
             lines = [json.dumps(other)] + ([json.dumps(mine)] if kept[seed] is not None else [])
             (run_dir / "reevaluation.jsonl").write_text("\n".join(lines) + "\n")
@@ -66,3 +69,25 @@ def test_a_label_the_grid_lacks_is_named(tmp_path):
 
     with pytest.raises(ValueError, match="no run labelled 'ditto'"):
         paired.main([f"{a}:ditto"])
+
+
+def test_options_after_the_label_replace_the_settled_ones(tmp_path, capsys):
+    a = grid(tmp_path / "a", "fedavg_ft", "base", recorded=[0.5, 0.5, 0.5], kept=[0.90, 0.91, 0.92])
+
+    paired.main([f"{a}:fedavg_ft", f"{a}:fedavg_ft@strategy.finetune_steps=3"])
+
+    rows = capsys.readouterr().out.splitlines()
+    # the kept evaluation with 3 fine-tuning steps (10%) on every seed: differences -80, -81, -82 points
+    assert rows[3].startswith(
+        f"| pfedhn | fedavg_ft@strategy.finetune_steps=3 ({a}) | 3 | 10.00 ± 0.00 | 20.00 ± 0.00 |"
+    )
+    assert rows[3].endswith("| -81.00 ± 2.48 (3 seeds) |")
+
+
+def test_options_without_a_kept_evaluation_are_an_error_and_a_malformed_one_is_refused(tmp_path):
+    a = grid(tmp_path / "a", "fedavg_ft", "base", recorded=[0.5], kept=[0.9])
+
+    with pytest.raises(ValueError, match="seed 0: .*not evaluated"):
+        paired.main([f"{a}:fedavg_ft", f"{a}:fedavg_ft@strategy.finetune_steps=5"])
+    with pytest.raises(SystemExit):
+        paired.main([f"{a}:fedavg_ft@strategy.finetune_steps"])
