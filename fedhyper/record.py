@@ -108,6 +108,12 @@ class Summary:
     # privacy.*: epsilon, delta, noise_multiplier, clip, rounds, sample_size, population, accounting,
     # max_epsilon (fedhyper.privacy.Accountant.report); None without privacy.
     privacy: dict[str, Any] | None = None
+    # CPU seconds the run's process spent, all its threads (time.process_time), over every resumed part: what
+    # wall_time_s counts less the time the process waited (stopped, or sharing its cores). With the in-process
+    # engine the clients trained in that process, so it is the whole run's (on a GPU, the host's share); None
+    # where they did not (Flower's engines: the ServerApp's alone would read as the run's), and for runs
+    # recorded, or resumed from checkpoints written, before it was counted.
+    cpu_time_s: float | None = None
 
     def write(self, run_dir: Path) -> None:
         (Path(run_dir) / SUMMARY_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2))

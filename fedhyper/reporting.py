@@ -39,6 +39,7 @@ class RunReporter:
             self.metrics_path.write_text("")
             self.clients_path.write_text("")
         self.start = time.monotonic()
+        self.cpu_start: float | None = time.process_time()  # None: resumed from a record that did not count it
         self.history: list[dict[str, Any]] = []
         self.tracking = tracking
 
@@ -62,17 +63,25 @@ class RunReporter:
             parts.append(f"{elapsed:.0f}s elapsed, ~{eta:.0f}s left")
         log.info(" | ".join(parts))
 
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds this process spent on the run so far (resumed parts included); None when not known."""
+        return None if self.cpu_start is None else time.process_time() - self.cpu_start
+
     def evaluations(self) -> list[dict[str, Any]]:
         """The evaluated rounds' rows: test metrics, validation metrics, or both."""
         return [row for row in self.history if record.ACCURACY in row or record.VAL_ACCURACY in row]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": list(self.history), "elapsed_s": time.monotonic() - self.start}
+        state = {"history": list(self.history), "elapsed_s": time.monotonic() - self.start}
+        if (cpu := self.cpu_seconds()) is not None:
+            state["cpu_s"] = cpu
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue a checkpointed record: rows after its last round are dropped from the files."""
         self.history = list(state["history"])
         self.start = time.monotonic() - state["elapsed_s"]
+        self.cpu_start = time.process_time() - state["cpu_s"] if "cpu_s" in state else None
         last = self.history[-1][record.ROUND] if self.history else -1
         self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
         old = self.clients_path.read_text().splitlines(True) if self.clients_path.exists() else []

@@ -76,6 +76,7 @@ class RunResult:
     final_eval_clients: int | None = None
     final_evaluate_rejected: int | None = None
     gpu_training_share: float | None = None  # summary.json's: the training replies computed on a GPU; None: unknown
+    cpu_time_s: float | None = None  # summary.json's (record.Summary.cpu_time_s): in-process runs; None: not counted
     machine: str | None = None  # what ran it (record.machine_label); None: recorded before summaries said
     curve: list[tuple[int, float]] = field(default_factory=list, repr=False)  # (round, mean accuracy)
     per_client_accuracy: list[float] = field(default_factory=list, repr=False)
@@ -151,6 +152,7 @@ def load_run(run_dir: Path, setting: str, seed: int, target: float, variant: str
         final_eval_clients=last.get(record.EVAL_CLIENTS),
         final_evaluate_rejected=last.get(record.EVALUATE_REJECTED),
         gpu_training_share=summary.gpu_training_share,
+        cpu_time_s=summary.cpu_time_s,
         machine=record.machine_label(summary.machine),
         curve=[(r[record.ROUND], r[record.ACCURACY]) for r in rows if r.get(record.ACCURACY) is not None],
         per_client_accuracy=list(summary.per_client_accuracy),
@@ -219,6 +221,7 @@ class GroupSummary:
     hnet_parameters: Stat
     rounds_to_target: Stat  # over the seeds that reached the target (count of n)
     wall_time_s: Stat
+    cpu_time_s: Stat  # over the seeds that counted it (count of n)
     train_bytes_sent_per_round: Stat
     train_bytes_received_per_round: Stat
 

@@ -45,6 +45,13 @@ def _seconds(s: Stat) -> str:
     return _shown(s, lambda v: f"{v:.1f}")
 
 
+def _cpu_seconds(s: Stat) -> str:
+    """CPU time over the seeds that counted it, naming how many of them did when not all."""
+    if s.mean is None:
+        return "–"
+    return _seconds(s) + ("" if s.count == s.n else f" ({s.count}/{s.n})")
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if abs(n) < 1000 or unit == "GB":
@@ -74,6 +81,7 @@ _OPTIONAL_COLUMNS: list[tuple[str, str, Callable[[Stat], str]]] = [
 def markdown_table(groups: Sequence[GroupSummary], target: float) -> str:
     """One Markdown table: a row per strategy and variant, mean ± std across its seeds."""
     optional = [c for c in _OPTIONAL_COLUMNS if any(getattr(g, c[1]).count for g in groups)]
+    cpu = any(g.cpu_time_s.count for g in groups)  # in-process runs recorded since it was counted
     head = [
         "strategy" if all(g.variant == BASE_VARIANT for g in groups) else "strategy/variant",
         "seeds",
@@ -82,6 +90,7 @@ def markdown_table(groups: Sequence[GroupSummary], target: float) -> str:
         *(name for name, _, _ in optional),
         f"rounds to {100 * target:g}%",
         "wall time (s)",
+        *(["CPU time (s)"] if cpu else []),
         "sent / round",
         "received / round",
     ]
@@ -95,6 +104,7 @@ def markdown_table(groups: Sequence[GroupSummary], target: float) -> str:
             *(fmt(getattr(g, key)) for _, key, fmt in optional),
             _rounds(g.rounds_to_target),
             _seconds(g.wall_time_s),
+            *([_cpu_seconds(g.cpu_time_s)] if cpu else []),
             _traffic(g.train_bytes_sent_per_round),
             _traffic(g.train_bytes_received_per_round),
         ]

@@ -128,6 +128,10 @@ def run(grid: Grid, exp: experiment.Experiment) -> Summary:
         loop.run(first_round)
         last = reporter.evaluations()[-1] if reporter.evaluations() else {}
         novel = {k: last[k] for k in (record.NOVEL_ACCURACY, record.GENERALIZATION_GAP) if k in last}
+        engine = getattr(grid, "engine", record.FLOWER)  # the in-process grid names itself
+        # the run's CPU time where its clients trained in this process (record.Summary.cpu_time_s)
+        cpu = reporter.cpu_seconds() if engine == record.INPROCESS else None
+        cpu_time = None if cpu is None else round(cpu, 3)
         return reporter.finish(
             loop.evaluations.accuracy,
             **strategy.summary_extras(),
@@ -135,7 +139,8 @@ def run(grid: Grid, exp: experiment.Experiment) -> Summary:
             widths={cid: client_width(cfg.model, cid) for cid in loop.evaluations.accuracy},
             rejected_replies=dict(loop.replies.rejected),
             server_device=str(select_device(cfg.device)),
-            engine=getattr(grid, "engine", record.FLOWER),  # the in-process grid names itself
+            engine=engine,
+            cpu_time_s=cpu_time,
             machine=machine(),
             privacy=None if budget is None else budget.report(),
         )

@@ -18,6 +18,7 @@ def fake_run(
     sent: list[int],
     received: list[int],
     wall: float = 10.0,
+    cpu: float | None = None,
 ) -> Path:
     """A run directory as RunReporter leaves it: one metrics row a round (all evaluated), and summary.json."""
     run_dir.mkdir(parents=True)
@@ -42,6 +43,7 @@ def fake_run(
         val_accuracy_pooled=None,
         per_client_accuracy=per_client,
         wall_time_s=wall,
+        cpu_time_s=cpu,
         seconds_to_accuracy={},
         initial_accuracy=curve[0],
     ).write(run_dir)

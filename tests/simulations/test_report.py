@@ -17,6 +17,18 @@ def test_a_table_shows_how_many_seeds_reached_the_target(tmp_path):
     assert "| 1.0 (1/2) |" in report.markdown_table(results.summarise(runs), target=0.9)  # one seed: no spread
 
 
+def test_cpu_time_is_a_column_where_runs_counted_it_naming_how_many_did(tmp_path, two_seeds):  # noqa: F811
+    counted = fake_run(tmp_path / "counted", "fedavg", [0.1, 0.95], [0.9], [1], [1], wall=30.0, cpu=12.5)
+    before = fake_run(tmp_path / "before", "fedavg", [0.1, 0.95], [0.9], [1], [1], wall=40.0)
+    runs = [results.load_run(d, "s", i, target=0.9) for i, d in enumerate((counted, before))]
+
+    table = report.markdown_table(results.summarise(runs), target=0.9)
+
+    assert "| wall time (s) | CPU time (s) |" in table
+    assert "| 35.0 ± 7.1 | 12.5 (1/2) |" in table
+    assert "CPU time" not in report.markdown_table(results.summarise(two_seeds), target=0.9)  # none counted it
+
+
 def test_the_report_has_a_row_a_strategy_its_overrides_and_plots(two_seeds):  # noqa: F811
     text = report.markdown_report(two_seeds, 0.9, {"pfedhn": ["data.alpha=0.3"]}, {"pfedhn": ["acc.png"]})
 

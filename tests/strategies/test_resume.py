@@ -21,7 +21,8 @@ def test_resumed_run_equals_uninterrupted_run(in_process_grid, crashing_grid, tm
     grid = crashing_grid(4, call=11)  # discovery, round-0 eval, then train/eval per round: 4 rounds done by call 10
     with pytest.raises(RuntimeError, match="the machine died"):
         run(grid, experiment.Experiment(config(), tmp_path / "split", True))
-    assert checkpoint.load_checkpoint(tmp_path / "split" / checkpoint.FILENAME)["round"] == 4
+    before = checkpoint.load_checkpoint(tmp_path / "split" / checkpoint.FILENAME)
+    assert before["round"] == 4
 
     # A new process would see new transport node ids; clients are matched by their ids.
     again = experiment.Experiment(config(), tmp_path / "split", True, resume=True)
@@ -37,6 +38,9 @@ def test_resumed_run_equals_uninterrupted_run(in_process_grid, crashing_grid, tm
     assert [r["round"] for r in rows] == list(range(7))
     whole_rows = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
     assert [r.get("train_loss") for r in rows] == [r.get("train_loss") for r in whole_rows]
+    # CPU time counts the part before the crash too (what it had spent by its round-4 checkpoint, and more)
+    assert before["reporter"]["cpu_s"] > 0 and resumed.cpu_time_s > before["reporter"]["cpu_s"]
+    assert whole.cpu_time_s > 0
 
 
 # kept: a head; a whole model; a head, and the server's shared model beside Φ (FedHyper's default); a head alone
@@ -70,6 +74,7 @@ def test_a_checkpoint_without_clients_state_starts_them_afresh(
         run(crashing_grid(4, call=11), experiment.Experiment(tiny_config("fedper", *RESUMABLE), tmp_path, True))
     state = checkpoint.load_checkpoint(tmp_path / checkpoint.FILENAME)
     del state["clients"]  # as a Flower run's checkpoint: the server never holds its clients' state
+    del state["reporter"]["cpu_s"]  # as a checkpoint written before CPU time was counted
     checkpoint.save_checkpoint(tmp_path / checkpoint.FILENAME, state)
 
     grid = in_process_grid(4, node_offset=5000)
@@ -77,6 +82,7 @@ def test_a_checkpoint_without_clients_state_starts_them_afresh(
 
     assert "holds no clients state: it starts afresh" in caplog.text
     assert len(summary.per_client_accuracy) == 4
+    assert summary.cpu_time_s is None  # the rounds before the checkpoint spent what it did not record
     trained = {m.metadata.dst_node_id for m in grid.sent if m.metadata.message_type == "train"}
     assert {n for n, c in grid.contexts.items() if c.state.array_records} == trained  # only rounds 5-6 kept a head
 
