@@ -34,11 +34,15 @@ def pct(s: Stat) -> str:
     return _shown(s, lambda v: f"{100 * v:.2f}")
 
 
+def _of_seeds(s: Stat) -> str:
+    """`` (k/n)`` where only k of the n seeds have the value, else nothing."""
+    return "" if s.count == s.n else f" ({s.count}/{s.n})"
+
+
 def _rounds(s: Stat) -> str:
     if s.mean is None:
         return f"not reached (0/{s.n})"
-    reached = "" if s.count == s.n else f" ({s.count}/{s.n})"
-    return _shown(s, lambda v: f"{v:.1f}") + reached
+    return _seconds(s) + _of_seeds(s)
 
 
 def _seconds(s: Stat) -> str:
@@ -47,9 +51,7 @@ def _seconds(s: Stat) -> str:
 
 def _cpu_seconds(s: Stat) -> str:
     """CPU time over the seeds that counted it, naming how many of them did when not all."""
-    if s.mean is None:
-        return "–"
-    return _seconds(s) + ("" if s.count == s.n else f" ({s.count}/{s.n})")
+    return "–" if s.mean is None else _seconds(s) + _of_seeds(s)
 
 
 def human_bytes(n: float) -> str:
