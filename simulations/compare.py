@@ -339,6 +339,39 @@ def settle_grid(cc: CompareConfig, common: list[str], runs: list[PlannedRun]) ->
     return out
 
 
+SETTLE_RERUNS = 2  # seed 0's runs first; the values chosen on them may then need the other seeds' checkpoints
+
+
+def settle_rerunning(
+    cc: CompareConfig, common: list[str], runs: list[PlannedRun]
+) -> tuple[dict[Cell, reevaluation.Settled], int]:
+    """``settle_grid``, running again the finished runs whose missing evaluations need their final checkpoint.
+
+    A checkpoint is not committed (tens of MB): on a machine that has a grid's committed files only, its
+    finished runs have none, and an evaluation not kept in their ``reevaluation.jsonl`` cannot be made.
+    Such a run (one that checkpoints: ``sim.checkpoint_every``) is run again from its start, its record
+    replaced (an in-process run repeats itself on the same machine: tests/simulations/test_compare.py), and
+    the grid settled again: seed 0's runs first, then the other seeds the values chosen on them need.
+    Returns the settled cells and how many of the runs run again failed.
+    """
+    failed = 0
+    by_dir = {r.label.run_dir: r for r in runs}
+    for _ in range(SETTLE_RERUNS):
+        settled = settle_grid(cc, common, runs)
+        wanted = dict.fromkeys(d for s in settled.values() for d in s.rerun if d in by_dir)
+        again = [by_dir[d] for d in wanted if by_dir[d].config["sim"]["checkpoint_every"] > 0]
+        if cc.report_only or not again:
+            return settled, failed
+        print(f"settling needs the final checkpoints of {len(again)} finished runs, which have none here (a "
+              "checkpoint is not committed): running them again from their start, then settling again",
+              flush=True)  # fmt: skip
+        for run in again:
+            for name in (record.SUMMARY_FILE, reevaluation.CACHE_FILE):  # kept evaluations were of the old run's
+                (run.label.run_dir / name).unlink(missing_ok=True)
+        failed += execute(cc, again)
+    return settle_grid(cc, common, runs), failed
+
+
 def settled_yaml(settled: dict[Cell, reevaluation.Settled]) -> dict[str, Any]:
     """settled.yaml: per setting and cell, the chosen values, each candidate's seed-0 validation, what is missing."""
     out: dict[str, Any] = {}
@@ -468,7 +501,10 @@ def main(argv: list[str]) -> int:
             flush=True,
         )
         failed = execute(cc, pending) if pending and not cc.report_only else 0
-        settled = settle_grid(cc, common, runs) if cc.settle else None
+        settled = None
+        if cc.settle:
+            settled, failed_again = settle_rerunning(cc, common, runs)
+            failed += failed_again
     except TuningUnfinished as err:
         print(err, file=sys.stderr)
         return 1

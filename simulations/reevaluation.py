@@ -70,6 +70,15 @@ class NotEvaluated(Exception):
     one without the clients' kept state (a Flower run's), or one that failed."""
 
 
+class NoFinalCheckpoint(NotEvaluated):
+    """An evaluation not kept whose run has no final checkpoint to make it on (none kept, as on a machine
+    that has the run's committed files only, or one of an earlier round): running the run again gives one."""
+
+    def __init__(self, message: str, run_dir: Path) -> None:
+        super().__init__(message)
+        self.run_dir = run_dir
+
+
 def final_round(run_dir: Path) -> int:
     """The last round a finished run recorded (its training rounds and, where a strategy adapts to them, the
     novel clients'); its final checkpoint is of that round."""
@@ -134,8 +143,11 @@ def evaluate_all(
         if (acting := _acting(run_dir, values)) is not None and acting in known[run_dir]:
             out[i] = known[run_dir][acting]
     for i, (run_dir, values) in enumerate(tasks):
-        if out[i] is None and (not compute or not (run_dir / checkpoint.FILENAME).is_file()):
-            out[i] = NotEvaluated(f"{run_dir.name}: {values} not evaluated, and no checkpoint to evaluate it on")
+        if out[i] is None and not compute:
+            out[i] = NotEvaluated(f"{run_dir.name}: {values} not evaluated (only kept evaluations are read)")
+        elif out[i] is None and not (run_dir / checkpoint.FILENAME).is_file():
+            why = f"{run_dir.name}: {values} not evaluated, and no checkpoint to evaluate it on"
+            out[i] = NoFinalCheckpoint(why, run_dir)
     todo = [i for i, r in enumerate(out) if r is None]
     evaluate_in = pool.map if pool is not None and len(todo) > 1 else map
     computed = list(evaluate_in(_evaluate_values, [str(tasks[i][0]) for i in todo], [tasks[i][1] for i in todo]))
@@ -146,7 +158,8 @@ def evaluate_all(
             continue
         if metrics[record.ROUND] != last[run_dir]:
             at = metrics[record.ROUND]
-            out[i] = NotEvaluated(f"{run_dir.name}: its checkpoint is of round {at}, not its last ({last[run_dir]})")
+            why = f"{run_dir.name}: its checkpoint is of round {at}, not its last ({last[run_dir]})"
+            out[i] = NoFinalCheckpoint(why, run_dir)
             continue
         out[i] = {k: metrics[k] for k in KEPT if k in metrics}
         with (run_dir / CACHE_FILE).open("a") as fh:
@@ -202,6 +215,7 @@ class Settled:
     validation: list[tuple[dict[str, Any], float]] = field(default_factory=list)
     by_seed: dict[int, dict[str, float]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)  # why a seed (or the choice) could not be evaluated
+    rerun: list[Path] = field(default_factory=list)  # runs whose missing evaluations need their final checkpoint
 
 
 def settle(
@@ -228,6 +242,8 @@ def settle(
         evaluated = evaluate_all([(by_seed[SETTLE_SEED], v) for v in options], compute, pool)
         if failed := next((e for e in evaluated if isinstance(e, NotEvaluated)), None):
             out.missing.append(str(failed))
+            if isinstance(failed, NoFinalCheckpoint):
+                out.rerun.append(failed.run_dir)
             return out
         validation = [(v, m[record.VAL_ACCURACY]) for v, m in zip(options, evaluated, strict=True)]  # type: ignore[index]
         out.validation += validation
@@ -238,6 +254,8 @@ def settle(
     for seed, result in zip(seeds, results, strict=True):
         if isinstance(result, NotEvaluated):
             out.missing.append(f"seed {seed}: {result}")
+            if isinstance(result, NoFinalCheckpoint):
+                out.rerun.append(result.run_dir)
         else:
             out.by_seed[seed] = result
     return out

@@ -100,9 +100,13 @@ def test_settle_chooses_nothing_it_cannot_evaluate_and_says_why(in_process_grid,
     assert no_seed_0.chosen is None and no_seed_0.missing == ["no finished seed-0 run to choose on"]
     assert not_last.chosen is None and "its checkpoint is of round 3, not its last (4)" in not_last.missing[0]
     assert none_kept.chosen is None and "no checkpoint to evaluate it on" in none_kept.missing[0]
+    # running the run again gives the final checkpoint both lack; without a seed-0 run, nothing would
+    assert not_last.rerun == none_kept.rerun == [tmp_path] and no_seed_0.rerun == []
+    assert settle(space, [(0, tmp_path)], compute=False).rerun == []  # reading kept evaluations asks for no run
     (tmp_path / checkpoint.FILENAME).write_bytes(saved)
     done = settle(space, [(0, tmp_path)])
     assert done.chosen in ({"strategy.finetune_steps": 0}, {"strategy.finetune_steps": 2}) and done.missing == []
+    assert done.rerun == []
     assert [v for v, _ in done.validation] == [{"strategy.finetune_steps": 0}, {"strategy.finetune_steps": 2}]
 
 
@@ -191,6 +195,7 @@ def test_options_a_run_evaluated_with_are_its_recorded_evaluation_and_need_no_ch
     assert alike.validation == [({rate: None}, summary.val_accuracy)]
     assert other.chosen is None and "no checkpoint to evaluate it on" in other.missing[0]
     assert "'strategy.shared_adapt_steps': 2" in other.missing[0]  # 0 steps, as the run had, was read
+    assert alike.rerun == [] and other.rerun == [tmp_path]
     assert not (tmp_path / CACHE_FILE).exists()
 
 

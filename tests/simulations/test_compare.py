@@ -460,3 +460,24 @@ def test_settle_chooses_evaluation_options_on_seed_0s_validation_and_evaluates_e
     assert compare.main([*argv, "report_only=true"]) == 0
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/**/reevaluation.jsonl")} == before
     assert OmegaConf.to_container(OmegaConf.load(out / "settled.yaml"))["default"]["fedavg_ft"] == cell
+
+    # Another machine, with the grid's committed files only: no checkpoint, nothing evaluated kept
+    for cache in out.glob("runs/**/reevaluation.jsonl"):
+        cache.unlink()
+
+    def learned(run_dir) -> dict:  # a summary without its clocks
+        s = json.loads((run_dir / "summary.json").read_text())
+        return {k: v for k, v in s.items() if k not in ("wall_time_s", "cpu_time_s", "seconds_to_accuracy")}
+
+    recorded = {d: learned(d) for d in out.glob("runs/default/*/seed*")}
+    written = {d: (d / "summary.json").stat().st_mtime_ns for d in recorded}
+    capsys.readouterr()
+
+    assert compare.main(argv) == 0, capsys.readouterr()
+
+    again = {d for d in recorded if (d / "summary.json").stat().st_mtime_ns != written[d]}
+    # seed 0's run again for its candidates; seed 1's too where the choice is not what it evaluated with
+    assert again == ({runs[0]} if best["values"] == own else {runs[0], runs[1]})
+    assert "running them again from their start" in capsys.readouterr().out
+    assert {d: learned(d) for d in recorded} == recorded  # the same runs again
+    assert OmegaConf.to_container(OmegaConf.load(out / "settled.yaml"))["default"]["fedavg_ft"] == cell
