@@ -349,8 +349,9 @@ def settle_rerunning(
 
     A checkpoint is not committed (tens of MB): on a machine that has a grid's committed files only, its
     finished runs have none, and an evaluation not kept in their ``reevaluation.jsonl`` cannot be made.
-    Such a run (one that checkpoints: ``sim.checkpoint_every``) is run again from its start, its record
-    replaced (an in-process run repeats itself on the same machine: tests/simulations/test_compare.py), and
+    Such a run (one that checkpoints: ``sim.checkpoint_every``) is run again, from its start or from an earlier
+    round's checkpoint it has, its record replaced (an in-process run repeats itself on the same machine, resumed
+    or not: tests/simulations/test_compare.py, tests/strategies/test_resume.py), and
     the grid settled again: seed 0's runs first, then the other seeds the values chosen on them need.
     Returns the settled cells and how many of the runs run again failed.
     """
@@ -363,7 +364,7 @@ def settle_rerunning(
         if cc.report_only or not again:
             return settled, failed
         print(f"settling needs the final checkpoints of {len(again)} finished runs, which have none here (a "
-              "checkpoint is not committed): running them again from their start, then settling again",
+              "checkpoint is not committed): running them again, then settling again",
               flush=True)  # fmt: skip
         for run in again:
             for name in (record.SUMMARY_FILE, reevaluation.CACHE_FILE):  # kept evaluations were of the old run's

@@ -120,7 +120,7 @@ class CompareConfig(ExperimentConfig):
     # and a section of report.md hold them. Runs need sim.checkpoint_every to keep their last checkpoint,
     # engine=inprocess (its checkpoints hold the clients' kept state) and a validation split; a finished
     # run whose final checkpoint an evaluation not kept needs and is not here (checkpoints are not
-    # committed: another machine) is run again from its start first; a run whose checkpoint cannot be
+    # committed: another machine) is run again first; a run whose checkpoint cannot be
     # evaluated is named in the report, not fatal.
     settle: bool = False
     progress_every: float = 30.0  # seconds between progress lines

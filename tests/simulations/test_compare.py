@@ -478,6 +478,6 @@ def test_settle_chooses_evaluation_options_on_seed_0s_validation_and_evaluates_e
     again = {d for d in recorded if (d / "summary.json").stat().st_mtime_ns != written[d]}
     # seed 0's run again for its candidates; seed 1's too where the choice is not what it evaluated with
     assert again == ({runs[0]} if best["values"] == own else {runs[0], runs[1]})
-    assert "running them again from their start" in capsys.readouterr().out
+    assert "running them again, then settling again" in capsys.readouterr().out
     assert {d: learned(d) for d in recorded} == recorded  # the same runs again
     assert OmegaConf.to_container(OmegaConf.load(out / "settled.yaml"))["default"]["fedavg_ft"] == cell
