@@ -36,16 +36,22 @@ def peak_rss_mb(pid: int) -> tuple[str, float] | None:
     return cmd, kib / 1024
 
 
-def watch(proc: subprocess.Popen, flwr_home: Path, every: float = 1.0) -> dict[str, float]:
-    """Peak memory of the ServerApp's process and of the largest client process until ``proc`` ends."""
+def watch(proc: subprocess.Popen, flwr_home: Path, every: float = 1.0) -> dict:
+    """Peak memory of the ServerApp's process and of the largest client process until ``proc`` ends.
+
+    Also ``titles``: how many of the run's processes were seen under each title (a Ray worker's, or
+    the program a process runs), to say what ran when no client process was found.
+    """
     peaks = {"server_peak_rss_mb": 0.0, "client_peak_rss_mb": 0.0, "client_processes": 0}
     clients: set[int] = set()
+    titles: dict[str, set[int]] = {}
     while proc.poll() is None:
         for pid in run_processes(flwr_home):
             seen = peak_rss_mb(pid)
             if seen is None:
                 continue
             cmd, mb = seen
+            titles.setdefault(title(cmd), set()).add(pid)
             if "flwr_simulation" in cmd.replace("-", "_"):  # Flower's flwr-simulation or the launcher's own entry
                 peaks["server_peak_rss_mb"] = max(peaks["server_peak_rss_mb"], mb)
             elif "ClientAppActor" in cmd:
@@ -53,7 +59,24 @@ def watch(proc: subprocess.Popen, flwr_home: Path, every: float = 1.0) -> dict[s
                 peaks["client_peak_rss_mb"] = max(peaks["client_peak_rss_mb"], mb)
         time.sleep(every)
     peaks["client_processes"] = len(clients)
-    return peaks
+    return {**peaks, "titles": {name: len(pids) for name, pids in sorted(titles.items())}}
+
+
+def title(cmd: str) -> str:
+    """A short name for a command line: a Ray worker's title (``ray::ClientAppActor``), else its program.
+
+    A Python program is named with its module (``-m``) or script.
+    """
+    if cmd.startswith("ray::"):
+        return cmd.split()[0].split(".")[0]
+    words = cmd.split() or ["?"]
+    program = Path(words[0]).name
+    if not program.startswith("python"):
+        return program
+    if "-m" in words[1:-1]:
+        return f"{program} {words[words.index('-m') + 1]}"
+    script = next((word for word in words[1:] if not word.startswith("-")), "")
+    return f"{program} {Path(script).name}".strip()
 
 
 def main() -> None:
@@ -84,7 +107,7 @@ def main() -> None:
     overrides += [f"sim.eval_clients={args.eval_clients}"] if args.eval_clients else []
     overrides += [f"data.subset={args.subset}"] if args.subset else []
     overrides += [f"sim.client_cpus={args.client_cpus}"] if args.client_cpus else []
-    peaks: dict[str, float] = {}
+    peaks: dict = {}
     record = run_simulation(overrides, watch=lambda proc, home: peaks.update(watch(proc, home)))
     summary, ends = record.summary, record.round_ends()
     times = [ends[r] - ends[r - 1] for r in range(1 + WARMUP, args.rounds) if r - 1 in ends]
@@ -97,6 +120,11 @@ def main() -> None:
           f"{last:.1f}s; final mean accuracy {summary['final_accuracy']:.4f}")  # fmt: skip
     print(f"peak RSS: ServerApp process {peaks['server_peak_rss_mb']:.0f} MB, largest of "
           f"{peaks['client_processes']} client processes {peaks['client_peak_rss_mb']:.0f} MB")  # fmt: skip
+    if not peaks["client_processes"]:  # say what ran instead, and what the launch said of it
+        print("no client process found; the run's processes by title: "
+              + ", ".join(f"{name} ({n})" for name, n in peaks["titles"].items()))  # fmt: skip
+        said = [line for line in record.log.splitlines() if "WARNING" in line or "ERROR" in line]
+        print("the launcher's warnings and errors:", *said[-20:] or ["none"], sep="\n  ")
 
 
 if __name__ == "__main__":

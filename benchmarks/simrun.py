@@ -27,11 +27,12 @@ ENGINE_ENV = "FEDHYPER_BENCH_ENGINE"  # flower (unset) or inprocess
 
 @dataclass
 class SimRecord:
-    """A finished run: ``metrics.jsonl`` rows, ``summary.json``, and the whole command's seconds."""
+    """A finished run: ``metrics.jsonl`` rows, ``summary.json``, the whole command's seconds and its log."""
 
     rows: list[dict[str, Any]]
     summary: dict[str, Any]
     command_s: float
+    log: str = ""  # what the launcher wrote to its standard error (none in process)
 
     def round_ends(self) -> dict[int, float]:
         return {r["round"]: r["elapsed_s"] for r in self.rows}
@@ -64,7 +65,9 @@ def run_simulation(overrides: list[str], watch: Callable[[subprocess.Popen, Path
             proc.wait()
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{log.read_text()[-3000:]}")
-        return read_record(Path(tmp), start)
+        done = read_record(Path(tmp), start)
+        done.log = log.read_text(errors="replace")
+        return done
 
 
 def run_in_process(overrides: list[str]) -> SimRecord:

@@ -30,14 +30,17 @@ environment (for a simulation the launcher bundles exactly those packages: the c
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from simulations import sweep
+from simulations import ray_head, sweep
+from simulations.processes import LAUNCH_ENV
 from simulations.ray_head import Head, flower_init_args, worker_path
 
 FLOWER_ENTRY = "flwr-simulation"  # Flower reads its process kind from argv[0]'s name
@@ -66,12 +69,24 @@ def ray_init_args() -> dict:
     return {"runtime_env": {"env_vars": {"PYTHONPATH": pythonpath}}, **flower_init_args()}
 
 
-def wait_for(file: Path, timeout: float = 120.0) -> Head:
-    """What ``simulations.ray_head`` wrote to ``file``, once it has."""
-    deadline = time.monotonic() + timeout
+def wait_for(file: Path, head_alive: Callable[[], bool] = lambda: True, timeout: float = 600.0) -> Head:
+    """What ``simulations.ray_head`` wrote to ``file``, once it has.
+
+    Waits while ``head_alive()`` (asked each second), for at most ``timeout`` s. The 120 s this
+    waited before is short of what a head may take on a loaded machine (a CI run of the suite
+    once took 218 s for a run of 20 s), and a simulation that gave up started a second Ray beside
+    the head's. A head that fails says why in ``file``; one gone without a word ends the wait.
+    """
+    start = time.monotonic()
+    asked = start
     while not file.is_file():
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now - start > timeout:
             raise TimeoutError(f"simulations.ray_head wrote nothing to {file} in {timeout:.0f}s")
+        if now - asked >= 1.0:
+            asked = now
+            if not head_alive() and not file.is_file():
+                raise RuntimeError(f"simulations.ray_head is gone and wrote nothing to {file}")
         time.sleep(0.02)
     head = Head.read(file)
     if head.error:
@@ -93,6 +108,28 @@ def hand_actors_to_flower(actors: list) -> None:
     ray_actor.BasicActorPool.__init__ = init
 
 
+def take_launch_ray(head_file: Path) -> bool:
+    """Connect to the Ray ``head_file`` describes and give Flower its actors; whether that worked.
+
+    On any failure Ray is left shut down, and Flower starts Ray and its actors itself, as it would
+    have anyway. A connection kept after a failed actor look-up would have Flower create its own
+    actor on the launch's Ray, whose CPUs the launch's actors hold: that actor never started and
+    the run waited for it forever.
+    """
+    import ray
+
+    try:
+        launch_id = os.environ.get(LAUNCH_ENV)  # the launcher's mark: its head carries it too
+        head = wait_for(head_file, functools.partial(ray_head.running, launch_id) if launch_id else lambda: True)
+        ray.init(address=head.address, **ray_init_args(), namespace=head.namespace)
+        hand_actors_to_flower([ray.get_actor(name) for name in head.actors])
+        return True
+    except Exception as err:
+        log.warning("connecting to the launch's Ray failed (%s); Flower starts its own", err)
+        ray.shutdown()  # nothing to do when ray.init had not connected
+        return False
+
+
 def connect(head_file: Path) -> threading.Event:
     """Connect to the launch's Ray (``simulations.ray_head``) in a thread, and give its actors to Flower.
 
@@ -104,14 +141,7 @@ def connect(head_file: Path) -> threading.Event:
     connected = threading.Event()
 
     def run() -> None:
-        import ray
-
-        try:
-            head = wait_for(head_file)
-            ray.init(address=head.address, **ray_init_args(), namespace=head.namespace)
-            hand_actors_to_flower([ray.get_actor(name) for name in head.actors])
-        except Exception as err:  # Flower then starts Ray and its actors itself, as it would have anyway
-            log.warning("connecting to the launch's Ray failed (%s); Flower starts its own", err)
+        take_launch_ray(head_file)
         connected.set()
         threading.Event().wait()  # never set: the thread holds the driver until the process exits
 

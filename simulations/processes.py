@@ -174,7 +174,7 @@ def server_processes(launch_id: str) -> list[int]:
     return sorted(pid for pid in marked if parents[pid] not in marked)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie, dead but not yet reaped by its parent, does not)."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -196,11 +196,11 @@ def _terminate(find: Callable[[], list[int]], grace: float) -> None:
     """
     found: set[int] = set()
 
-    def alive() -> set[int]:  # those found before and those found now, still running
-        return {pid for pid in found | set(find()) if _alive(pid)}
+    def running() -> set[int]:  # those found before and those found now, still running
+        return {pid for pid in found | set(find()) if alive(pid)}
 
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        found = alive()
+        found = running()
         if not found:
             return
         for pid in found:
@@ -211,7 +211,7 @@ def _terminate(find: Callable[[], list[int]], grace: float) -> None:
         deadline = time.monotonic() + wait
         while found and time.monotonic() < deadline:
             time.sleep(0.1)
-            found = alive()
+            found = running()
 
 
 def stop_server(launch_id: str, grace: float = 10.0) -> None:

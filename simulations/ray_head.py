@@ -55,7 +55,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
-from simulations.processes import flower_env, server_processes
+from simulations.processes import alive, flower_env, launch_processes, server_processes
 
 ACTOR_MODULE = "flwr.simulation.ray_transport.ray_actor"  # Flower's client actor and its pool
 
@@ -161,6 +161,18 @@ class Started:
         """No order: the head's input ends, and it shuts its Ray down and exits."""
         if self.process.stdin is not None and not self.process.stdin.closed:
             self.process.stdin.close()
+
+
+def running(launch_id: str) -> bool:
+    """Whether the head of launch ``launch_id`` is alive (it carries the launch's mark)."""
+    for pid in launch_processes(launch_id):
+        try:
+            words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"simulations.ray_head" in words and alive(pid):
+            return True
+    return False
 
 
 def start(launch_id: str, env: dict[str, str]) -> Started:

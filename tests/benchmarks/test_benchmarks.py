@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.many_clients import title
 from benchmarks.simrun import ENGINE_ENV
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,7 +123,18 @@ def test_many_clients_benchmark_reports_round_time_and_memory():
     assert re.search(r"8 clients, 2 a round, 4 rounds", out)
     assert float(re.search(r"steady-state round ([0-9.]+)s", out).group(1)) > 0
     match = re.search(r"ServerApp process (\d+) MB, largest of (\d+) client processes (\d+) MB", out)
-    assert match and int(match.group(1)) > 0 and int(match.group(2)) == 1 and int(match.group(3)) > 0
+    assert match and int(match.group(1)) > 0 and int(match.group(2)) == 1 and int(match.group(3)) > 0, out
+
+
+def test_the_many_clients_watch_names_a_process_by_its_ray_title_or_its_program():
+    assert title("ray::client-actor-0:ClientAppActor.__init__") == "ray::client-actor-0:ClientAppActor"
+    assert title("ray::ClientAppActor.run") == "ray::ClientAppActor"
+    assert (
+        title("/v/bin/python -m simulations.flwr_simulation --sweep-interval 0.01")
+        == "python simulations.flwr_simulation"
+    )
+    assert title("/v/site-packages/ray/core/src/ray/raylet/raylet --raylet_socket_name=x") == "raylet"
+    assert title("/v/bin/python -u /v/site-packages/ray/dashboard/agent.py --port 1") == "python agent.py"
 
 
 def test_side_by_side_benchmark_times_each_process_and_the_machines_rate(tmp_path):

@@ -270,7 +270,7 @@ def test_a_run_that_ends_or_fails_leaves_nothing_running(tmp_path, request):
 def test_a_process_found_once_is_stopped_even_after_it_loses_its_launchs_marker():
     """Ray's agents rewrite their environment for their titles; once their parent (the raylet) dies,
     nothing marks them as the launch's any more, and they may outlive a SIGTERM."""
-    from simulations.processes import _alive, stop_marked
+    from simulations.processes import alive, stop_marked
 
     launch_id = new_launch_id()
     child = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(60)"
@@ -288,4 +288,4 @@ def test_a_process_found_once_is_stopped_even_after_it_loses_its_launchs_marker(
     stop_marked(launch_marker(launch_id), grace=1.0)
 
     assert proc.wait(timeout=10) == -signal.SIGTERM
-    assert not _alive(orphan)  # SIGKILLed after the grace, though an orphan without the marker by then
+    assert not alive(orphan)  # SIGKILLed after the grace, though an orphan without the marker by then

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import importlib
 import io
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import ray
 from flwr.simulation.ray_transport import ray_actor
 
-from simulations import launch, ray_head
-from simulations.flwr_simulation import hand_actors_to_flower, parse, ray_init_args, wait_for
-from simulations.processes import flower_env, new_launch_id, record_launch
+from simulations import flwr_simulation, launch, ray_head
+from simulations.flwr_simulation import hand_actors_to_flower, parse, ray_init_args, take_launch_ray, wait_for
+from simulations.processes import LAUNCH_ENV, flower_env, new_launch_id, record_launch
 from tests.launcher import processes_left
 
 
@@ -220,6 +222,46 @@ def test_a_head_that_failed_says_so_and_the_simulation_stops_waiting_at_once(tmp
     assert wait_for(file).actors == ["a"]
     with pytest.raises(TimeoutError):
         wait_for(tmp_path / "never", timeout=0.05)
+
+
+def test_the_simulation_waits_for_a_head_while_it_runs_and_not_once_it_is_gone(tmp_path):
+    launch_id = new_launch_id()
+    env = {**os.environ, LAUNCH_ENV: launch_id}
+    head = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "simulations.ray_head"], env=env)
+    try:
+        assert ray_head.running(launch_id) and not ray_head.running(new_launch_id())
+        with pytest.raises(TimeoutError):  # alive: waited for until the deadline
+            wait_for(tmp_path / "never", lambda: ray_head.running(launch_id), timeout=1.5)
+    finally:
+        head.kill()
+        head.wait()
+    assert not ray_head.running(launch_id)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="simulations.ray_head is gone and wrote nothing"):
+        wait_for(tmp_path / "never", lambda: ray_head.running(launch_id), timeout=60)
+    assert time.monotonic() - start < 5
+
+
+def test_a_failed_actor_look_up_leaves_ray_shut_down_so_flower_starts_its_own(tmp_path, monkeypatch):
+    file = tmp_path / "ray_head"
+    ray_head.Head("127.0.0.1:1", "launch-1", ["client-actor-0"]).write(file)
+    calls, handed = [], []
+    monkeypatch.setattr(ray, "init", lambda address, namespace, **_: calls.append(("init", address, namespace)))
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append(("shutdown",)))
+    monkeypatch.setattr(flwr_simulation, "hand_actors_to_flower", handed.extend)
+
+    monkeypatch.setattr(ray, "get_actor", lambda name: f"handle of {name}")
+    assert take_launch_ray(file)
+    assert calls == [("init", "127.0.0.1:1", "launch-1")] and handed == ["handle of client-actor-0"]
+
+    def not_found(name):
+        raise ValueError(f"Failed to look up actor with name '{name}'")
+
+    calls.clear()
+    monkeypatch.setattr(ray, "get_actor", not_found)
+    assert not take_launch_ray(file)
+    assert calls == [("init", "127.0.0.1:1", "launch-1"), ("shutdown",)]  # not left on the head's Ray
+    assert handed == ["handle of client-actor-0"]  # nothing more handed to Flower
 
 
 def test_a_head_whose_input_ends_without_an_order_shuts_its_ray_down_and_exits(tmp_path):
