@@ -21,6 +21,7 @@ from pathlib import Path
 
 from benchmarks.simrun import run_simulation
 from simulations.launch import run_processes
+from simulations.processes import alive, with_descendants
 
 WARMUP = 2
 
@@ -39,27 +40,43 @@ def peak_rss_mb(pid: int) -> tuple[str, float] | None:
 def watch(proc: subprocess.Popen, flwr_home: Path, every: float = 1.0) -> dict:
     """Peak memory of the ServerApp's process and of the largest client process until ``proc`` ends.
 
-    Also ``titles``: how many of the run's processes were seen under each title (a Ray worker's, or
-    the program a process runs), to say what ran when no client process was found.
+    A process once found is followed by its pid, and so are its descendants, as the launcher's own
+    stop does (``processes._terminate``): Ray's workers rewrite their environment for their titles,
+    and are the run's only through an ancestor that carries its mark.
+    Also ``titles`` (each title's processes and the polls that saw one: a Ray worker's title, or
+    the program a process runs), ``polls`` and ``longest_poll_s``, to say what ran when no client
+    process was found.
     """
     peaks = {"server_peak_rss_mb": 0.0, "client_peak_rss_mb": 0.0, "client_processes": 0}
     clients: set[int] = set()
-    titles: dict[str, set[int]] = {}
+    followed: set[int] = set()
+    titles: dict[str, tuple[set[int], int]] = {}
+    polls, longest = 0, 0.0
     while proc.poll() is None:
-        for pid in run_processes(flwr_home):
+        start = time.monotonic()
+        followed = with_descendants(set(run_processes(flwr_home)) | {pid for pid in followed if alive(pid)})
+        seen_now: set[str] = set()
+        for pid in sorted(followed):
             seen = peak_rss_mb(pid)
             if seen is None:
                 continue
             cmd, mb = seen
-            titles.setdefault(title(cmd), set()).add(pid)
+            name = title(cmd)
+            titles.setdefault(name, (set(), 0))[0].add(pid)
+            seen_now.add(name)
             if "flwr_simulation" in cmd.replace("-", "_"):  # Flower's flwr-simulation or the launcher's own entry
                 peaks["server_peak_rss_mb"] = max(peaks["server_peak_rss_mb"], mb)
             elif "ClientAppActor" in cmd:
                 clients.add(pid)
                 peaks["client_peak_rss_mb"] = max(peaks["client_peak_rss_mb"], mb)
+        for name in seen_now:
+            titles[name] = (titles[name][0], titles[name][1] + 1)
+        polls += 1
+        longest = max(longest, time.monotonic() - start)
         time.sleep(every)
     peaks["client_processes"] = len(clients)
-    return {**peaks, "titles": {name: len(pids) for name, pids in sorted(titles.items())}}
+    counts = {name: (len(pids), n) for name, (pids, n) in sorted(titles.items())}
+    return {**peaks, "titles": counts, "polls": polls, "longest_poll_s": longest}
 
 
 def title(cmd: str) -> str:
@@ -121,8 +138,9 @@ def main() -> None:
     print(f"peak RSS: ServerApp process {peaks['server_peak_rss_mb']:.0f} MB, largest of "
           f"{peaks['client_processes']} client processes {peaks['client_peak_rss_mb']:.0f} MB")  # fmt: skip
     if not peaks["client_processes"]:  # say what ran instead, and what the launch said of it
-        print("no client process found; the run's processes by title: "
-              + ", ".join(f"{name} ({n})" for name, n in peaks["titles"].items()))  # fmt: skip
+        found = ", ".join(f"{name} ({n}, {k})" for name, (n, k) in peaks["titles"].items())
+        print(f"no client process found in {peaks['polls']} polls (the longest {peaks['longest_poll_s']:.1f}s); "
+              f"the run's processes by title (processes, polls that saw one): {found}")  # fmt: skip
         said = [line for line in record.log.splitlines() if "WARNING" in line or "ERROR" in line]
         print("the launcher's warnings and errors:", *said[-20:] or ["none"], sep="\n  ")
 

@@ -139,16 +139,22 @@ def marked_processes(*markers: str) -> list[int]:
     entries = {marker.encode() for marker in markers}
     parents = _parents()
     found = {pid for pid, environment in _environments(list(parents)).items() if entries & environment}
+    return sorted(with_descendants(found, parents))
+
+
+def with_descendants(pids: set[int], parents: dict[int, int] | None = None) -> set[int]:
+    """``pids`` and all the live descendants of each (``parents``: pid -> parent pid, read now if not given)."""
     children: dict[int, list[int]] = {}
-    for pid, parent in parents.items():
+    for pid, parent in (parents if parents is not None else _parents()).items():
         children.setdefault(parent, []).append(pid)
+    found = set(pids)
     stack = list(found)
     while stack:
         for child in children.get(stack.pop(), []):
             if child not in found:
                 found.add(child)
                 stack.append(child)
-    return sorted(found)
+    return found
 
 
 def run_processes(flwr_home: Path) -> list[int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.many_clients import title
+from benchmarks.many_clients import title, watch
 from benchmarks.simrun import ENGINE_ENV
 
 REPO = Path(__file__).resolve().parents[2]
@@ -124,6 +124,27 @@ def test_many_clients_benchmark_reports_round_time_and_memory():
     assert float(re.search(r"steady-state round ([0-9.]+)s", out).group(1)) > 0
     match = re.search(r"ServerApp process (\d+) MB, largest of (\d+) client processes (\d+) MB", out)
     assert match and int(match.group(1)) > 0 and int(match.group(2)) == 1 and int(match.group(3)) > 0, out
+
+
+def test_the_many_clients_watch_follows_a_client_process_after_it_loses_the_runs_mark(tmp_path):
+    # A marked parent starts an unmarked child (as Ray's workers lose the mark to their titles) and exits;
+    # the child grows by 200 MB only once its parent is gone.
+    (tmp_path / "child.py").write_text("import time\ntime.sleep(2)\ngrown = bytearray(200 * 2**20)\ntime.sleep(1.5)\n")
+    (tmp_path / "parent.py").write_text(
+        "import subprocess, sys, time\n"
+        f"subprocess.Popen([sys.executable, {str(tmp_path / 'child.py')!r}, 'ClientAppActor'], env={{}})\n"
+        "time.sleep(1)\n"
+    )
+    home = tmp_path / ".flwr"
+    marked = subprocess.Popen([sys.executable, tmp_path / "parent.py"], env={**os.environ, "FLWR_HOME": str(home)})
+    run = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(4)"])
+
+    peaks = watch(run, home, every=0.2)
+
+    assert marked.wait() == 0
+    assert peaks["titles"]["python parent.py"][0] == 1 and peaks["titles"]["python child.py"][0] == 1
+    assert peaks["client_processes"] == 1 and peaks["client_peak_rss_mb"] > 200
+    assert peaks["polls"] >= 5
 
 
 def test_the_many_clients_watch_names_a_process_by_its_ray_title_or_its_program():
