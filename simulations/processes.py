@@ -143,7 +143,7 @@ def marked_processes(*markers: str) -> list[int]:
 
 
 def with_descendants(pids: set[int], parents: dict[int, int] | None = None) -> set[int]:
-    """``pids`` and all the live descendants of each (``parents``: pid -> parent pid, read now if not given)."""
+    """``pids`` and all their descendants (``parents``: pid -> parent pid, read from /proc now if not given)."""
     children: dict[int, list[int]] = {}
     for pid, parent in (parents if parents is not None else _parents()).items():
         children.setdefault(parent, []).append(pid)
