@@ -14,7 +14,6 @@ as ``simulations.run`` does.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -261,7 +260,9 @@ def fixed_keys(cc: CompareConfig, common: list[str], cell: Cell) -> set[str]:
                           *cc.strategy_overrides.get(name, [])])  # fmt: skip
 
 
-def tune_grid(cc: CompareConfig, common: list[str]) -> tuple[dict[Cell, list[str]], list[Cell]]:
+def tune_grid(
+    cc: CompareConfig, common: list[str], workers: inprocess.Workers
+) -> tuple[dict[Cell, list[str]], list[Cell]]:
     """``tune=N``: N trials per cell on validation accuracy (``simulations.tuning``).
 
     Returns each tuned cell's chosen overrides, and the cells whose tuning has not ended: with
@@ -295,7 +296,7 @@ def tune_grid(cc: CompareConfig, common: list[str]) -> tuple[dict[Cell, list[str
         if pending and cc.report_only:
             return [None if r in pending else r.label.run_dir for r in planned]
         if pending:
-            execute(cc, pending)
+            execute(cc, pending, workers)
         return [r.label.run_dir for r in planned]
 
     tuning.tune(studies, cc.tune, run_trials)
@@ -310,7 +311,9 @@ def tune_grid(cc: CompareConfig, common: list[str]) -> tuple[dict[Cell, list[str
     return {(s.setting, s.strategy, s.variant): tuning.chosen_overrides(s) for s in tuned}, unfinished
 
 
-def settle_grid(cc: CompareConfig, common: list[str], runs: list[PlannedRun]) -> dict[Cell, reevaluation.Settled]:
+def settle_grid(
+    cc: CompareConfig, common: list[str], runs: list[PlannedRun], workers: inprocess.Workers
+) -> dict[Cell, reevaluation.Settled]:
     """``settle=true``: each cell's evaluation-only options chosen on seed 0's final checkpoint, every seed evaluated.
 
     Keys that the setting, the variant, the command line or ``strategy_overrides`` set stay as set (a
@@ -321,20 +324,19 @@ def settle_grid(cc: CompareConfig, common: list[str], runs: list[PlannedRun]) ->
     for run in runs:
         cells.setdefault((run.label.setting, run.label.strategy, run.label.variant), []).append(run)
     out: dict[Cell, reevaluation.Settled] = {}
-    jobs = cc.jobs or len(os.sched_getaffinity(0))
-    with inprocess.worker_pool(jobs) if jobs > 1 else contextlib.nullcontext() as pool:  # workers start on first use
-        for (setting, name, variant), members in cells.items():
-            fixed = fixed_keys(cc, common, (setting, name, variant))
-            stages = [{k: v for k, v in stage.items() if k not in fixed}
-                      for stage in search.eval_stages(registry.get(name).config_cls)]  # fmt: skip
-            if not (stages := [s for s in stages if s]):
-                continue
-            finished = [(r.label.seed, r.label.run_dir) for r in members if results.is_finished(r.label.run_dir)]
-            counts = " then ".join(str(len(search.candidates(s))) for s in stages)
-            print(f"settling {cell_name((setting, name, variant))}: {counts} candidates "
-                  f"(those acting alike once) on seed {reevaluation.SETTLE_SEED}, then {len(finished)} runs",
-                  flush=True)  # fmt: skip
-            out[(setting, name, variant)] = reevaluation.settle(stages, finished, not cc.report_only, pool)
+    pool = workers.executor if workers.size > 1 else None  # else evaluated here, one at a time
+    for (setting, name, variant), members in cells.items():
+        fixed = fixed_keys(cc, common, (setting, name, variant))
+        stages = [{k: v for k, v in stage.items() if k not in fixed}
+                  for stage in search.eval_stages(registry.get(name).config_cls)]  # fmt: skip
+        if not (stages := [s for s in stages if s]):
+            continue
+        finished = [(r.label.seed, r.label.run_dir) for r in members if results.is_finished(r.label.run_dir)]
+        counts = " then ".join(str(len(search.candidates(s))) for s in stages)
+        print(f"settling {cell_name((setting, name, variant))}: {counts} candidates "
+              f"(those acting alike once) on seed {reevaluation.SETTLE_SEED}, then {len(finished)} runs",
+              flush=True)  # fmt: skip
+        out[(setting, name, variant)] = reevaluation.settle(stages, finished, not cc.report_only, pool)
     (report_folder(cc) / SETTLED_FILE).write_text(yaml.safe_dump(settled_yaml(out), sort_keys=False))
     return out
 
@@ -343,7 +345,7 @@ SETTLE_RERUNS = 2  # seed 0's runs first; the values chosen on them may then nee
 
 
 def settle_rerunning(
-    cc: CompareConfig, common: list[str], runs: list[PlannedRun]
+    cc: CompareConfig, common: list[str], runs: list[PlannedRun], workers: inprocess.Workers
 ) -> tuple[dict[Cell, reevaluation.Settled], int]:
     """``settle_grid``, running again the finished runs whose missing evaluations need their final checkpoint.
 
@@ -358,7 +360,7 @@ def settle_rerunning(
     failed = 0
     by_dir = {r.label.run_dir: r for r in runs}
     for _ in range(SETTLE_RERUNS):
-        settled = settle_grid(cc, common, runs)
+        settled = settle_grid(cc, common, runs, workers)
         wanted = dict.fromkeys(d for s in settled.values() for d in s.rerun if d in by_dir)
         again = [by_dir[d] for d in wanted if by_dir[d].config["sim"]["checkpoint_every"] > 0]
         if cc.report_only or not again:
@@ -369,8 +371,8 @@ def settle_rerunning(
         for run in again:
             for name in (record.SUMMARY_FILE, reevaluation.CACHE_FILE):  # kept evaluations were of the old run's
                 (run.label.run_dir / name).unlink(missing_ok=True)
-        failed += execute(cc, again)
-    return settle_grid(cc, common, runs), failed
+        failed += execute(cc, again, workers)
+    return settle_grid(cc, common, runs, workers), failed
 
 
 def settled_yaml(settled: dict[Cell, reevaluation.Settled]) -> dict[str, Any]:
@@ -386,18 +388,19 @@ def settled_yaml(settled: dict[Cell, reevaluation.Settled]) -> dict[str, Any]:
     return out
 
 
-def start_engine(cc: CompareConfig, pending: list[PlannedRun]) -> InProcessEngine | FlowerEngine:
-    """The engine: one flower run at a time (each has all cores), or ``jobs`` in-process runs."""
+def start_engine(cc: CompareConfig, workers: inprocess.Workers) -> InProcessEngine | FlowerEngine:
+    """The engine: one flower run at a time (each has all cores), or ``jobs`` in-process runs in ``workers``."""
     if cc.engine == "flower":
         return FlowerEngine()
-    return InProcessEngine(max(1, min(cc.jobs or len(os.sched_getaffinity(0)), len(pending))))
+    return InProcessEngine(workers)
 
 
-def execute(cc: CompareConfig, pending: list[PlannedRun]) -> int:
+def execute(cc: CompareConfig, pending: list[PlannedRun], workers: inprocess.Workers) -> int:
     """Run the pending runs, reporting progress; returns how many failed. Ctrl-C stops every run."""
     tracking.prepare_grid(cc.tracking, cc.out_dir)  # one MLflow store and experiment before runs write side by side
-    engine = start_engine(cc, pending)
-    progress = GridProgress(pending=len(pending), parallel=engine.parallel)  # before any run writes its log
+    engine = start_engine(cc, workers)
+    # before any run writes its log
+    progress = GridProgress(pending=len(pending), parallel=max(1, min(engine.parallel, len(pending))))
     futures = {}
     for run in pending:
         resume = (run.label.run_dir / checkpoint.FILENAME).is_file()
@@ -487,25 +490,27 @@ def main(argv: list[str]) -> int:
     tuned = not cc.tune  # the runs are planned with their final values
     unfinished: list[Cell] = []  # report_only: cells whose tuning has not ended, left out
     try:
-        if cc.tune:
-            chosen, unfinished = tune_grid(cc, common)
-            runs, tuned = plan(cc, common, chosen), True
-            if unfinished:
-                print(f"report_only: {len(unfinished)} cells left out, their tuning not ended: "
-                      f"{', '.join(map(cell_name, unfinished))}", file=sys.stderr, flush=True)  # fmt: skip
-        pending = [r for r in runs if not results.is_finished(r.label.run_dir)]
-        to_run = f"{len(pending)} to run with engine={cc.engine}" if not cc.report_only else "report only"
-        print(
-            f"{len(runs)} runs ({len(cc.strategies)} strategies × {len(cc.variants)} variants × "
-            f"{len(cc.settings)} settings × {len(cc.seeds)} seeds): "
-            f"{len(runs) - len(pending)} already finished, {to_run}",
-            flush=True,
-        )
-        failed = execute(cc, pending) if pending and not cc.report_only else 0
-        settled = None
-        if cc.settle:
-            settled, failed_again = settle_rerunning(cc, common, runs)
-            failed += failed_again
+        # one set of workers for the command's every batch: tuning waves, the grid, the settle's evaluations
+        with inprocess.Workers(cc.jobs or len(os.sched_getaffinity(0))) as workers:
+            if cc.tune:
+                chosen, unfinished = tune_grid(cc, common, workers)
+                runs, tuned = plan(cc, common, chosen), True
+                if unfinished:
+                    print(f"report_only: {len(unfinished)} cells left out, their tuning not ended: "
+                          f"{', '.join(map(cell_name, unfinished))}", file=sys.stderr, flush=True)  # fmt: skip
+            pending = [r for r in runs if not results.is_finished(r.label.run_dir)]
+            to_run = f"{len(pending)} to run with engine={cc.engine}" if not cc.report_only else "report only"
+            print(
+                f"{len(runs)} runs ({len(cc.strategies)} strategies × {len(cc.variants)} variants × "
+                f"{len(cc.settings)} settings × {len(cc.seeds)} seeds): "
+                f"{len(runs) - len(pending)} already finished, {to_run}",
+                flush=True,
+            )
+            failed = execute(cc, pending, workers) if pending and not cc.report_only else 0
+            settled = None
+            if cc.settle:
+                settled, failed_again = settle_rerunning(cc, common, runs, workers)
+                failed += failed_again
     except TuningUnfinished as err:
         print(err, file=sys.stderr)
         return 1

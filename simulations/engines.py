@@ -7,7 +7,6 @@ directories without ``summary.json`` so that the next command runs them again.
 
 from __future__ import annotations
 
-import multiprocessing
 import signal
 import subprocess
 import sys
@@ -23,25 +22,26 @@ from simulations.launch import APP_DIR
 
 
 class InProcessEngine:
-    """Runs in worker processes (spawned, one torch thread each), ``parallel`` at a time."""
+    """Runs in the command's worker processes (spawned, one torch thread each), ``parallel`` at a time.
+
+    The workers (``inprocess.Workers``) belong to the command, not to the engine: they outlive a batch of
+    runs for the next batch and for re-evaluations.
+    """
 
     name = "inprocess"
 
-    def __init__(self, parallel: int) -> None:
-        self.parallel = parallel
-        self.executor = inprocess.worker_pool(parallel)
+    def __init__(self, workers: inprocess.Workers) -> None:
+        self.workers = workers
+        self.parallel = workers.size
 
     def submit(self, run_dir: Path, config: dict[str, Any], overrides: list[str], resume: bool) -> Future:
-        return self.executor.submit(inprocess.run_resolved, config, str(run_dir), resume)
+        return self.workers.executor.submit(inprocess.run_resolved, config, str(run_dir), resume)
 
     def close(self) -> None:
-        self.executor.shutdown()
+        pass  # every run has ended (the grid waited on each); the workers stay for what the command runs next
 
     def stop(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
-        for worker in multiprocessing.active_children():  # the pool's workers: a run in one stops now
-            worker.terminate()
-        self.executor.shutdown()
+        self.workers.stop()
 
 
 class FlowerEngine:

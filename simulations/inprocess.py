@@ -134,6 +134,47 @@ def worker_pool(parallel: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init)
 
 
+class Workers:
+    """A command's grid workers (``worker_pool(size)``), started on first use and kept until it ends.
+
+    Its runs, tuning trials and re-evaluations of checkpoints all go to the same workers, so a worker's
+    start (importing torch and Flower, building a first optimiser: seconds of CPU) is paid once per command,
+    not once per batch (each tuning wave, the grid, each settle).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._executor: ProcessPoolExecutor | None = None
+
+    @property
+    def executor(self) -> ProcessPoolExecutor:
+        if self._executor is None:  # no process starts until a task is submitted
+            self._executor = worker_pool(self.size)
+        return self._executor
+
+    def close(self) -> None:
+        """Wait for what was submitted, then end the workers."""
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
+
+    def stop(self) -> None:
+        """Drop what is queued and end the workers now, a run in one of them with it (Ctrl-C)."""
+        if self._executor is None:
+            return
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for worker in multiprocessing.active_children():  # the pool's workers
+            worker.terminate()
+        self._executor.shutdown()
+        self._executor = None
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        self.stop() if exc_type is not None else self.close()
+
+
 def run_resolved(config: dict[str, Any], run_dir: str, resume: bool = False) -> Summary:
     """Run a resolved experiment config (a plain dict, as a worker process receives it); return its summary."""
     return run_experiment(experiment.typed(OmegaConf.create(config)), Path(run_dir), resume)

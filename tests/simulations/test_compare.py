@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from fedhyper.record import Summary
 from fedhyper.search import Choice, Range
-from simulations import compare, tuning
+from simulations import compare, inprocess, tuning
 from simulations.progress import GridProgress, RunLabel
 from simulations.run import check
 from strategies import registry
@@ -264,13 +264,17 @@ def test_a_finished_run_is_reported_by_its_test_accuracy_and_a_tuning_trial_by_i
     assert lines[1].endswith("validation accuracy 55.00%")
 
 
-def test_tuning_picks_the_best_validation_trial_and_the_grid_runs_with_it(tmp_path, capsys):
+def test_tuning_picks_the_best_validation_trial_and_the_grid_runs_with_it(tmp_path, capsys, monkeypatch):
     out = tmp_path / "tuned"
     # One strategy: FedProx's space holds the shared key (local lr) and one of its own (mu).
     argv = ["strategies=[fedprox]", "seeds=[0]", "engine=inprocess", "jobs=1", f"out_dir={out}", *TINY,
             "sim.num_rounds=4", "tune=2", "tune_rounds=2"]  # fmt: skip
+    pools = []
+    monkeypatch.setattr(inprocess, "worker_pool", lambda n, start=inprocess.worker_pool: pools.append(n) or start(n))
 
     assert compare.main(argv) == 0, capsys.readouterr()
+
+    assert pools == [1]  # both tuning waves and the grid ran in the command's one worker, started once
 
     tuned = OmegaConf.to_container(OmegaConf.load(out / "tuned.yaml"))
     trials = [json.loads(p.read_text()) | {"dir": p.parent}
