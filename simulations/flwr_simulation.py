@@ -130,6 +130,24 @@ def take_launch_ray(head_file: Path) -> bool:
         return False
 
 
+DRIVER_THREAD = "fedhyper-ray-driver"
+
+
+def import_for_the_driver() -> None:
+    """Import, on the calling thread, every module of Flower's (and Ray) that ``take_launch_ray`` uses.
+
+    The driver's thread then imports none of Flower's while this one goes on importing Flower. When it
+    did (Flower's actor module, for ``hand_actors_to_flower``), the two threads took the import locks
+    of Flower's Ray backend package in opposite orders, and Python broke the deadlock by raising
+    ``_DeadlockError`` in this thread: the process died before it took its task, and the SuperLink
+    started another 30 s later. CI runs of the suite had launches that lost 30 to 150 s that way (1 to
+    5 dead processes, each a Ray driver that left after about a second in the head's Ray session logs).
+    """
+    import ray  # noqa: F401
+    from flwr.simulation.ray_transport import ray_actor  # noqa: F401
+    from flwr.supercore.constant import DEFAULT_SIMULATION_CONFIG  # noqa: F401  (flower_init_args)
+
+
 def connect(head_file: Path) -> threading.Event:
     """Connect to the launch's Ray (``simulations.ray_head``) in a thread, and give its actors to Flower.
 
@@ -138,6 +156,9 @@ def connect(head_file: Path) -> threading.Event:
     the driver's connection to it, and once that thread had ended ``ray.nodes()`` (which Flower's
     actor pool calls) hung on any other thread.
     """
+    import_for_the_driver()
+    from flwr.server.superlink.fleet.vce.backend import raybackend
+
     connected = threading.Event()
 
     def run() -> None:
@@ -145,9 +166,7 @@ def connect(head_file: Path) -> threading.Event:
         connected.set()
         threading.Event().wait()  # never set: the thread holds the driver until the process exits
 
-    threading.Thread(target=run, name="fedhyper-ray-driver", daemon=True).start()
-    from flwr.server.superlink.fleet.vce.backend import raybackend
-
+    threading.Thread(target=run, name=DRIVER_THREAD, daemon=True).start()
     flower_init = raybackend.RayBackend.init_ray
 
     def init_ray(backend: raybackend.RayBackend, backend_config: dict) -> None:

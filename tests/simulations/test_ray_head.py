@@ -112,6 +112,37 @@ def test_the_simulation_entry_connects_to_the_launchs_ray_only_when_it_has_one(t
     assert args.ray_head == Path("h")
 
 
+DRIVER_IMPORTS = """
+import builtins, sys, threading
+from pathlib import Path
+import ray
+from simulations import flwr_simulation, ray_head
+ray.init = lambda **_: None  # the head's Ray and its actor, stood in for
+ray.get_actor = lambda name: name
+file = Path(sys.argv[1])
+ray_head.Head("127.0.0.1:1", "launch-1", ["client-actor-0"]).write(file)
+imported, real = [], builtins.__import__
+def watched(name, *args, **kwargs):
+    if threading.current_thread().name == flwr_simulation.DRIVER_THREAD and name not in sys.modules:
+        imported.append(name)
+    return real(name, *args, **kwargs)
+builtins.__import__ = watched
+assert flwr_simulation.connect(file).wait(120)
+print(sorted(imported))
+"""
+
+
+def test_the_driver_thread_imports_nothing_of_flowers_beside_the_main_threads_imports(tmp_path):
+    """Both threads importing Flower deadlocked Python's import locks now and then (``_DeadlockError``): the
+    simulation process died before taking its task and the SuperLink started another 30 s later."""
+    out = subprocess.run([sys.executable, "-c", DRIVER_IMPORTS, str(tmp_path / "head")], cwd=launch.APP_DIR,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    assert out.returncode == 0, out.stderr[-2000:]
+    imported = eval(out.stdout.strip().splitlines()[-1])
+    assert not [name for name in imported if name.split(".")[0] in ("flwr", "ray")], imported
+
+
 def test_the_launcher_names_the_apps_client_module_from_pyproject():
     module = launch.client_app_module()
 
