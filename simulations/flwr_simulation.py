@@ -72,10 +72,11 @@ def ray_init_args() -> dict:
 def wait_for(file: Path, head_alive: Callable[[], bool] = lambda: True, timeout: float = 600.0) -> Head:
     """What ``simulations.ray_head`` wrote to ``file``, once it has.
 
-    Waits while ``head_alive()`` (asked each second), for at most ``timeout`` s. The 120 s this
-    waited before is short of what a head may take on a loaded machine (a CI run of the suite
-    once took 218 s for a run of 20 s), and a simulation that gave up started a second Ray beside
-    the head's. A head that fails says why in ``file``; one gone without a word ends the wait.
+    Waits while ``head_alive()`` (asked each second), for at most ``timeout`` s: a simulation that
+    gave up while the head was still starting its actors would start a second Ray beside it, so the
+    bound is far above what a head takes (seconds; the 218 s of a run once seen in CI were the
+    import deadlock ``import_for_the_driver`` explains, not the head). A head that fails says why in
+    ``file``; one gone without a word ends the wait.
     """
     start = time.monotonic()
     asked = start
