@@ -74,9 +74,9 @@ def wait_for(file: Path, head_alive: Callable[[], bool] = lambda: True, timeout:
 
     Waits while ``head_alive()`` (asked each second), for at most ``timeout`` s: a simulation that
     gave up while the head was still starting its actors would start a second Ray beside it, so the
-    bound is far above what a head takes (seconds; the 218 s of a run once seen in CI were the
-    import deadlock ``import_for_the_driver`` explains, not the head). A head that fails says why in
-    ``file``; one gone without a word ends the wait.
+    bound is far above what a head takes (seconds; the runs 30 to 150 s late in this machine's CI
+    runs were late from the import deadlock ``import_for_the_driver`` explains, not from the head).
+    A head that fails says why in ``file``; one gone without a word ends the wait.
     """
     start = time.monotonic()
     asked = start
