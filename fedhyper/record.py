@@ -2,8 +2,9 @@
 
 A run directory holds ``metrics.jsonl`` (one row a round, keys below), ``clients.jsonl`` (one
 row a client reply), ``summary.json`` (a ``Summary``), and where they apply ``config.yaml``,
-``checkpoint.pt`` and ``embeddings.png``. The reporter writes them; the comparison and the
-launcher read them through these names, so a misspelt name fails instead of reading None.
+``checkpoint.pt`` and ``embeddings.png`` (a run that stopped because it could not train: ``idle.json``
+instead of ``summary.json``). The reporter writes them; the comparison and the launcher read them
+through these names, so a misspelt name fails instead of reading None.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ SUMMARY_FILE = "summary.json"
 INPROCESS, FLOWER = "inprocess", "flower"  # Summary.engine: what ran the run
 EMBEDDINGS_FILE = "embeddings.png"
 LOG_FILE = "run.log"  # the run's log lines, on the in-process engine and in a grid
+# Written instead of the summary when the run stopped because it could not train (strategies.loop.IdleRun:
+# every reply left out, round after round): {"round", "reason"}. The run has ended, not crashed, so a grid's
+# tuning counts such a trial failed and does not run it again; a run started again in its folder removes it.
+IDLE_FILE = "idle.json"
 
 # Keys of a metrics.jsonl row. Every row has ROUND and ELAPSED_S; the rest where they apply.
 ROUND = "round"

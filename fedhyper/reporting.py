@@ -38,6 +38,7 @@ class RunReporter:
         if fresh:  # a resumed record keeps its files until load_state_dict trims them
             self.metrics_path.write_text("")
             self.clients_path.write_text("")
+        (self.run_dir / record.IDLE_FILE).unlink(missing_ok=True)  # an earlier run's here stopped idle
         self.start = time.monotonic()
         self.cpu_start: float | None = time.process_time()  # None: resumed from a record that did not count it
         self.history: list[dict[str, Any]] = []
@@ -101,6 +102,11 @@ class RunReporter:
             f"{t:.2f}": next((r[record.ELAPSED_S] for r in evals if r.get(record.ACCURACY, -1) >= t), None)
             for t in targets
         }
+
+    def stopped_idle(self, server_round: int, reason: str) -> None:
+        """Record that the run stopped at ``server_round`` unable to train (``record.IDLE_FILE``)."""
+        idle = {record.ROUND: server_round, "reason": reason}
+        (self.run_dir / record.IDLE_FILE).write_text(json.dumps(idle, indent=2))
 
     def finish(
         self, per_client_accuracy: dict[int, float], widths: dict[int, float] | None = None, **extra: Any

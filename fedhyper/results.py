@@ -94,6 +94,11 @@ def is_finished(run_dir: Path) -> bool:
     return (Path(run_dir) / SUMMARY_FILE).is_file()
 
 
+def has_ended(run_dir: Path) -> bool:
+    """Finished, or stopped because it could not train (``record.IDLE_FILE``): running it again changes nothing."""
+    return is_finished(run_dir) or (Path(run_dir) / record.IDLE_FILE).is_file()
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():

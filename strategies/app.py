@@ -20,7 +20,7 @@ from strategies.base import PersonalizedStrategy
 from strategies.directory import ClientDirectory
 from strategies.evaluation import Evaluations
 from strategies.figures import EmbeddingFigure
-from strategies.loop import Checkpointer, ReportRounds, RoundLoop
+from strategies.loop import Checkpointer, IdleRun, ReportRounds, RoundLoop
 from strategies.privacy import PrivacyBudget
 from strategies.replies import ReplySorter
 from strategies.schedule import FaultOrders, Schedule
@@ -144,6 +144,10 @@ def run(grid: Grid, exp: experiment.Experiment) -> Summary:
             machine=machine(),
             privacy=None if budget is None else budget.report(),
         )
+    except IdleRun as err:  # an outcome of the configuration, not a crash: recorded, so a grid's tuning moves on
+        reporter.stopped_idle(err.server_round, str(err))
+        reporter.tracking.fail()
+        raise
     except BaseException:  # the rounds or the summary: the tracked run ends failed (a no-op once it has finished)
         reporter.tracking.fail()  # an MLflow run left RUNNING would look alive in the UI for ever
         raise

@@ -52,6 +52,13 @@ class Stateful(Protocol):
 class IdleRun(RuntimeError):
     """``sim.max_idle_rounds`` training rounds in a row changed nothing: the run cannot train."""
 
+    def __init__(self, server_round: int, message: str) -> None:
+        super().__init__(message)
+        self.server_round = server_round
+
+    def __reduce__(self) -> tuple[type, tuple[int, str]]:  # rebuilt where the grid's worker hands it over
+        return IdleRun, (self.server_round, str(self))
+
 
 class NoFinalEvaluation(RuntimeError):
     """No client's reply to the run's last evaluation was valid: the run has no final accuracy.
@@ -148,7 +155,7 @@ class RoundLoop:
                         server_round, len(replies), self.sim.min_replies)  # fmt: skip
             self.idle_rounds += 1
             if self.sim.max_idle_rounds and self.idle_rounds >= self.sim.max_idle_rounds:
-                raise IdleRun(self.idle_message(server_round))
+                raise IdleRun(server_round, self.idle_message(server_round))
             return
         self.idle_rounds = 0
         metrics.values.update(self.strategy.aggregate_train(server_round, plan, replies, calls))
