@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -113,7 +114,7 @@ def test_the_simulation_entry_connects_to_the_launchs_ray_only_when_it_has_one(t
 
 
 DRIVER_IMPORTS = """
-import builtins, sys, threading
+import builtins, json, sys, threading
 from pathlib import Path
 import ray
 from simulations import flwr_simulation, ray_head
@@ -128,7 +129,7 @@ def watched(name, *args, **kwargs):
     return real(name, *args, **kwargs)
 builtins.__import__ = watched
 assert flwr_simulation.connect(file).wait(120)
-print(sorted(imported))
+print(json.dumps(sorted(imported)))
 """
 
 
@@ -139,7 +140,7 @@ def test_the_driver_thread_imports_nothing_of_flowers_beside_the_main_threads_im
                          capture_output=True, text=True, timeout=300)  # fmt: skip
 
     assert out.returncode == 0, out.stderr[-2000:]
-    imported = eval(out.stdout.strip().splitlines()[-1])
+    imported = json.loads(out.stdout.strip().splitlines()[-1])
     assert not [name for name in imported if name.split(".")[0] in ("flwr", "ray")], imported
 
 
