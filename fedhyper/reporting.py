@@ -103,9 +103,9 @@ class RunReporter:
             for t in targets
         }
 
-    def stopped_idle(self, server_round: int, reason: str) -> None:
+    def stopped_idle(self, server_round: int, reason: str, diverged: bool) -> None:
         """Record that the run stopped at ``server_round`` unable to train (``record.IDLE_FILE``)."""
-        idle = {record.ROUND: server_round, "reason": reason}
+        idle = {record.ROUND: server_round, "reason": reason, record.DIVERGED: diverged}
         (self.run_dir / record.IDLE_FILE).write_text(json.dumps(idle, indent=2))
 
     def finish(

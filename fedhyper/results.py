@@ -94,9 +94,15 @@ def is_finished(run_dir: Path) -> bool:
     return (Path(run_dir) / SUMMARY_FILE).is_file()
 
 
+def diverged(run_dir: Path) -> bool:
+    """The run stopped unable to train because its training diverged (``record.IDLE_FILE``)."""
+    idle = Path(run_dir) / record.IDLE_FILE
+    return idle.is_file() and bool(json.loads(idle.read_text())[record.DIVERGED])
+
+
 def has_ended(run_dir: Path) -> bool:
-    """Finished, or stopped because it could not train (``record.IDLE_FILE``): running it again changes nothing."""
-    return is_finished(run_dir) or (Path(run_dir) / record.IDLE_FILE).is_file()
+    """Finished, or diverged: running it again would give the same."""
+    return is_finished(run_dir) or diverged(run_dir)
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -427,7 +427,9 @@ def watch(futures: dict[Future, PlannedRun], progress: GridProgress, every: floa
             if not future.done():
                 continue
             del futures[future]
-            if future.exception() is not None:
+            if future.exception() is not None and results.diverged(run.label.run_dir):
+                progress.diverged_run(run.label, str(future.exception()))
+            elif future.exception() is not None:
                 progress.failed_run(run.label, repr(future.exception()))
             else:
                 s = future.result()  # the time includes what the run's own clock misses (engine start-up)
@@ -465,6 +467,9 @@ def write_outputs(
         if unfinished
         else []
     )
+    if diverged := [r.label for r in runs if results.diverged(r.label.run_dir)]:
+        names = ", ".join(f"{cell_name((d.setting, d.strategy, d.variant))} seed {d.seed}" for d in diverged)
+        notes.append(f"Diverged, so not in the tables (every reply left out, `{record.IDLE_FILE}`): {names}.")
     report = markdown_report(done, cc.target_accuracy, settings, figures, cc.reference, notes)
     if settled is not None:
         report += settled_report(done, settled, cc.reference)
@@ -498,12 +503,14 @@ def main(argv: list[str]) -> int:
                 if unfinished:
                     print(f"report_only: {len(unfinished)} cells left out, their tuning not ended: "
                           f"{', '.join(map(cell_name, unfinished))}", file=sys.stderr, flush=True)  # fmt: skip
-            pending = [r for r in runs if not results.is_finished(r.label.run_dir)]
+            pending = [r for r in runs if not results.has_ended(r.label.run_dir)]  # a diverged one would again
+            diverged = sum(results.diverged(r.label.run_dir) for r in runs)
             to_run = f"{len(pending)} to run with engine={cc.engine}" if not cc.report_only else "report only"
             print(
                 f"{len(runs)} runs ({len(cc.strategies)} strategies × {len(cc.variants)} variants × "
                 f"{len(cc.settings)} settings × {len(cc.seeds)} seeds): "
-                f"{len(runs) - len(pending)} already finished, {to_run}",
+                f"{len(runs) - len(pending) - diverged} already finished, {to_run}"
+                + (f"; {diverged} diverged, ended without a result" if diverged else ""),
                 flush=True,
             )
             failed = execute(cc, pending, workers) if pending and not cc.report_only else 0
@@ -525,6 +532,9 @@ def main(argv: list[str]) -> int:
         return 130
     done = write_outputs(cc, runs, common, settled, unfinished)
     print(f"{len(done)}/{len(runs)} runs finished; results.csv, report.md and plots in {report_folder(cc).resolve()}")
+    if diverged := sum(results.diverged(r.label.run_dir) for r in runs):
+        print(f"{diverged} runs diverged and ended without a result (report.md names them; remove a run's "
+              "folder to run it again)", file=sys.stderr)  # fmt: skip
     if failed:
         print(f"{failed} runs failed; see their run.log, then repeat the command", file=sys.stderr)
     return 1 if failed else 0

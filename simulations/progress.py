@@ -76,6 +76,7 @@ class GridProgress:
     durations: list[float] = field(default_factory=list)  # wall time of runs finished here
     done: int = 0
     failed: int = 0
+    diverged: int = 0  # stopped unable to train, their training diverged (fedhyper.results.diverged): ended
 
     def _seen(self, label: RunLabel) -> tuple[int, float] | None:
         seen = last_round(label.run_dir, self.started_at)
@@ -104,7 +105,7 @@ class GridProgress:
         else:
             return None
         rest = sum(total - elapsed for total, elapsed in projected) + typical * (len(running) - len(projected))
-        queued = self.pending - self.done - self.failed - len(running)
+        queued = self.pending - self.ended - len(running)
         return (rest + queued * typical) / max(1, self.parallel)
 
     def status(self, running: list[RunLabel]) -> None:
@@ -112,7 +113,7 @@ class GridProgress:
             self.write(f"{label} — {self.run_eta(label)[0]}")
         eta = self.grid_eta(running)
         left = "estimating time left" if eta is None else f"~{_duration(eta)} left"
-        finished = self.done + self.failed
+        finished = self.ended
         self.write(f"grid: {finished}/{self.pending} runs of this command finished, {left}")
 
     def started(self, label: RunLabel) -> None:
@@ -132,6 +133,14 @@ class GridProgress:
     def failed_run(self, label: RunLabel, error: str) -> None:
         self.failed += 1
         self.write(f"{label} — FAILED: {error} (log: {label.run_dir / 'run.log'})")
+
+    def diverged_run(self, label: RunLabel, error: str) -> None:
+        self.diverged += 1
+        self.write(f"{label} — DIVERGED, ended: {error} (log: {label.run_dir / 'run.log'})")
+
+    @property
+    def ended(self) -> int:
+        return self.done + self.failed + self.diverged
 
 
 def _duration(seconds: float) -> str:

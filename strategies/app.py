@@ -145,7 +145,7 @@ def run(grid: Grid, exp: experiment.Experiment) -> Summary:
             privacy=None if budget is None else budget.report(),
         )
     except IdleRun as err:  # an outcome of the configuration, not a crash: recorded, so a grid's tuning moves on
-        reporter.stopped_idle(err.server_round, str(err))
+        reporter.stopped_idle(err.server_round, str(err), err.diverged)
         reporter.tracking.fail()
         raise
     except BaseException:  # the rounds or the summary: the tracked run ends failed (a no-op once it has finished)

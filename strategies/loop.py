@@ -20,7 +20,7 @@ import torch
 from flwr.app import ConfigRecord, MessageType
 from flwr.serverapp import Grid
 
-from fedhyper import checkpoint, protocol
+from fedhyper import checkpoint, protocol, validation
 from fedhyper.config import SimConfig
 from fedhyper.reporting import RunReporter
 from fedhyper.training import schedule_factor
@@ -49,15 +49,24 @@ class Stateful(Protocol):
     def load_state_dict(self, state: Any) -> None: ...
 
 
+# Replies left out for what training computed, not for how the client or the transport failed.
+DIVERGENCE = frozenset({validation.NONFINITE, validation.HUGE})
+
+
 class IdleRun(RuntimeError):
-    """``sim.max_idle_rounds`` training rounds in a row changed nothing: the run cannot train."""
+    """``sim.max_idle_rounds`` training rounds in a row changed nothing: the run cannot train.
 
-    def __init__(self, server_round: int, message: str) -> None:
+    ``diverged``: every reply the run left out had NaN/Inf or an update norm over the bound, so the
+    configuration diverges and running it again gives the same; otherwise (clients raised, timed
+    out, replied malformed) the cause may be the machine or the code, and it is worth running again.
+    """
+
+    def __init__(self, server_round: int, message: str, diverged: bool) -> None:
         super().__init__(message)
-        self.server_round = server_round
+        self.server_round, self.diverged = server_round, diverged
 
-    def __reduce__(self) -> tuple[type, tuple[int, str]]:  # rebuilt where the grid's worker hands it over
-        return IdleRun, (self.server_round, str(self))
+    def __reduce__(self) -> tuple[type, tuple[int, str, bool]]:  # rebuilt where the grid's worker hands it over
+        return IdleRun, (self.server_round, str(self), self.diverged)
 
 
 class NoFinalEvaluation(RuntimeError):
@@ -155,7 +164,8 @@ class RoundLoop:
                         server_round, len(replies), self.sim.min_replies)  # fmt: skip
             self.idle_rounds += 1
             if self.sim.max_idle_rounds and self.idle_rounds >= self.sim.max_idle_rounds:
-                raise IdleRun(server_round, self.idle_message(server_round))
+                diverged = bool(self.replies.rejected) and set(self.replies.rejected) <= DIVERGENCE
+                raise IdleRun(server_round, self.idle_message(server_round), diverged)
             return
         self.idle_rounds = 0
         metrics.values.update(self.strategy.aggregate_train(server_round, plan, replies, calls))

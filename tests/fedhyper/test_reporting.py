@@ -40,17 +40,19 @@ def test_a_resume_from_a_record_that_did_not_count_cpu_time_leaves_it_unknown(tm
     assert resumed.cpu_seconds() is None and "cpu_s" not in resumed.state_dict()
 
 
-def test_a_run_that_stopped_idle_is_ended_until_a_run_starts_again_in_its_folder(tmp_path):
+def test_a_run_that_diverged_has_ended_until_a_run_starts_again_in_its_folder(tmp_path):
     from fedhyper import results
 
     reporter = RunReporter(tmp_path, "fedavg", num_clients=2, num_rounds=4)
     assert not results.has_ended(tmp_path)
 
-    reporter.stopped_idle(3, "round 3: 2 training rounds in a row had no valid reply")
+    reporter.stopped_idle(3, "round 3: 2 training rounds in a row had no valid reply", diverged=True)
 
-    assert results.has_ended(tmp_path) and not results.is_finished(tmp_path)
+    assert results.has_ended(tmp_path) and results.diverged(tmp_path) and not results.is_finished(tmp_path)
     assert json.loads((tmp_path / "idle.json").read_text())["round"] == 3
 
     RunReporter(tmp_path, "fedavg", num_clients=2, num_rounds=4, fresh=False)  # resumed: it runs again
 
+    assert not results.has_ended(tmp_path)
+    reporter.stopped_idle(3, "round 3: ... error x4", diverged=False)  # its clients raised: worth running again
     assert not results.has_ended(tmp_path)

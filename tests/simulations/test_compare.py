@@ -335,7 +335,7 @@ def test_a_tuning_trial_that_cannot_train_is_recorded_and_not_run_again(tmp_path
     (trial,) = (out / "tuning" / "default" / "fedavg").iterdir()
     assert not (trial / "summary.json").exists()
     idle = json.loads((trial / "idle.json").read_text())
-    assert idle["round"] == 1 and "left out so far: huge x2" in idle["reason"]
+    assert idle["round"] == 1 and "left out so far: huge x2" in idle["reason"] and idle["diverged"]
     cell = OmegaConf.to_container(OmegaConf.load(out / "tuned.yaml"))["chosen"]["default"]["fedavg"]
     assert cell["failed_trials"] == 1 and cell["values"] == {}
     log = (trial / "run.log").stat().st_mtime_ns
@@ -346,6 +346,46 @@ def test_a_tuning_trial_that_cannot_train_is_recorded_and_not_run_again(tmp_path
     assert "tuning, trial 1/1 of 1 cells: 0 to run" in capsys.readouterr().out
     assert (trial / "run.log").stat().st_mtime_ns == log
     assert "| fedavg | 1 |" in (out / "report.md").read_text()
+
+
+def test_a_grid_run_that_diverged_is_reported_and_ended_and_one_whose_clients_failed_is_run_again(tmp_path, capsys):
+    out = tmp_path / "idle"
+    argv = [
+        "strategies=[fedavg,fedprox]",
+        "seeds=[0]",
+        "engine=inprocess",
+        "jobs=1",
+        f"out_dir={out}",
+        *TINY,
+        "sim.max_idle_rounds=1",
+        '+strategy_overrides.fedavg=["sim.max_update_norm=1e-9"]',  # every update over the bound: diverges
+        '+strategy_overrides.fedprox=["faults.fraction=1.0","faults.kind=raise"]',
+    ]  # every client raises
+    runs = {name: out / "runs" / "default" / name for name in ("fedavg", "fedprox")}
+
+    assert compare.main(argv) == 1  # FedProx's run failed; FedAvg's diverged, which is a result, not a failure
+
+    (diverged,) = runs["fedavg"].iterdir()
+    (failed,) = runs["fedprox"].iterdir()
+    assert json.loads((diverged / "idle.json").read_text())["diverged"]
+    assert not json.loads((failed / "idle.json").read_text())["diverged"]  # errors: maybe the machine, the code
+    output = capsys.readouterr()
+    assert "fedavg · default · seed 0 — DIVERGED, ended: round 1:" in output.out
+    assert "1 runs failed" in output.err and "1 runs diverged" in output.err
+    assert (
+        "Diverged, so not in the tables (every reply left out, `idle.json`): fedavg · default seed 0."
+        in (out / "report.md").read_text()
+    )
+    logs = {name: next(run.iterdir()) / "run.log" for name, run in runs.items()}
+    written = {name: log.stat().st_mtime_ns for name, log in logs.items()}
+
+    assert compare.main(argv) == 1
+
+    assert "0 already finished, 1 to run with engine=inprocess; 1 diverged, ended without a result" in (
+        capsys.readouterr().out
+    )
+    assert logs["fedavg"].stat().st_mtime_ns == written["fedavg"]  # not run again
+    assert logs["fedprox"].stat().st_mtime_ns != written["fedprox"]
 
 
 def test_a_run_recorded_before_the_config_gained_an_option_is_reused_not_run_again(tmp_path, capsys):
