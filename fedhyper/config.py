@@ -53,8 +53,8 @@ class SimConfig:
     # Stop the run with an error after this many training rounds in a row that changed nothing (fewer than
     # min_replies valid replies): clients that all fail, every round, would otherwise finish a "run" that
     # reports the untrained model's accuracy. It writes idle.json (the round, the clients' errors); when every
-    # reply left out had diverged (NaN/Inf, an update over the bound), a grid counts the run ended without a
-    # result (a tuning trial failed) and does not run it again. 0: never stop.
+    # reply those rounds left out had diverged (NaN/Inf, an update over the bound), a grid counts the run
+    # ended without a result (a tuning trial failed) and does not run it again. 0: never stop.
     max_idle_rounds: int = 5
     checkpoint_every: int = 0  # write checkpoint.pt every this many rounds (0: never)
     flower_logs: bool = False  # also show Flower's per-round INFO lines (fedhyper prints one a round)

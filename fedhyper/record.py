@@ -24,10 +24,10 @@ INPROCESS, FLOWER = "inprocess", "flower"  # Summary.engine: what ran the run
 EMBEDDINGS_FILE = "embeddings.png"
 LOG_FILE = "run.log"  # the run's log lines, on the in-process engine and in a grid
 # Written instead of the summary when the run stopped because it could not train (strategies.loop.IdleRun:
-# every reply left out, round after round): {"round", "reason", DIVERGED}. DIVERGED true: every reply left out
-# held NaN/Inf or an update over the bound, an outcome of the configuration, so a grid counts the run ended
-# (a tuning trial failed, a grid's run reported as diverged) and does not run it again; false (clients raised
-# or timed out), it runs it again. A run started again in its folder removes the file.
+# every reply left out, round after round): {"round", "reason", DIVERGED}. DIVERGED true: every reply those
+# rounds left out held NaN/Inf or an update over the bound, an outcome of the configuration, so a grid counts
+# the run ended (a tuning trial failed, a grid's run reported as diverged) and does not run it again; false
+# (clients raised or timed out), it runs it again. A run started again in its folder removes the file.
 IDLE_FILE = "idle.json"
 DIVERGED = "diverged"
 

@@ -11,6 +11,7 @@ sums), and callbacks run after each round and once at the end (the record, check
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +57,7 @@ DIVERGENCE = frozenset({validation.NONFINITE, validation.HUGE})
 class IdleRun(RuntimeError):
     """``sim.max_idle_rounds`` training rounds in a row changed nothing: the run cannot train.
 
-    ``diverged``: every reply the run left out had NaN/Inf or an update norm over the bound, so the
+    ``diverged``: every reply those rounds left out had NaN/Inf or an update norm over the bound, so the
     configuration diverges and running it again gives the same; otherwise (clients raised, timed
     out, replied malformed) the cause may be the machine or the code, and it is worth running again.
     """
@@ -103,13 +104,17 @@ class RoundLoop:
     # evaluates as at its final round and ends.
     stop: StopRule | None = None
     idle_rounds: int = field(default=0, init=False)  # training rounds in a row that changed nothing
+    idle_rejected: Counter[str] = field(default_factory=Counter, init=False)  # their replies left out, by reason
 
-    def state_dict(self) -> dict[str, int]:
-        """The idle count, so that a resumed run stops after as many idle rounds in a row as one that was not."""
-        return {"idle_rounds": self.idle_rounds}
+    def state_dict(self) -> dict[str, Any]:
+        """The idle rounds in a row and what they left out, so that a resumed run stops as one that was not."""
+        return {"idle_rounds": self.idle_rounds, "idle_rejected": dict(self.idle_rejected)}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.idle_rounds = int(state["idle_rounds"])
+        # Checkpoints written before the idle rounds' reasons were kept: unknown, so a stop there is not
+        # counted as diverged and the grid runs it again.
+        self.idle_rejected = Counter(state.get("idle_rejected", {}))
 
     def run(self, first_round: int = 0) -> None:
         """Rounds ``first_round`` .. ``schedule.total_rounds``; round 0 only evaluates."""
@@ -154,6 +159,7 @@ class RoundLoop:
 
     def train(self, server_round: int, metrics: RoundMetrics) -> None:
         """Send the sampled clients their weights; apply the valid replies unless fewer than ``sim.min_replies``."""
+        rejected_before = Counter(self.replies.rejected)
         client_ids = self.schedule.sample(server_round)
         calls = self.exchange(server_round, MessageType.TRAIN, metrics, self.faults.orders(client_ids))
         plan = self.strategy.configure_train(server_round, client_ids, calls)
@@ -163,11 +169,12 @@ class RoundLoop:
             log.warning("round %d: %d valid replies < sim.min_replies=%d; nothing changes",
                         server_round, len(replies), self.sim.min_replies)  # fmt: skip
             self.idle_rounds += 1
+            self.idle_rejected += self.replies.rejected - rejected_before
             if self.sim.max_idle_rounds and self.idle_rounds >= self.sim.max_idle_rounds:
-                diverged = bool(self.replies.rejected) and set(self.replies.rejected) <= DIVERGENCE
+                diverged = bool(self.idle_rejected) and set(self.idle_rejected) <= DIVERGENCE
                 raise IdleRun(server_round, self.idle_message(server_round), diverged)
             return
-        self.idle_rounds = 0
+        self.idle_rounds, self.idle_rejected = 0, Counter()
         metrics.values.update(self.strategy.aggregate_train(server_round, plan, replies, calls))
 
     def rejections(self) -> str:

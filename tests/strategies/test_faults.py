@@ -125,6 +125,21 @@ def test_a_run_whose_rounds_all_change_nothing_stops_naming_the_clients_errors(l
         loop.train(2, RoundMetrics())
 
 
+def test_a_stop_counts_as_diverged_only_when_its_idle_rounds_left_out_diverged_replies_alone(loop_on, drill_config):
+    raised = loop_on(drill_config("raise", 1.0, "sim.max_idle_rounds=1"))
+    with pytest.raises(IdleRun) as stop:
+        raised.train(1, RoundMetrics())
+    assert not stop.value.diverged  # clients that raised: the machine or the code may be at fault
+
+    nan = loop_on(drill_config("nan", 1.0, "sim.max_idle_rounds=2", "sim.num_rounds=3"))
+    nan.replies.reject(0, 2, "timeout", "no reply before the round's timeout")  # an earlier round lost a reply so
+    nan.train(1, RoundMetrics())
+    assert nan.state_dict() == {"idle_rounds": 1, "idle_rejected": {"nonfinite": 4}}
+    with pytest.raises(IdleRun, match="timeout x1") as stop:  # the message counts the run's every rejection
+        nan.train(2, RoundMetrics())
+    assert stop.value.diverged
+
+
 def test_a_round_that_changes_the_model_resets_the_idle_count(loop_on, drill_config):
     loop = loop_on(drill_config("raise", 0.0, "sim.max_idle_rounds=2"))
     loop.idle_rounds = 1

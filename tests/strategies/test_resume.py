@@ -100,11 +100,14 @@ def test_a_resumed_run_counts_the_idle_rounds_before_its_checkpoint(
         run(in_process_grid(4), experiment.Experiment(config(), tmp_path / "whole", True))
     with pytest.raises(RuntimeError, match="the machine died"):
         run(crashing_grid(4, call=6), experiment.Experiment(config(), tmp_path / "split", True))  # round 3's train
-    assert checkpoint.load_checkpoint(tmp_path / "split" / checkpoint.FILENAME)["loop"] == {"idle_rounds": 2}
+    loop_state = checkpoint.load_checkpoint(tmp_path / "split" / checkpoint.FILENAME)["loop"]
+    assert loop_state == {"idle_rounds": 2, "idle_rejected": {"error": 8}}
 
     resumed = experiment.Experiment(config(), tmp_path / "split", True, resume=True)
     with pytest.raises(IdleRun, match="round 3: 3 training rounds in a row"):
         run(in_process_grid(4, node_offset=5000), resumed)
+    idle = json.loads((tmp_path / "split" / "idle.json").read_text())
+    assert idle["round"] == 3 and not idle["diverged"]  # its clients raised: a grid runs it again
 
 
 def test_a_run_whose_final_evaluation_has_no_valid_reply_fails_and_resumes_into_it(
