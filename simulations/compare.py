@@ -291,7 +291,7 @@ def tune_grid(
             label = RunLabel(number + 1, cc.tune, study.strategy, study.setting, tuning.TUNE_SEED, study.rounds,
                              run_dir.resolve(), study.variant)  # fmt: skip
             planned.append(PlannedRun(label, [*base, *extra], config))  # type: ignore[arg-type]
-        pending = [r for r in planned if not results.has_ended(r.label.run_dir)]  # one that stopped idle would again
+        pending = [r for r in planned if not results.has_ended(r.label.run_dir)]  # a diverged one would again
         print(f"tuning, trial {batch[0][1] + 1}/{cc.tune} of {len(batch)} cells: {len(pending)} to run", flush=True)
         if pending and cc.report_only:
             return [None if r in pending else r.label.run_dir for r in planned]

@@ -144,7 +144,7 @@ def run(grid: Grid, exp: experiment.Experiment) -> Summary:
             machine=machine(),
             privacy=None if budget is None else budget.report(),
         )
-    except IdleRun as err:  # an outcome of the configuration, not a crash: recorded, so a grid's tuning moves on
+    except IdleRun as err:  # recorded: a grid does not run a diverged run again, its configuration's outcome
         reporter.stopped_idle(err.server_round, str(err), err.diverged)
         reporter.tracking.fail()
         raise
