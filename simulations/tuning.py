@@ -5,9 +5,10 @@ setting of the grid: seed 0, ``tune_rounds`` rounds (a quarter of the grid's by 
 test split never read (``sim.eval_test=false``). Each trial draws values from the strategy's
 declared search space (``<Strategy>Config.search_space``, ``fedhyper.search``) with Optuna's
 TPE sampler, seeded, so repeating the command draws the same trials and skips the ended ones
-(finished, or diverged: ``record.IDLE_FILE``, a failed trial that would fail again). The values of the trial with the best final validation accuracy (mean over clients) go to
-``tuned.yaml`` and into every seed's run of the grid. Keys that the command line, a setting, a
-variant or ``strategy_overrides`` set are fixed by them and not tuned.
+(finished, or diverged: ``record.IDLE_FILE``, a failed trial that would fail again). The values
+of the trial with the best final validation accuracy (mean over clients) go to ``tuned.yaml``
+and into every seed's run of the grid. Keys that the command line, a setting, a variant or
+``strategy_overrides`` set are fixed by them and not tuned.
 """
 
 from __future__ import annotations
