@@ -144,10 +144,8 @@ def run(grid: Grid, exp: experiment.Experiment) -> Summary:
             machine=machine(),
             privacy=None if budget is None else budget.report(),
         )
-    except IdleRun as err:  # recorded: a grid does not run a diverged run again, its configuration's outcome
-        reporter.stopped_idle(err.server_round, str(err), err.diverged)
-        reporter.tracking.fail()
-        raise
-    except BaseException:  # the rounds or the summary: the tracked run ends failed (a no-op once it has finished)
+    except BaseException as err:  # the rounds or the summary: the tracked run ends failed (no-op once finished)
+        if isinstance(err, IdleRun):  # recorded: a grid does not run a diverged run again, its config's outcome
+            reporter.stopped_idle(err.server_round, str(err), err.diverged)
         reporter.tracking.fail()  # an MLflow run left RUNNING would look alive in the UI for ever
         raise

@@ -359,8 +359,8 @@ def test_a_grid_run_that_diverged_is_reported_and_ended_and_one_whose_clients_fa
         *TINY,
         "sim.max_idle_rounds=1",
         '+strategy_overrides.fedavg=["sim.max_update_norm=1e-9"]',  # every update over the bound: diverges
-        '+strategy_overrides.fedprox=["faults.fraction=1.0","faults.kind=raise"]',
-    ]  # every client raises
+        '+strategy_overrides.fedprox=["faults.fraction=1.0","faults.kind=raise"]',  # every client raises
+    ]
     runs = {name: out / "runs" / "default" / name for name in ("fedavg", "fedprox")}
 
     assert compare.main(argv) == 1  # FedProx's run failed; FedAvg's diverged, which is a result, not a failure
